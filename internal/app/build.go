@@ -1,0 +1,77 @@
+// Package app wires llmgate together from a Config and runs its lifecycle.
+package app
+
+import (
+	"fmt"
+	"net"
+	"net/http"
+	"time"
+
+	"github.com/llmgate/llmgate/internal/auth"
+	"github.com/llmgate/llmgate/internal/balance"
+	"github.com/llmgate/llmgate/internal/config"
+	"github.com/llmgate/llmgate/internal/provider"
+	"github.com/llmgate/llmgate/internal/proxy"
+	"github.com/llmgate/llmgate/internal/retry"
+	"github.com/llmgate/llmgate/internal/upstream"
+)
+
+// snapshot builds the proxy's immutable view of cfg, taking each backend's
+// live state from reg so that state survives a reload.
+func snapshot(cfg *config.Config, reg *upstream.Registry) (*proxy.Config, error) {
+	specs := make([]auth.Spec, 0, len(cfg.Keys))
+	for _, k := range cfg.Keys {
+		specs = append(specs, auth.Spec{ID: auth.KeyID(k.Name), Plain: k.Key.Reveal(), SHA256Hex: k.KeySHA256})
+	}
+	keys, err := auth.NewSet(specs)
+	if err != nil {
+		return nil, err
+	}
+	if len(cfg.Backends) > balance.MaxCandidates {
+		return nil, fmt.Errorf("at most %d backends are supported", balance.MaxCandidates)
+	}
+	pc := &proxy.Config{
+		Keys:    keys,
+		Retries: cfg.Retry.EffectiveCount(),
+		Backoff: retry.Backoff{
+			Interval:       cfg.Retry.Interval.D(),
+			Delta:          cfg.Retry.Delta.D(),
+			MaxInterval:    cfg.Retry.MaxInterval.D(),
+			FirstFastRetry: cfg.Retry.FirstFastRetry,
+		},
+		MaxBody:    cfg.MaxBodyBytes,
+		StreamIdle: cfg.Timeouts.StreamIdle.D(),
+		MaxWait:    max(cfg.Retry.MaxInterval.D(), cfg.Retry.Interval.D()),
+	}
+	if cfg.Retry.Mode == "apim" {
+		pc.Mode = proxy.APIM
+	}
+	for _, b := range cfg.Backends {
+		p, err := provider.NewAzure(b.URL, b.APIKey.Reveal())
+		if err != nil {
+			return nil, fmt.Errorf("backend %s: %w", b.Name, err)
+		}
+		pc.Backends = append(pc.Backends, proxy.Backend{Name: b.Name, Provider: p, State: reg.Get(b.Name)})
+		pc.Cands = append(pc.Cands, balance.Candidate{Weight: b.EffectiveWeight()})
+	}
+	return pc, nil
+}
+
+// newTransport returns the upstream transport: warm keep-alive pools, HTTP/2
+// to TLS upstreams, no transparent decompression (bodies pass through as
+// they are), and the configured connect and header timeouts.
+func newTransport(t config.Timeouts) *http.Transport {
+	d := &net.Dialer{Timeout: t.Connect.D(), KeepAlive: 30 * time.Second}
+	return &http.Transport{
+		Proxy:                 http.ProxyFromEnvironment,
+		DialContext:           d.DialContext,
+		TLSHandshakeTimeout:   t.Connect.D(),
+		ResponseHeaderTimeout: t.ResponseHeader.D(),
+		ExpectContinueTimeout: time.Second,
+		MaxIdleConns:          4096,
+		MaxIdleConnsPerHost:   1024,
+		IdleConnTimeout:       90 * time.Second,
+		ForceAttemptHTTP2:     true,
+		DisableCompression:    true,
+	}
+}

@@ -1,0 +1,327 @@
+// Package config reads, checks and prints llmgate's YAML configuration.
+//
+// Load expands ${NAME} references to environment variables, rejects unknown
+// keys, fills defaults and validates, returning every problem found with its
+// place in the file. Secrets are held in Secret, which masks itself wherever
+// it could be printed.
+package config
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"net/url"
+	"os"
+	"reflect"
+	"strings"
+	"time"
+
+	"go.yaml.in/yaml/v3"
+)
+
+// Config is the whole gateway configuration. Values are immutable once
+// loaded; a reload builds a new Config.
+type Config struct {
+	// Listen is the gateway's address. Default "127.0.0.1:8080".
+	Listen string `yaml:"listen"`
+	// Keys are the client keys; a request must carry one of them. At least one is required.
+	Keys []Key `yaml:"keys"`
+	// Backends are the upstream deployments. At least one is required.
+	Backends []Backend `yaml:"backends"`
+	// Retry is the retry and failover policy.
+	Retry Retry `yaml:"retry"`
+	// MaxBodyBytes bounds the request body kept in memory for replay.
+	// Default 32 MiB; larger bodies get 413.
+	MaxBodyBytes int64 `yaml:"max_body_bytes"`
+	// Timeouts bound every phase of a request.
+	Timeouts Timeouts `yaml:"timeouts"`
+}
+
+// Key is one client key.
+type Key struct {
+	// Name identifies the key in logs and metrics; required and unique.
+	Name string `yaml:"name"`
+	// Key is the key itself, usually from ${ENV}. Exactly one of Key and KeySHA256 is required.
+	Key Secret `yaml:"key"`
+	// KeySHA256 is the hex SHA-256 digest of the key, so the file holds no secret.
+	KeySHA256 string `yaml:"key_sha256"`
+}
+
+// Backend is one upstream deployment (an Azure OpenAI resource).
+type Backend struct {
+	// Name identifies the backend in logs, headers and metrics; required and unique.
+	Name string `yaml:"name"`
+	// URL is the base URL, e.g. https://example-se.openai.azure.com; /openai/... is
+	// appended, and a URL already ending in /openai is not doubled. Required.
+	URL string `yaml:"url"`
+	// APIKey is sent upstream as the api-key header. Empty sends no credential.
+	APIKey Secret `yaml:"api_key"`
+	// Weight is the backend's share of traffic. Nil means 1; 0 means the backend
+	// takes traffic only when every weighted one has been tried.
+	Weight *int `yaml:"weight"`
+}
+
+// EffectiveWeight is the weight with its default applied.
+func (b Backend) EffectiveWeight() int {
+	if b.Weight == nil {
+		return 1
+	}
+	return *b.Weight
+}
+
+// Retry is API Management's retry policy, plus llmgate's failover rules.
+type Retry struct {
+	// Count is the number of retries after the first attempt. Nil means 3; 0 disables retries.
+	Count *int `yaml:"count"`
+	// Interval, Delta and MaxInterval shape the wait before retry n, as in API
+	// Management: only Interval → fixed; Interval and Delta → Interval+(n-1)·Delta;
+	// all three → Interval+2^(n-1)·random(0.8·Delta, 1.2·Delta), capped at MaxInterval.
+	// If all three are zero the defaults are 1s, 1s and 8s.
+	Interval    Duration `yaml:"interval"`
+	Delta       Duration `yaml:"delta"`
+	MaxInterval Duration `yaml:"max_interval"`
+	// FirstFastRetry makes the first retry immediate.
+	FirstFastRetry bool `yaml:"first_fast_retry"`
+	// Mode is "smart" (default: a retry that switches to a fresh, available
+	// backend goes at once; the formula's wait applies when a backend already
+	// tried must be called again) or "apim" (wait the formula before every
+	// retry, as API Management does).
+	Mode string `yaml:"mode"`
+}
+
+// EffectiveCount is Count with its default applied.
+func (r Retry) EffectiveCount() int {
+	if r.Count == nil {
+		return 3
+	}
+	return *r.Count
+}
+
+// Timeouts bound the phases of a request. Zero fields take the defaults
+// documented on each.
+type Timeouts struct {
+	// Connect bounds dialing an upstream (TCP and TLS). Default 5s.
+	Connect Duration `yaml:"connect"`
+	// ResponseHeader bounds the wait for an upstream's response headers after
+	// the request is sent. Default 120s (a long non-streamed completion).
+	ResponseHeader Duration `yaml:"response_header"`
+	// StreamIdle bounds the gap between two chunks of a streamed response. Default 60s.
+	StreamIdle Duration `yaml:"stream_idle"`
+	// ReadHeader is the server's limit for reading a client's request headers. Default 10s.
+	ReadHeader Duration `yaml:"read_header"`
+	// Idle is how long the server keeps an idle client connection. Default 120s.
+	Idle Duration `yaml:"idle"`
+	// ShutdownGrace bounds the drain of in-flight requests on SIGTERM. Default 30s.
+	ShutdownGrace Duration `yaml:"shutdown_grace"`
+}
+
+// Defaults fills every unset field with its documented default.
+func (c *Config) Defaults() {
+	if c.Listen == "" {
+		c.Listen = "127.0.0.1:8080"
+	}
+	if c.MaxBodyBytes == 0 {
+		c.MaxBodyBytes = 32 << 20
+	}
+	if c.Retry.Mode == "" {
+		c.Retry.Mode = "smart"
+	}
+	if c.Retry.Interval == 0 && c.Retry.Delta == 0 && c.Retry.MaxInterval == 0 {
+		c.Retry.Interval = Duration(time.Second)
+		c.Retry.Delta = Duration(time.Second)
+		c.Retry.MaxInterval = Duration(8 * time.Second)
+	}
+	t := &c.Timeouts
+	def := func(d *Duration, v time.Duration) {
+		if *d == 0 {
+			*d = Duration(v)
+		}
+	}
+	def(&t.Connect, 5*time.Second)
+	def(&t.ResponseHeader, 120*time.Second)
+	def(&t.StreamIdle, 60*time.Second)
+	def(&t.ReadHeader, 10*time.Second)
+	def(&t.Idle, 120*time.Second)
+	def(&t.ShutdownGrace, 30*time.Second)
+}
+
+// Validate checks a defaulted config and returns every problem found.
+func (c *Config) Validate() []Problem {
+	var d decoder
+	if c.Listen == "" {
+		d.add("listen", nil, "required")
+	}
+	if len(c.Keys) == 0 {
+		d.add("keys", nil, "at least one client key is required")
+	}
+	names := map[string]string{}
+	for i, k := range c.Keys {
+		p := fmt.Sprintf("keys[%d]", i)
+		if k.Name == "" {
+			d.add(p+".name", nil, "required")
+		} else if prev, dup := names[k.Name]; dup {
+			d.add(p+".name", nil, "duplicate of %s.name %q", prev, k.Name)
+		} else {
+			names[k.Name] = p
+		}
+		switch {
+		case k.Key == "" && k.KeySHA256 == "":
+			d.add(p+".key", nil, "required (or key_sha256)")
+		case k.Key != "" && k.KeySHA256 != "":
+			d.add(p+".key_sha256", nil, "give either key or key_sha256, not both")
+		case k.KeySHA256 != "" && !isHex(k.KeySHA256, 64):
+			d.add(p+".key_sha256", nil, "must be 64 hex digits")
+		}
+	}
+	if len(c.Backends) == 0 {
+		d.add("backends", nil, "at least one backend is required")
+	}
+	bnames := map[string]string{}
+	for i, b := range c.Backends {
+		p := fmt.Sprintf("backends[%d]", i)
+		if b.Name == "" {
+			d.add(p+".name", nil, "required")
+		} else if prev, dup := bnames[b.Name]; dup {
+			d.add(p+".name", nil, "duplicate of %s.name %q", prev, b.Name)
+		} else {
+			bnames[b.Name] = p
+		}
+		if b.URL == "" {
+			d.add(p+".url", nil, "required")
+		} else if u, err := url.Parse(b.URL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			d.add(p+".url", nil, "must be an absolute http or https URL")
+		} else if u.RawQuery != "" || u.Fragment != "" || u.User != nil {
+			d.add(p+".url", nil, "must not carry a query, fragment or user info")
+		}
+		if b.Weight != nil && *b.Weight < 0 {
+			d.add(p+".weight", nil, "must be >= 0")
+		}
+	}
+	r := c.Retry
+	if r.Count != nil && (*r.Count < 0 || *r.Count > 50) {
+		d.add("retry.count", nil, "must be between 0 and 50")
+	}
+	for _, f := range []struct {
+		name string
+		v    Duration
+	}{{"retry.interval", r.Interval}, {"retry.delta", r.Delta}, {"retry.max_interval", r.MaxInterval}} {
+		if f.v < 0 {
+			d.add(f.name, nil, "must not be negative")
+		}
+	}
+	if r.Mode != "smart" && r.Mode != "apim" {
+		d.add("retry.mode", nil, "must be smart or apim")
+	}
+	if r.MaxInterval > 0 && r.MaxInterval < r.Interval {
+		d.add("retry.max_interval", nil, "must be >= retry.interval")
+	}
+	if c.MaxBodyBytes < 0 {
+		d.add("max_body_bytes", nil, "must be positive")
+	}
+	v := reflect.ValueOf(c.Timeouts)
+	for i := range v.NumField() {
+		if v.Field(i).Interface().(Duration) < 0 {
+			d.add("timeouts."+fieldsTag(v.Type().Field(i)), nil, "must not be negative")
+		}
+	}
+	return d.problems
+}
+
+func fieldsTag(f reflect.StructField) string { return strings.Split(f.Tag.Get("yaml"), ",")[0] }
+
+func isHex(s string, n int) bool {
+	if len(s) != n {
+		return false
+	}
+	for _, c := range s {
+		if !strings.ContainsRune("0123456789abcdefABCDEF", c) {
+			return false
+		}
+	}
+	return true
+}
+
+// Error holds every problem of a config file.
+type Error struct {
+	File     string
+	Problems []Problem
+}
+
+func (e *Error) Error() string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "config %s: %d problem(s)", e.File, len(e.Problems))
+	for _, p := range e.Problems {
+		b.WriteString("\n  ")
+		b.WriteString(p.String())
+	}
+	return b.String()
+}
+
+// Load reads, expands, defaults and validates the config file at path.
+// A problem of any kind returns *Error listing them all.
+func Load(path string) (*Config, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("config: %w", err)
+	}
+	return Parse(path, data, osLookup)
+}
+
+// Parse is Load on bytes, with lookup resolving ${NAME} references.
+func Parse(name string, data []byte, lookup func(string) (string, bool)) (*Config, error) {
+	var root yaml.Node
+	dec := yaml.NewDecoder(bytes.NewReader(data))
+	if err := dec.Decode(&root); err != nil {
+		if errors.Is(err, io.EOF) {
+			return nil, &Error{File: name, Problems: []Problem{{Message: "file is empty"}}}
+		}
+		return nil, &Error{File: name, Problems: []Problem{{Message: err.Error()}}}
+	}
+	d := decoder{lookup: lookup, lines: map[string]int{}}
+	c := &Config{}
+	doc := &root
+	if doc.Kind == yaml.DocumentNode && len(doc.Content) == 1 {
+		doc = doc.Content[0]
+	}
+	d.decode(doc, reflect.ValueOf(c).Elem(), "")
+	problems := d.problems
+	bad := make(map[string]bool, len(problems))
+	for _, p := range problems {
+		bad[p.Path] = true
+	}
+	c.Defaults()
+	// Validate even after decode problems, so one run lists them all; skip
+	// findings about values that already failed to decode.
+	for _, p := range c.Validate() {
+		if bad[p.Path] {
+			continue
+		}
+		for q := p.Path; p.Line == 0 && q != ""; q = parent(q) {
+			p.Line = d.lines[q]
+		}
+		problems = append(problems, p)
+	}
+	if len(problems) > 0 {
+		return nil, &Error{File: name, Problems: problems}
+	}
+	return c, nil
+}
+
+// Redacted returns the config as YAML with every secret masked.
+func (c *Config) Redacted() string {
+	out, err := yaml.Marshal(c)
+	if err != nil {
+		return fmt.Sprintf("config: %v", err)
+	}
+	return string(out)
+}
+
+// parent returns the path one level up: "backends[1].url" → "backends[1]" → "backends".
+func parent(p string) string {
+	i := strings.LastIndexAny(p, ".[")
+	if i < 0 {
+		return ""
+	}
+	return p[:i]
+}

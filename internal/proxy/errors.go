@@ -1,0 +1,55 @@
+package proxy
+
+import (
+	"encoding/json"
+	"net/http"
+	"strconv"
+	"time"
+
+	"github.com/llmgate/llmgate/internal/api/openai"
+)
+
+// unauthorizedBody is the exact body API Management's policy answers with.
+// Missing and wrong keys get the same bytes.
+const unauthorizedBody = `{"error":{"code":"401","message":"Unauthorized. Invalid API key."}}`
+
+// statusClientClosed is logged when the client went away (nginx's 499).
+const statusClientClosed = 499
+
+// Error types, as OpenAI names them.
+const (
+	typeInvalidRequest = "invalid_request_error"
+	typeServer         = "server_error"
+	typeRateLimit      = "rate_limit_error"
+)
+
+// writeError answers with the OpenAI error shape. It is the one place that
+// turns a gateway-made failure into a client response.
+func writeError(w http.ResponseWriter, status int, typ, code, msg string) {
+	b, _ := json.Marshal(openai.ErrorBody{Error: openai.Error{Message: msg, Type: typ, Code: code}})
+	h := w.Header()
+	h.Set("Content-Type", "application/json")
+	h.Set("Content-Length", strconv.Itoa(len(b)))
+	w.WriteHeader(status)
+	_, _ = w.Write(b)
+}
+
+func writeUnauthorized(w http.ResponseWriter) {
+	h := w.Header()
+	h.Set("Content-Type", "application/json")
+	h.Set("Content-Length", strconv.Itoa(len(unauthorizedBody)))
+	w.WriteHeader(http.StatusUnauthorized)
+	_, _ = w.Write([]byte(unauthorizedBody))
+}
+
+// setRetryAfter sets both retry-after (whole seconds, rounded up) and
+// retry-after-ms, as the SDKs read them.
+func setRetryAfter(h http.Header, d time.Duration) {
+	if d < 0 {
+		d = 0
+	}
+	ms := (d + time.Millisecond - 1) / time.Millisecond
+	secs := (d + time.Second - 1) / time.Second
+	h.Set("Retry-After", strconv.FormatInt(int64(secs), 10))
+	h.Set("Retry-After-Ms", strconv.FormatInt(int64(ms), 10))
+}

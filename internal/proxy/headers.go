@@ -1,0 +1,112 @@
+package proxy
+
+import (
+	"bytes"
+	"context"
+	"io"
+	"net/http"
+	"net/textproto"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// hopHeaders are hop-by-hop headers (RFC 9110 §7.6.1) never forwarded.
+var hopHeaders = map[string]bool{
+	"Connection":          true,
+	"Proxy-Connection":    true,
+	"Keep-Alive":          true,
+	"Proxy-Authenticate":  true,
+	"Proxy-Authorization": true,
+	"Te":                  true,
+	"Trailer":             true,
+	"Transfer-Encoding":   true,
+	"Upgrade":             true,
+}
+
+// clientOnly are request headers that carry the client's credentials or
+// belong to the client's connection; they never reach an upstream.
+var clientOnly = map[string]bool{
+	"Api-Key":        true,
+	"Authorization":  true,
+	"Cookie":         true,
+	"Host":           true,
+	"Content-Length": true,
+}
+
+// outbound builds the upstream request for backend b.
+func (h *Handler) outbound(ctx context.Context, r *http.Request, b *Backend, body []byte, isStream bool) *http.Request {
+	hdr := make(http.Header, len(r.Header)+1)
+	conn := r.Header["Connection"]
+	for k, v := range r.Header {
+		if hopHeaders[k] || clientOnly[k] || listedIn(conn, k) {
+			continue
+		}
+		hdr[k] = v
+	}
+	if isStream {
+		// Streams are relayed byte for byte: ask for them uncompressed.
+		delete(hdr, "Accept-Encoding")
+	}
+	b.Provider.Authorize(hdr)
+	u := b.Provider.URL(r.URL.Path, r.URL.RawPath, r.URL.RawQuery)
+	out := &http.Request{
+		Method:        r.Method,
+		URL:           u,
+		Proto:         "HTTP/1.1",
+		ProtoMajor:    1,
+		ProtoMinor:    1,
+		Header:        hdr,
+		Host:          u.Host,
+		ContentLength: int64(len(body)),
+	}
+	if len(body) > 0 {
+		out.Body = &replay{Reader: bytes.NewReader(body)}
+		out.GetBody = func() (io.ReadCloser, error) { return &replay{Reader: bytes.NewReader(body)}, nil }
+	}
+	return out.WithContext(ctx)
+}
+
+type replay struct{ *bytes.Reader }
+
+func (*replay) Close() error { return nil }
+
+// listedIn reports whether header k is named in a Connection header value.
+func listedIn(conn []string, k string) bool {
+	for _, v := range conn {
+		for _, f := range strings.Split(v, ",") {
+			if textproto.CanonicalMIMEHeaderKey(strings.TrimSpace(f)) == k {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// writeHeader copies an upstream response's headers (minus hop-by-hop) and
+// adds llmgate's own, then writes the status.
+func (h *Handler) writeHeader(w http.ResponseWriter, status int, up http.Header, backend string, q *request) {
+	h.writeHeaderWith(w, status, up, backend, q, -1)
+}
+
+// writeHeaderWith is writeHeader that, when ra ≥ 0, replaces the upstream's
+// retry delay headers with ra.
+func (h *Handler) writeHeaderWith(w http.ResponseWriter, status int, up http.Header, backend string, q *request, ra time.Duration) {
+	dst := w.Header()
+	conn := up["Connection"]
+	for k, v := range up {
+		if hopHeaders[k] || listedIn(conn, k) {
+			continue
+		}
+		dst[k] = v
+	}
+	if ra >= 0 {
+		delete(dst, "X-Ms-Retry-After-Ms")
+		setRetryAfter(dst, ra)
+	}
+	dst["X-Llmgate-Backend"] = []string{backend}
+	dst["X-Llmgate-Attempts"] = []string{strconv.Itoa(q.attempts)}
+	dst["X-Llmgate-Trail"] = []string{string(q.trail)}
+	q.status = status
+	w.WriteHeader(status)
+}

@@ -1,0 +1,109 @@
+package retry
+
+import (
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// maxDelay bounds any delay read from a response, so a broken or hostile
+// header cannot park a backend for days.
+const maxDelay = 24 * time.Hour
+
+// After returns how long the backend asked us to wait, read from the forms
+// in use: retry-after-ms, x-ms-retry-after-ms, Retry-After (seconds or an
+// HTTP date), and x-ratelimit-reset-requests / -tokens (seconds, or Go-style
+// durations such as "6m0s" or "250ms"). Values of 0 or below mean unknown.
+// ok is false when no usable value is present.
+func After(h http.Header, now time.Time) (d time.Duration, ok bool) {
+	if d, ok := millis(h.Get("Retry-After-Ms")); ok {
+		return d, true
+	}
+	if d, ok := millis(h.Get("X-Ms-Retry-After-Ms")); ok {
+		return d, true
+	}
+	if d, ok := RetryAfter(h.Get("Retry-After"), now); ok {
+		return d, true
+	}
+	// OpenAI and Azure reset headers: the exhausted limit's reset is the one
+	// that matters; if none says it is exhausted, the longest is safe.
+	var best time.Duration
+	found := false
+	for _, kind := range [...]string{"Requests", "Tokens"} {
+		d, ok := Reset(h.Get("X-Ratelimit-Reset-" + kind))
+		if !ok {
+			continue
+		}
+		if h.Get("X-Ratelimit-Remaining-"+kind) == "0" {
+			return d, true
+		}
+		if d > best {
+			best = d
+		}
+		found = true
+	}
+	return best, found
+}
+
+func millis(v string) (time.Duration, bool) {
+	if v == "" {
+		return 0, false
+	}
+	f, err := strconv.ParseFloat(strings.TrimSpace(v), 64)
+	if err != nil || f <= 0 || f != f {
+		return 0, false
+	}
+	return clamp(f * float64(time.Millisecond)), true
+}
+
+// RetryAfter parses a Retry-After value: delay-seconds (fractions accepted)
+// or an HTTP date.
+func RetryAfter(v string, now time.Time) (time.Duration, bool) {
+	v = strings.TrimSpace(v)
+	if v == "" {
+		return 0, false
+	}
+	if f, err := strconv.ParseFloat(v, 64); err == nil {
+		if f <= 0 || f != f {
+			return 0, false
+		}
+		return clamp(f * float64(time.Second)), true
+	}
+	t, err := http.ParseTime(v)
+	if err != nil {
+		return 0, false
+	}
+	d := t.Sub(now)
+	if d <= 0 {
+		return 0, false
+	}
+	return clamp(float64(d)), true
+}
+
+// Reset parses an x-ratelimit-reset-* value: seconds ("12", "0.5") or a Go
+// style duration ("6m0s", "250ms", "1h2m3.5s").
+func Reset(v string) (time.Duration, bool) {
+	v = strings.TrimSpace(v)
+	if v == "" {
+		return 0, false
+	}
+	if f, err := strconv.ParseFloat(v, 64); err == nil {
+		if f <= 0 || f != f {
+			return 0, false
+		}
+		return clamp(f * float64(time.Second)), true
+	}
+	d, err := time.ParseDuration(v)
+	if err != nil || d <= 0 {
+		return 0, false
+	}
+	return clamp(float64(d)), true
+}
+
+func clamp(ns float64) time.Duration {
+	if ns > float64(maxDelay) {
+		return maxDelay
+	}
+	return time.Duration(ns)
+}

@@ -1,0 +1,245 @@
+// Package stream relays Server-Sent Events from an upstream to a client,
+// flushing after every read so each event reaches the client as soon as it
+// arrives, and ends a broken stream with an explicit SSE error event.
+package stream
+
+import (
+	"bytes"
+	"errors"
+	"io"
+	"net/http"
+	"sync"
+)
+
+// BufSize is the relay's read buffer; pooled, so a relay allocates nothing per chunk.
+const BufSize = 32 << 10
+
+var bufPool = sync.Pool{New: func() any { b := make([]byte, BufSize); return &b }}
+
+// GetBuf returns a pooled relay buffer; PutBuf returns it.
+func GetBuf() *[]byte { return bufPool.Get().(*[]byte) }
+
+// PutBuf returns a buffer from GetBuf to the pool.
+func PutBuf(b *[]byte) { bufPool.Put(b) }
+
+// Tail remembers the last bytes written, to tell whether the stream is at an
+// event boundary and whether it ended with [DONE].
+type Tail struct {
+	b [16]byte
+	n int
+}
+
+// Add records p as written.
+func (t *Tail) Add(p []byte) {
+	if len(p) >= len(t.b) {
+		copy(t.b[:], p[len(p)-len(t.b):])
+		t.n = len(t.b)
+		return
+	}
+	keep := min(t.n, len(t.b)-len(p))
+	copy(t.b[:keep], t.b[t.n-keep:t.n])
+	copy(t.b[keep:], p)
+	t.n = keep + len(p)
+}
+
+func (t *Tail) bytes() []byte { return t.b[:t.n] }
+
+// AtBoundary reports whether the bytes so far end an event (or nothing was written).
+func (t *Tail) AtBoundary() bool {
+	b := t.bytes()
+	return len(b) == 0 || bytes.HasSuffix(b, []byte("\n\n")) || bytes.HasSuffix(b, []byte("\r\n\r\n"))
+}
+
+// Done reports whether the stream ended with the data: [DONE] event.
+func (t *Tail) Done() bool {
+	b := bytes.TrimRight(t.bytes(), "\r\n")
+	return bytes.HasSuffix(b, []byte("[DONE]"))
+}
+
+// FirstEvent reads from r into buf until buf holds one complete event (a
+// blank line) or is full, and returns the bytes read. A read error other
+// than io.EOF is returned with whatever was read.
+func FirstEvent(r io.Reader, buf []byte) (int, error) {
+	n := 0
+	for n < len(buf) {
+		m, err := r.Read(buf[n:])
+		n += m
+		if i := EventEnd(buf[:n]); i >= 0 {
+			return n, nil
+		}
+		if err != nil {
+			if errors.Is(err, io.EOF) {
+				return n, nil
+			}
+			return n, err
+		}
+	}
+	return n, nil
+}
+
+// EventEnd returns the index just past the first event's terminating blank
+// line in b, or -1.
+func EventEnd(b []byte) int {
+	if i := bytes.Index(b, []byte("\n\n")); i >= 0 {
+		j := bytes.Index(b, []byte("\r\n\r\n"))
+		if j >= 0 && j+4 < i+2 {
+			return j + 4
+		}
+		return i + 2
+	}
+	if j := bytes.Index(b, []byte("\r\n\r\n")); j >= 0 {
+		return j + 4
+	}
+	return -1
+}
+
+// IsErrorEvent reports whether the first event in b carries an error: an
+// "event: error" line or a data object with a top-level "error" key.
+func IsErrorEvent(b []byte) bool {
+	end := EventEnd(b)
+	if end >= 0 {
+		b = b[:end]
+	}
+	for len(b) > 0 {
+		line := b
+		if i := bytes.IndexByte(b, '\n'); i >= 0 {
+			line, b = b[:i], b[i+1:]
+		} else {
+			b = nil
+		}
+		line = bytes.TrimRight(line, "\r")
+		switch {
+		case bytes.HasPrefix(line, []byte("event:")):
+			if string(bytes.TrimSpace(line[len("event:"):])) == "error" {
+				return true
+			}
+		case bytes.HasPrefix(line, []byte("data:")):
+			d := bytes.TrimSpace(line[len("data:"):])
+			if bytes.HasPrefix(d, []byte("{")) && bytes.HasPrefix(bytes.TrimLeft(d[1:], " \t\r\n"), []byte(`"error"`)) {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// Writer is what the relay writes to: an http.ResponseWriter that flushes.
+type Writer interface {
+	io.Writer
+	http.Flusher
+}
+
+// Copy relays src to dst event by event until src ends: it writes only
+// whole events (up to the last blank line read so far) and flushes after
+// each write, so a client never sees half an event, even when the upstream
+// breaks. An event larger than buf is passed through in pieces. buf[:pre]
+// holds bytes already read from src and not yet written. Copy calls onRead
+// after each successful read (e.g. to extend an idle deadline) and records
+// what was written in tail. It returns the bytes written and the first read
+// or write error (io.EOF is not an error); on a read error, bytes of an
+// unfinished event are dropped.
+func Copy(dst Writer, src io.Reader, buf []byte, pre int, tail *Tail, onRead func()) (int64, error) {
+	var written int64
+	off := pre
+	write := func(end int) error {
+		w, werr := dst.Write(buf[:end])
+		written += int64(w)
+		tail.Add(buf[:w])
+		if werr != nil {
+			return &WriteError{Err: werr}
+		}
+		dst.Flush()
+		off = copy(buf, buf[end:off])
+		return nil
+	}
+	if off > 0 {
+		if end := lastBoundary(buf[:off]); end > 0 {
+			if err := write(end); err != nil {
+				return written, err
+			}
+		}
+	}
+	for {
+		n, rerr := src.Read(buf[off:])
+		if n > 0 {
+			if onRead != nil {
+				onRead()
+			}
+			off += n
+			end := lastBoundary(buf[:off])
+			if end < 0 && off == len(buf) {
+				end = off
+			}
+			if end > 0 {
+				if err := write(end); err != nil {
+					return written, err
+				}
+			}
+		}
+		if rerr != nil {
+			if errors.Is(rerr, io.EOF) {
+				if off > 0 {
+					if err := write(off); err != nil {
+						return written, err
+					}
+				}
+				return written, nil
+			}
+			return written, rerr
+		}
+	}
+}
+
+// lastBoundary returns the index just past the last blank line in b, or -1.
+func lastBoundary(b []byte) int {
+	i := bytes.LastIndex(b, []byte("\n\n"))
+	if i >= 0 {
+		i += 2
+	}
+	if j := bytes.LastIndex(b, []byte("\r\n\r\n")); j >= 0 && j+4 > i {
+		i = j + 4
+	}
+	return i
+}
+
+// WriteError is a failure to write to the client (the client went away).
+type WriteError struct{ Err error }
+
+func (e *WriteError) Error() string { return "write to client: " + e.Err.Error() }
+func (e *WriteError) Unwrap() error { return e.Err }
+
+// ErrorEvent returns an SSE event carrying an error in the OpenAI error
+// shape; if the stream is not at an event boundary, it first ends the
+// partial event so the client's parser sees the error as its own event.
+func ErrorEvent(tail *Tail, message, code string) []byte {
+	var b bytes.Buffer
+	if !tail.AtBoundary() {
+		b.WriteString("\n\n")
+	}
+	b.WriteString(`data: {"error":{"message":`)
+	b.WriteString(quote(message))
+	b.WriteString(`,"type":"server_error","param":null,"code":`)
+	b.WriteString(quote(code))
+	b.WriteString("}}\n\n")
+	return b.Bytes()
+}
+
+func quote(s string) string {
+	var b bytes.Buffer
+	b.WriteByte('"')
+	for _, r := range s {
+		switch {
+		case r == '"' || r == '\\':
+			b.WriteByte('\\')
+			b.WriteRune(r)
+		case r < 0x20:
+			b.WriteString(`\u00`)
+			b.WriteByte("0123456789abcdef"[r>>4])
+			b.WriteByte("0123456789abcdef"[r&15])
+		default:
+			b.WriteRune(r)
+		}
+	}
+	b.WriteByte('"')
+	return b.String()
+}
