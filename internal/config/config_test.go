@@ -1,0 +1,191 @@
+package config
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+func env(m map[string]string) func(string) (string, bool) {
+	return func(k string) (string, bool) { v, ok := m[k]; return v, ok }
+}
+
+const apim = `
+listen: 127.0.0.1:8080
+keys:
+  - name: demo
+    key: ${LLMGATE_DEMO_KEY}
+backends:
+  - name: oai-se
+    url: https://example-se.openai.azure.com
+    api_key: ${AOAI_SE_KEY}
+    weight: 75
+  - name: oai-fr
+    url: https://example-fr.openai.azure.com/openai
+    api_key: ${AOAI_FR_KEY}
+    weight: 25
+retry:
+  count: 5
+  interval: 1s
+  delta: 1s
+  max_interval: 8s
+  first_fast_retry: false
+`
+
+var apimEnv = map[string]string{"LLMGATE_DEMO_KEY": "client-secret", "AOAI_SE_KEY": "se-secret", "AOAI_FR_KEY": "fr-secret"}
+
+func TestParseAPIM(t *testing.T) {
+	t.Parallel()
+	c, err := Parse("apim.yaml", []byte(apim), env(apimEnv))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Keys[0].Key.Reveal() != "client-secret" || c.Backends[1].APIKey.Reveal() != "fr-secret" {
+		t.Error("env not expanded")
+	}
+	if c.Backends[0].EffectiveWeight() != 75 || c.Retry.EffectiveCount() != 5 || c.Retry.MaxInterval.D() != 8*time.Second {
+		t.Errorf("values: %+v", c)
+	}
+	if c.MaxBodyBytes != 32<<20 || c.Retry.Mode != "smart" || c.Timeouts.Connect.D() != 5*time.Second {
+		t.Errorf("defaults not applied: %+v", c)
+	}
+}
+
+func TestExampleFileValidates(t *testing.T) {
+	t.Parallel()
+	data, err := os.ReadFile(filepath.Join("..", "..", "examples", "apim.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Parse("examples/apim.yaml", data, env(apimEnv)); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestProblemsListedWithPlaces(t *testing.T) {
+	t.Parallel()
+	bad := `
+listen: 127.0.0.1:8080
+keys:
+  - name: demo
+    key: ${MISSING_KEY}
+    colour: blue
+backends:
+  - name: a
+    url: http://a.example
+    weight: -2
+  - name: a
+  - name: c
+    url: ftp://c
+retry:
+  count: many
+  interval: 1x
+  mode: fancy
+timeouts:
+  connect: -1s
+`
+	_, err := Parse("bad.yaml", []byte(bad), env(nil))
+	var ce *Error
+	if !errors.As(err, &ce) {
+		t.Fatalf("err = %v, want *Error", err)
+	}
+	got := err.Error()
+	for _, want := range []string{
+		"keys[0].key: environment variable MISSING_KEY is not set (line 5)",
+		"keys[0].colour: unknown key (line 6)",
+		"backends[0].weight: must be >= 0",
+		"backends[1].name: duplicate",
+		"backends[1].url: required",
+		"backends[2].url: must be an absolute http or https URL",
+		"retry.count:",
+		"retry.interval: invalid duration \"1x\"",
+		"retry.mode: must be smart or apim",
+		"timeouts.connect: must not be negative",
+	} {
+		if !strings.Contains(got, want) {
+			t.Errorf("missing problem %q in:\n%s", want, got)
+		}
+	}
+}
+
+func TestRequiredSections(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct{ body, want string }{
+		{"", "file is empty"},
+		{"listen: x\n", "keys: at least one client key is required"},
+		{"listen: x\n", "backends: at least one backend is required"},
+		{"keys: [{name: a, key: k, key_sha256: " + strings.Repeat("a", 64) + "}]\n", "either key or key_sha256"},
+		{"keys: [{name: a, key_sha256: xyz}]\n", "key_sha256: must be 64 hex digits"},
+		{"- a\n- b\n", "must be a mapping"},
+		{"listen: [\n", "yaml"},
+	} {
+		_, err := Parse("x.yaml", []byte(tc.body), env(nil))
+		if err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("Parse(%q) = %v, want %q", tc.body, err, tc.want)
+		}
+	}
+}
+
+func TestSecretsMasked(t *testing.T) {
+	t.Parallel()
+	c, err := Parse("apim.yaml", []byte(apim), env(apimEnv))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var logged strings.Builder
+	slog.New(slog.NewJSONHandler(&logged, nil)).Info("cfg", "key", c.Keys[0].Key, "backend", c.Backends[0])
+	outputs := []string{
+		c.Redacted(),
+		fmt.Sprintf("%v %+v %#v %s", c, c, c, c.Keys[0].Key),
+		fmt.Sprint(c.Backends[0].APIKey),
+		logged.String(),
+	}
+	for _, out := range outputs {
+		for _, secret := range apimEnv {
+			if strings.Contains(out, secret) {
+				t.Errorf("secret %q printed in %q", secret, out)
+			}
+		}
+	}
+	if !strings.Contains(c.Redacted(), "****") {
+		t.Error("Redacted shows no mask")
+	}
+}
+
+func TestEnvExpansionTypes(t *testing.T) {
+	t.Parallel()
+	body := `
+listen: ${ADDR}
+max_body_bytes: ${MAX}
+keys: [{name: k, key: "${K}"}]
+backends:
+  - name: b
+    url: "http://${HOST}:8080"
+    weight: ${W}
+`
+	c, err := Parse("x.yaml", []byte(body), env(map[string]string{"ADDR": ":9000", "MAX": "1024", "K": "123", "HOST": "h", "W": "3"}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Listen != ":9000" || c.MaxBodyBytes != 1024 || c.Keys[0].Key.Reveal() != "123" || c.Backends[0].URL != "http://h:8080" || c.Backends[0].EffectiveWeight() != 3 {
+		t.Errorf("got %+v", c)
+	}
+}
+
+func FuzzParse(f *testing.F) {
+	f.Add([]byte(apim))
+	f.Add([]byte("keys: [{name: a, key: b}]\nbackends: [{name: x, url: 'http://x'}]\n"))
+	f.Add([]byte("retry: {interval: 1x}\n"))
+	f.Add([]byte("a: &x [*x]\n"))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		c, err := Parse("fuzz.yaml", data, env(apimEnv))
+		if err == nil && (len(c.Keys) == 0 || len(c.Backends) == 0) {
+			t.Fatal("accepted a config without keys or backends")
+		}
+	})
+}
