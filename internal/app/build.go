@@ -30,6 +30,7 @@ func snapshot(cfg *config.Config, reg *upstream.Registry) (*proxy.Config, error)
 	if len(cfg.Backends) > balance.MaxCandidates {
 		return nil, fmt.Errorf("at most %d backends are supported", balance.MaxCandidates)
 	}
+	ro := cfg.Routing
 	pc := &proxy.Config{
 		Keys:    keys,
 		Retries: cfg.Retry.EffectiveCount(),
@@ -39,20 +40,74 @@ func snapshot(cfg *config.Config, reg *upstream.Registry) (*proxy.Config, error)
 			MaxInterval:    cfg.Retry.MaxInterval.D(),
 			FirstFastRetry: cfg.Retry.FirstFastRetry,
 		},
-		MaxBody:    cfg.MaxBodyBytes,
-		StreamIdle: cfg.Timeouts.StreamIdle.D(),
-		MaxWait:    max(cfg.Retry.MaxInterval.D(), cfg.Retry.Interval.D()),
+		MaxBody:            cfg.MaxBodyBytes,
+		StreamIdle:         cfg.Timeouts.StreamIdle.D(),
+		MaxWait:            ro.MaxWait.D(),
+		Total:              cfg.Timeouts.Total.D(),
+		Steering:           *ro.CapacitySteering,
+		BudgetRatio:        ro.RetryBudget.Ratio,
+		BudgetMinPerSecond: ro.RetryBudget.MinPerSecond,
+		StickyKey:          ro.Sticky.Key,
+		StickyTTL:          ro.Sticky.TTL.D(),
+		Routes:             map[string]*proxy.Route{},
 	}
 	if cfg.Retry.Mode == "apim" {
 		pc.Mode = proxy.APIM
 	}
-	for _, b := range cfg.Backends {
+	switch ro.Policy {
+	case "least_inflight":
+		pc.Policy = proxy.LeastInflight
+	case "latency":
+		pc.Policy = proxy.Latency
+	case "headroom":
+		pc.Policy = proxy.Headroom
+	}
+	pc.All = &proxy.Route{Name: "*"}
+	var wildcard []proxy.Member
+	for i, b := range cfg.Backends {
 		p, err := provider.NewAzure(b.URL, b.APIKey.Reveal())
 		if err != nil {
 			return nil, fmt.Errorf("backend %s: %w", b.Name, err)
 		}
-		pc.Backends = append(pc.Backends, proxy.Backend{Name: b.Name, Provider: p, State: reg.Get(b.Name)})
-		pc.Cands = append(pc.Cands, balance.Candidate{Weight: b.EffectiveWeight()})
+		st := reg.Get(b.Name)
+		st.Configure(upstream.Settings{
+			MaxInflight: b.MaxInflight,
+			TPM:         b.TPM,
+			RPM:         b.RPM,
+			Circuit: upstream.Circuit{
+				Failures:    ro.Circuit.Failures,
+				Ratio:       ro.Circuit.Ratio,
+				Window:      ro.Circuit.Window.D(),
+				MinRequests: ro.Circuit.MinRequests,
+				Cooldown:    ro.Circuit.Cooldown.D(),
+			},
+			SlowStart:    ro.SlowStart.D(),
+			AuthCooldown: ro.AuthCooldown.D(),
+		})
+		pc.Backends = append(pc.Backends, proxy.Backend{
+			Name: b.Name, Provider: p, State: st,
+			Weight: float64(b.EffectiveWeight()), Priority: b.Priority,
+		})
+		pc.All.Members = append(pc.All.Members, proxy.Member{Backend: i})
+		if b.Deployments == nil {
+			wildcard = append(wildcard, proxy.Member{Backend: i})
+			continue
+		}
+		for from, to := range b.Deployments {
+			rt := pc.Routes[from]
+			if rt == nil {
+				rt = &proxy.Route{Name: from}
+				pc.Routes[from] = rt
+			}
+			rt.Members = append(rt.Members, proxy.Member{Backend: i, Name: to})
+		}
+	}
+	if len(wildcard) > 0 {
+		pc.Wildcard = &proxy.Route{Name: "*", Members: wildcard}
+		// A backend that serves every name serves the listed ones too.
+		for _, rt := range pc.Routes {
+			rt.Members = append(rt.Members, wildcard...)
+		}
 	}
 	return pc, nil
 }

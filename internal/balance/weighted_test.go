@@ -12,7 +12,7 @@ func TestPickSplit(t *testing.T) {
 	var hits [2]int
 	const n = 100000
 	for range n {
-		i, ok := Pick(cands, 0, r.Uint64()>>1)
+		i, ok := Pick(cands, 0, r.Uint64())
 		if !ok {
 			t.Fatal("no pick")
 		}
@@ -30,7 +30,7 @@ func TestPickSkipRenormalises(t *testing.T) {
 	var hits [3]int
 	const n = 40000
 	for range n {
-		i, _ := Pick(cands, Set(0).With(0), r.Uint64()>>1)
+		i, _ := Pick(cands, Set(0).With(0), r.Uint64())
 		hits[i]++
 	}
 	if hits[0] != 0 {
@@ -46,7 +46,7 @@ func TestPickPriorityAndZeroWeights(t *testing.T) {
 	cands := []Candidate{{Weight: 1, Priority: 2}, {Weight: 0, Priority: 1}, {Weight: 0, Priority: 1}}
 	seen := map[int]bool{}
 	for r := range uint64(10) {
-		i, ok := Pick(cands, 0, r)
+		i, ok := Pick(cands, 0, r*0x9E3779B97F4A7C15)
 		if !ok || i == 0 {
 			t.Fatalf("Pick = %d, %v; want a priority-1 candidate", i, ok)
 		}
@@ -60,6 +60,25 @@ func TestPickPriorityAndZeroWeights(t *testing.T) {
 	}
 	if _, ok := Pick(cands, ^Set(0), 7); ok {
 		t.Error("all skipped: want ok=false")
+	}
+}
+
+func TestPickLeast(t *testing.T) {
+	t.Parallel()
+	cands := []Candidate{{Weight: 1}, {Weight: 2}, {Weight: 1, Priority: 2}}
+	if i, _ := PickLeast(cands, []float64{1, 1, 0}, 0, 0); i != 1 {
+		t.Errorf("PickLeast = %d, want 1 (half the load per weight)", i)
+	}
+	if i, _ := PickLeast(cands, []float64{1, 1, 0}, Set(0).With(0).With(1), 0); i != 2 {
+		t.Errorf("PickLeast spill-over = %d, want 2", i)
+	}
+	seen := map[int]bool{}
+	for r := range uint64(16) {
+		i, _ := PickLeast(cands[:2], []float64{1, 2}, 0, r)
+		seen[i] = true
+	}
+	if len(seen) != 2 {
+		t.Errorf("ties not broken at random: %v", seen)
 	}
 }
 

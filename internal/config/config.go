@@ -36,6 +36,82 @@ type Config struct {
 	MaxBodyBytes int64 `yaml:"max_body_bytes"`
 	// Timeouts bound every phase of a request.
 	Timeouts Timeouts `yaml:"timeouts"`
+	// Routing chooses among backends.
+	Routing Routing `yaml:"routing"`
+}
+
+// Routing is how a backend is chosen and when one is left alone.
+type Routing struct {
+	// Policy is how a backend is drawn within a priority group: "weighted"
+	// (default), "least_inflight", "latency" or "headroom".
+	Policy string `yaml:"policy"`
+	// CapacitySteering steers requests away from a backend about to run out
+	// of tokens or requests (from its x-ratelimit-remaining-* headers and its
+	// declared tpm/rpm). Nil means true.
+	CapacitySteering *bool `yaml:"capacity_steering"`
+	// Circuit configures each backend's breaker.
+	Circuit CircuitBreaker `yaml:"circuit"`
+	// SlowStart is how long a recovered backend takes to ramp back to its
+	// full weight. Default 10s; "-1s" disables the ramp.
+	SlowStart Duration `yaml:"slow_start"`
+	// AuthCooldown is how long a backend whose credential was refused
+	// (401/403) is left alone. Default 60s.
+	AuthCooldown Duration `yaml:"auth_cooldown"`
+	// MaxWait is the longest the gateway waits for a throttled backend when
+	// every eligible one is; beyond it the client gets 429 at once with the
+	// true Retry-After. Default: retry.max_interval.
+	MaxWait Duration `yaml:"max_wait"`
+	// RetryBudget caps retries across the gateway.
+	RetryBudget RetryBudget `yaml:"retry_budget"`
+	// Sticky keeps a conversation on one backend for prompt caching.
+	Sticky Sticky `yaml:"sticky"`
+}
+
+// CircuitBreaker opens a backend's circuit on consecutive failures or a
+// failure ratio; after Cooldown a single probe decides. Zero fields take defaults.
+type CircuitBreaker struct {
+	// Failures in a row that open the circuit. Default 5; -1 disables.
+	Failures int `yaml:"failures"`
+	// Ratio of failed attempts within Window that opens it. Default 0.5; -1 disables.
+	Ratio float64 `yaml:"ratio"`
+	// Window for Ratio. Default 10s.
+	Window Duration `yaml:"window"`
+	// MinRequests in Window before Ratio applies. Default 20.
+	MinRequests int `yaml:"min_requests"`
+	// Cooldown before the half-open probe. Default 10s.
+	Cooldown Duration `yaml:"cooldown"`
+}
+
+// RetryBudget caps extra attempts to a fraction of recent requests, so an
+// outage never becomes a retry storm, with a floor so a quiet gateway can
+// always fail a request over.
+type RetryBudget struct {
+	// Ratio of retries to requests over the last 10s. Default 0.5.
+	Ratio float64 `yaml:"ratio"`
+	// MinPerSecond retries always allowed (over the 10s window). Default 50.
+	MinPerSecond float64 `yaml:"min_per_second"`
+}
+
+// Sticky keeps requests that share a key on the backend that served the
+// first of them, while it is available. It never blocks failover.
+type Sticky struct {
+	// Key is "prompt_cache_key", "user" or "header:NAME". Empty: off.
+	Key string `yaml:"key"`
+	// TTL since the last request. Default 5m.
+	TTL Duration `yaml:"ttl"`
+	// MaxEntries bounds the table. Default 100000.
+	MaxEntries int `yaml:"max_entries"`
+}
+
+// HealthCheck probes a backend actively. Zero Interval: off.
+type HealthCheck struct {
+	// Path is requested with GET on the backend's URL, e.g.
+	// /openai/models?api-version=2024-02-01. Any answer but 5xx is healthy.
+	Path string `yaml:"path"`
+	// Interval between probes.
+	Interval Duration `yaml:"interval"`
+	// Timeout of one probe. Default 5s.
+	Timeout Duration `yaml:"timeout"`
 }
 
 // Key is one client key.
@@ -60,6 +136,20 @@ type Backend struct {
 	// Weight is the backend's share of traffic. Nil means 1; 0 means the backend
 	// takes traffic only when every weighted one has been tried.
 	Weight *int `yaml:"weight"`
+	// Priority groups backends: traffic goes to the best (lowest) group that
+	// has an available backend; lower groups take the spill-over. Default 1.
+	Priority int `yaml:"priority"`
+	// Deployments maps the names clients use to this backend's own
+	// deployment names. Absent: the backend serves every name unchanged.
+	Deployments map[string]string `yaml:"deployments"`
+	// MaxInflight caps concurrent requests to this backend. Zero: no cap.
+	MaxInflight int64 `yaml:"max_inflight"`
+	// TPM and RPM declare the backend's capacity per minute, to steer traffic
+	// away before it runs out. Zero: unknown.
+	TPM int64 `yaml:"tpm"`
+	RPM int64 `yaml:"rpm"`
+	// HealthCheck probes the backend actively. Absent: passive health only.
+	HealthCheck HealthCheck `yaml:"health_check"`
 }
 
 // EffectiveWeight is the weight with its default applied.
@@ -114,6 +204,9 @@ type Timeouts struct {
 	Idle Duration `yaml:"idle"`
 	// ShutdownGrace bounds the drain of in-flight requests on SIGTERM. Default 30s.
 	ShutdownGrace Duration `yaml:"shutdown_grace"`
+	// Total bounds a whole request: every attempt and wait. A client's
+	// x-stainless-timeout header (seconds) can shorten it. Zero: 10m.
+	Total Duration `yaml:"total"`
 }
 
 // Defaults fills every unset field with its documented default.
@@ -144,6 +237,41 @@ func (c *Config) Defaults() {
 	def(&t.ReadHeader, 10*time.Second)
 	def(&t.Idle, 120*time.Second)
 	def(&t.ShutdownGrace, 30*time.Second)
+	def(&t.Total, 10*time.Minute)
+	ro := &c.Routing
+	if ro.Policy == "" {
+		ro.Policy = "weighted"
+	}
+	if ro.CapacitySteering == nil {
+		on := true
+		ro.CapacitySteering = &on
+	}
+	if ro.MaxWait == 0 {
+		ro.MaxWait = c.Retry.MaxInterval
+		if ro.MaxWait == 0 {
+			ro.MaxWait = c.Retry.Interval
+		}
+	}
+	if ro.RetryBudget.Ratio == 0 {
+		ro.RetryBudget.Ratio = 0.5
+	}
+	if ro.RetryBudget.MinPerSecond == 0 {
+		ro.RetryBudget.MinPerSecond = 50
+	}
+	if ro.Sticky.TTL == 0 {
+		ro.Sticky.TTL = Duration(5 * time.Minute)
+	}
+	if ro.Sticky.MaxEntries == 0 {
+		ro.Sticky.MaxEntries = 100000
+	}
+	for i := range c.Backends {
+		if c.Backends[i].Priority == 0 {
+			c.Backends[i].Priority = 1
+		}
+		if hc := &c.Backends[i].HealthCheck; hc.Interval > 0 && hc.Timeout == 0 {
+			hc.Timeout = Duration(5 * time.Second)
+		}
+	}
 }
 
 // Validate checks a defaulted config and returns every problem found.
@@ -197,6 +325,23 @@ func (c *Config) Validate() []Problem {
 		if b.Weight != nil && *b.Weight < 0 {
 			d.add(p+".weight", nil, "must be >= 0")
 		}
+		if b.Priority < 0 {
+			d.add(p+".priority", nil, "must be >= 1")
+		}
+		for from, to := range b.Deployments {
+			if !validName(from) {
+				d.add(p+".deployments", nil, "invalid deployment name %q", from)
+			}
+			if !validName(to) {
+				d.add(p+".deployments."+from, nil, "invalid deployment name %q", to)
+			}
+		}
+		if b.MaxInflight < 0 || b.TPM < 0 || b.RPM < 0 {
+			d.add(p, nil, "max_inflight, tpm and rpm must be >= 0")
+		}
+		if hc := b.HealthCheck; hc.Interval > 0 && !strings.HasPrefix(hc.Path, "/") {
+			d.add(p+".health_check.path", nil, "must start with /")
+		}
 	}
 	r := c.Retry
 	if r.Count != nil && (*r.Count < 0 || *r.Count > 50) {
@@ -216,6 +361,21 @@ func (c *Config) Validate() []Problem {
 	if r.MaxInterval > 0 && r.MaxInterval < r.Interval {
 		d.add("retry.max_interval", nil, "must be >= retry.interval")
 	}
+	ro := c.Routing
+	switch ro.Policy {
+	case "weighted", "least_inflight", "latency", "headroom":
+	default:
+		d.add("routing.policy", nil, "must be weighted, least_inflight, latency or headroom")
+	}
+	if ro.RetryBudget.Ratio < 0 || ro.RetryBudget.MinPerSecond < 0 {
+		d.add("routing.retry_budget", nil, "ratio and min_per_second must be >= 0")
+	}
+	if k := ro.Sticky.Key; k != "" && k != "prompt_cache_key" && k != "user" && !(strings.HasPrefix(k, "header:") && len(k) > len("header:")) {
+		d.add("routing.sticky.key", nil, "must be prompt_cache_key, user or header:NAME")
+	}
+	if ro.MaxWait < 0 {
+		d.add("routing.max_wait", nil, "must not be negative")
+	}
 	if c.MaxBodyBytes < 0 {
 		d.add("max_body_bytes", nil, "must be positive")
 	}
@@ -226,6 +386,20 @@ func (c *Config) Validate() []Problem {
 		}
 	}
 	return d.problems
+}
+
+// validName reports whether s can be a deployment or model name: no
+// slashes, no dot segments, no control characters, at most 256 bytes.
+func validName(s string) bool {
+	if s == "" || len(s) > 256 || s == "." || s == ".." {
+		return false
+	}
+	for _, c := range s {
+		if c < 0x20 || c == '/' || c == '\\' || c == '?' || c == '#' || c == '%' {
+			return false
+		}
+	}
+	return true
 }
 
 func fieldsTag(f reflect.StructField) string { return strings.Split(f.Tag.Get("yaml"), ",")[0] }

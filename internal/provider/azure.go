@@ -37,14 +37,10 @@ func NewAzure(base, apiKey string) (*Azure, error) {
 // Host is the upstream host (and port).
 func (a *Azure) Host() string { return a.host }
 
-// URL returns the upstream URL for a client request path under /openai/
-// (escaped form as received) and its raw query, which passes untouched.
-func (a *Azure) URL(path, rawPath, rawQuery string) *url.URL {
-	u := &url.URL{Scheme: a.scheme, Host: a.host, Path: a.basePath + path, RawQuery: rawQuery}
-	if rawPath != "" {
-		u.RawPath = a.basePath + rawPath
-	}
-	return u
+// URL returns the upstream URL for a request path under /openai/ and its
+// raw query, which passes untouched.
+func (a *Azure) URL(path, rawQuery string) *url.URL {
+	return &url.URL{Scheme: a.scheme, Host: a.host, Path: a.basePath + path, RawQuery: rawQuery}
 }
 
 // Authorize sets the backend's credential on an outgoing header.

@@ -4,7 +4,6 @@ import (
 	"time"
 
 	"github.com/llmgate/llmgate/internal/auth"
-	"github.com/llmgate/llmgate/internal/balance"
 	"github.com/llmgate/llmgate/internal/provider"
 	"github.com/llmgate/llmgate/internal/retry"
 	"github.com/llmgate/llmgate/internal/upstream"
@@ -21,11 +20,40 @@ const (
 	APIM
 )
 
+// Policy is how a backend is drawn within a priority group.
+type Policy uint8
+
+const (
+	// Weighted draws at random by weight (the seed's behaviour).
+	Weighted Policy = iota
+	// LeastInflight picks the backend with the fewest requests in flight per unit of weight.
+	LeastInflight
+	// Latency draws by weight divided by recent latency: faster backends take more.
+	Latency
+	// Headroom draws by weight times the fraction of capacity left.
+	Headroom
+)
+
 // Backend is one upstream as the handler sees it.
 type Backend struct {
 	Name     string
 	Provider *provider.Azure
 	State    *upstream.State
+	// Weight is the share within the priority group; Priority the group (1 first).
+	Weight   float64
+	Priority int
+}
+
+// Member is a backend serving a route, under its own deployment name.
+type Member struct {
+	Backend int    // index into Config.Backends
+	Name    string // the backend's deployment name for this route
+}
+
+// Route is the set of backends that serve one deployment or model name.
+type Route struct {
+	Name    string
+	Members []Member
 }
 
 // Config is an immutable snapshot of everything a request needs. The handler
@@ -33,12 +61,21 @@ type Backend struct {
 type Config struct {
 	Keys     *auth.Set
 	Backends []Backend
-	// Cands parallels Backends for selection.
-	Cands []balance.Candidate
+	// Routes maps the names clients use to the backends serving them.
+	Routes map[string]*Route
+	// Wildcard holds the backends that serve every name unchanged; it
+	// serves a name absent from Routes. Nil when every backend lists its names.
+	Wildcard *Route
+	// All holds every backend, for operations outside /deployments/.
+	All *Route
+
 	// Retries is the number of retries after the first attempt.
 	Retries int
 	Backoff retry.Backoff
 	Mode    Mode
+	Policy  Policy
+	// Steering steers away from backends about to run out of capacity.
+	Steering bool
 	// MaxBody bounds the request body; larger gets 413.
 	MaxBody int64
 	// StreamIdle bounds the gap between reads of an upstream body. Zero: none.
@@ -46,4 +83,11 @@ type Config struct {
 	// MaxWait bounds a wait for a throttled backend to recover; beyond it the
 	// client gets 429 with the true Retry-After at once. Zero: never wait.
 	MaxWait time.Duration
+	// Total bounds a whole request. Zero: no bound but the client's.
+	Total time.Duration
+	// BudgetRatio and BudgetMinPerSecond shape the retry budget.
+	BudgetRatio, BudgetMinPerSecond float64
+	// StickyKey is "", "prompt_cache_key", "user" or "header:NAME".
+	StickyKey string
+	StickyTTL time.Duration
 }

@@ -25,7 +25,9 @@ const (
 
 // writeError answers with the OpenAI error shape. It is the one place that
 // turns a gateway-made failure into a client response.
-func writeError(w http.ResponseWriter, status int, typ, code, msg string) {
+func writeError(w http.ResponseWriter, q *request, status int, typ, code, msg string) {
+	q.status = status
+	setGatewayHeaders(w.Header(), q)
 	b, _ := json.Marshal(openai.ErrorBody{Error: openai.Error{Message: msg, Type: typ, Code: code}})
 	h := w.Header()
 	h.Set("Content-Type", "application/json")
@@ -34,8 +36,10 @@ func writeError(w http.ResponseWriter, status int, typ, code, msg string) {
 	_, _ = w.Write(b)
 }
 
-func writeUnauthorized(w http.ResponseWriter) {
+func writeUnauthorized(w http.ResponseWriter, q *request) {
+	q.status = http.StatusUnauthorized
 	h := w.Header()
+	setGatewayHeaders(h, q)
 	h.Set("Content-Type", "application/json")
 	h.Set("Content-Length", strconv.Itoa(len(unauthorizedBody)))
 	w.WriteHeader(http.StatusUnauthorized)
@@ -52,4 +56,12 @@ func setRetryAfter(h http.Header, d time.Duration) {
 	secs := (d + time.Second - 1) / time.Second
 	h.Set("Retry-After", strconv.FormatInt(int64(secs), 10))
 	h.Set("Retry-After-Ms", strconv.FormatInt(int64(ms), 10))
+}
+
+// setGatewayHeaders sets llmgate's own headers on a response the gateway
+// makes itself: attempts so far, the trail, and the last backend tried.
+func setGatewayHeaders(h http.Header, q *request) {
+	h["X-Llmgate-Attempts"] = []string{strconv.Itoa(q.attempts)}
+	h["X-Llmgate-Backend"] = []string{lastBackend(q)}
+	h["X-Llmgate-Trail"] = []string{string(q.trail)}
 }

@@ -5,14 +5,17 @@ import (
 	"context"
 	"errors"
 	"io"
+	"log/slog"
 	"net"
 	"net/http"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/llmgate/llmgate/internal/balance"
 	"github.com/llmgate/llmgate/internal/retry"
 	"github.com/llmgate/llmgate/internal/stream"
+	"github.com/llmgate/llmgate/internal/upstream"
 )
 
 // maxErrorBody bounds a failed upstream response kept for replay to the client.
@@ -28,117 +31,167 @@ type failure struct {
 	class  retry.Class
 }
 
-// forward runs the attempt loop.
-func (h *Handler) forward(w http.ResponseWriter, r *http.Request, cfg *Config, body []byte, q *request) {
+// forward runs the attempt loop over the route's members.
+func (h *Handler) forward(w http.ResponseWriter, r *http.Request, cfg *Config, rt *Route, body []byte, q *request) {
 	ctx := r.Context()
+	now := h.now()
+	h.budget.request(now)
+	if d := clientTimeout(r.Header); d > 0 && (cfg.Total == 0 || d < cfg.Total) {
+		q.deadline = q.start.Add(d)
+	} else if cfg.Total > 0 {
+		q.deadline = q.start.Add(cfg.Total)
+	}
+	if !q.deadline.IsZero() {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithDeadline(ctx, q.deadline)
+		defer cancel()
+	}
+	retries := cfg.Retries
+	if n := r.Header.Get("X-Stainless-Retry-Count"); n != "" && n != "0" {
+		// The client is already retrying: take a smaller share, so one call
+		// never fans out into dozens of upstream calls.
+		retries = min(retries, max(len(rt.Members)-1, 1))
+	}
+	stickyKey := h.stickyKey(cfg, r, q)
+	prefer := ""
+	if stickyKey != "" {
+		prefer, _ = h.sticky.get(stickyKey, now)
+	}
+
 	var tried balance.Set
 	last := -1
 	var lastFail *failure
-	for attempt := 0; attempt <= cfg.Retries; attempt++ {
-		now := h.now()
-		idx, wait, throttled := h.choose(cfg, tried, last, attempt, now)
-		if throttled {
-			// Every eligible backend is cooling down for longer than we may wait.
-			h.answerThrottled(w, cfg, lastFail, wait, q)
-			return
+	for attempt := 0; attempt <= retries; attempt++ {
+		if attempt > 0 && !h.budget.allowRetry(h.now(), cfg.BudgetRatio, cfg.BudgetMinPerSecond) {
+			q.err = errBudget
+			break
 		}
-		if wait > 0 && !sleep(ctx, wait) {
-			q.status, q.err = statusClientClosed, errClientGone
-			return
+		c := choice{member: -1}
+		var probe bool
+		for range 4 { // a lost race for the last slot or the probe re-chooses
+			now = h.now()
+			c = h.choose(cfg, rt, q, tried, last, attempt, now, prefer)
+			if c.blocked {
+				h.answerBlocked(w, lastFail, c, q)
+				return
+			}
+			if c.wait > 0 {
+				if !q.deadline.IsZero() && now.Add(c.wait).After(q.deadline) {
+					c.member = -1
+					break
+				}
+				if !sleep(ctx, c.wait) {
+					if r.Context().Err() != nil {
+						q.status, q.err = statusClientClosed, errClientGone
+						return
+					}
+					c.member = -1
+					break
+				}
+				now = h.now()
+			}
+			st := cfg.Backends[rt.Members[c.member].Backend].State
+			var ok bool
+			if c.panic {
+				probe, ok = st.AcquirePanic(now)
+			} else {
+				probe, ok = st.Acquire(now)
+			}
+			if ok {
+				break
+			}
+			c.member = -1
 		}
-		tried = tried.With(idx)
+		if c.member < 0 {
+			break
+		}
+		m := rt.Members[c.member]
+		st := cfg.Backends[m.Backend].State
+		if lat := st.Latency(); attempt > 0 && !q.deadline.IsZero() && now.Add(lat).After(q.deadline) {
+			// Not even a typical answer fits in the time left.
+			st.Done(now, upstream.Abandoned, 0, probe)
+			break
+		}
+		tried = tried.With(c.member)
 		q.attempts++
-		final := attempt == cfg.Retries
-		canSwitch := !final && hasUntried(cfg, tried)
-		f, done := h.attempt(ctx, w, r, cfg, idx, body, q, final, canSwitch)
+		final := attempt == retries
+		canSwitch := !final && tried != allOf(len(rt.Members))
+		f, done := h.attempt(ctx, w, r, cfg, m, body, q, final, canSwitch, probe)
 		if done {
+			if stickyKey != "" && q.status < 300 {
+				h.sticky.put(stickyKey, cfg.Backends[m.Backend].Name, h.now(), cfg.StickyTTL)
+			}
 			return
 		}
-		if ctx.Err() != nil {
+		if r.Context().Err() != nil {
 			q.status, q.err = statusClientClosed, errClientGone
 			return
 		}
-		last = idx
+		last = c.member
 		lastFail = f
 		if f.class == retry.Auth && !canSwitch {
 			break
 		}
-	}
-	h.answerFailure(w, lastFail, q)
-}
-
-func allOf(n int) balance.Set {
-	if n >= balance.MaxCandidates {
-		return ^balance.Set(0)
-	}
-	return balance.Set(1)<<uint(n) - 1
-}
-
-func hasUntried(cfg *Config, tried balance.Set) bool {
-	return tried != allOf(len(cfg.Backends))
-}
-
-// choose picks the backend for attempt number attempt and the wait before it.
-// In order: an untried available backend (no wait in Smart mode); an
-// available one already tried, other than the one that just failed (the
-// backoff wait); else the earliest to recover of those throttled, if that is
-// within MaxWait. throttled reports that none recovers in time; wait is then
-// the time until the earliest does.
-func (h *Handler) choose(cfg *Config, tried balance.Set, last, attempt int, now time.Time) (idx int, wait time.Duration, throttled bool) {
-	n := len(cfg.Backends)
-	allowed := allOf(n)
-	if last >= 0 && n > 1 {
-		allowed &^= 1 << uint(last)
-	}
-	var avail balance.Set
-	earliest, earliestIdx := time.Time{}, -1
-	for i := range cfg.Backends {
-		st := cfg.Backends[i].State
-		if st.Available(now) {
-			avail = avail.With(i)
-		} else if allowed.Has(i) {
-			if u := st.ThrottledUntil(); earliestIdx < 0 || u.Before(earliest) {
-				earliest, earliestIdx = u, i
-			}
+		if ctx.Err() != nil {
+			break // the deadline passed
 		}
 	}
-	backoff := func(fresh bool) time.Duration {
-		if attempt == 0 || (fresh && cfg.Mode == Smart) {
-			return 0
-		}
-		return cfg.Backoff.Wait(attempt, h.float)
-	}
-	if idx, ok := balance.Pick(cfg.Cands, ^(allowed & avail &^ tried), h.rand()>>1); ok {
-		return idx, backoff(true), false
-	}
-	if idx, ok := balance.Pick(cfg.Cands, ^(allowed & avail), h.rand()>>1); ok {
-		return idx, backoff(false), false
-	}
-	until := earliest.Sub(now)
-	if until > cfg.MaxWait {
-		return earliestIdx, until, true
-	}
-	return earliestIdx, max(until, backoff(!tried.Has(earliestIdx))), false
+	h.answerFailure(w, lastFail, q, tried == allOf(len(rt.Members)))
 }
 
-func (h *Handler) float() float64 { return float64(h.rand()>>11) / (1 << 53) }
+var errBudget = errors.New("retry budget exhausted")
 
-// attempt makes one upstream call. done reports that the client has its
-// answer (or is gone); otherwise f describes the failure to retry.
-func (h *Handler) attempt(ctx context.Context, w http.ResponseWriter, r *http.Request, cfg *Config, idx int, body []byte, q *request, final, canSwitch bool) (f *failure, done bool) {
-	b := &cfg.Backends[idx]
+// clientTimeout reads the SDKs' x-stainless-timeout header (seconds).
+func clientTimeout(h http.Header) time.Duration {
+	v := h.Get("X-Stainless-Timeout")
+	if v == "" {
+		return 0
+	}
+	f, err := strconv.ParseFloat(v, 64)
+	if err != nil || f <= 0 || f > 86400 {
+		return 0
+	}
+	return time.Duration(f * float64(time.Second))
+}
+
+// stickyKey returns the request's stickiness key, or "".
+func (h *Handler) stickyKey(cfg *Config, r *http.Request, q *request) string {
+	var v string
+	switch k := cfg.StickyKey; {
+	case k == "":
+		return ""
+	case k == "prompt_cache_key":
+		v = string(q.fields.CacheKey)
+	case k == "user":
+		v = string(q.fields.User)
+	case strings.HasPrefix(k, "header:"):
+		v = r.Header.Get(k[len("header:"):])
+	}
+	if v == "" || len(v) > 512 {
+		return ""
+	}
+	return q.deployment + "\x00" + v
+}
+
+// attempt makes one upstream call to member m. done reports that the client
+// has its answer (or is gone); otherwise f describes the failure to retry.
+func (h *Handler) attempt(ctx context.Context, w http.ResponseWriter, r *http.Request, cfg *Config, m Member, body []byte, q *request, final, canSwitch, probe bool) (f *failure, done bool) {
+	b := &cfg.Backends[m.Backend]
 	actx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	out := h.outbound(actx, r, b, body, q.stream)
-	b.State.Begin()
-	defer b.State.End()
+	out := h.outbound(actx, r, b, m.Name, body, q)
+	start := h.now()
+	b.State.Reserve(q.estimate, start)
+	outcome := upstream.Abandoned
+	defer func() { h.done(b, outcome, h.now().Sub(start), probe) }()
 
 	resp, err := h.transport.RoundTrip(out)
 	if err != nil {
-		if ctx.Err() != nil {
+		if r.Context().Err() != nil {
 			q.status, q.err = statusClientClosed, errClientGone
 			return nil, true
 		}
+		outcome = upstream.Failed
 		reason := "conn_error"
 		if isTimeout(err) {
 			reason = "timeout"
@@ -147,6 +200,7 @@ func (h *Handler) attempt(ctx context.Context, w http.ResponseWriter, r *http.Re
 		return &failure{err: err, class: retry.Transient}, false
 	}
 	now := h.now()
+	b.State.Observe(resp.Header, now)
 	class := retry.Classify(resp.StatusCode)
 	var ra time.Duration
 	if class != retry.Success {
@@ -155,12 +209,29 @@ func (h *Handler) attempt(ctx context.Context, w http.ResponseWriter, r *http.Re
 			b.State.Throttle(now.Add(d))
 		}
 	}
+	switch class {
+	case retry.Success, retry.CallerFault:
+		outcome = upstream.OK
+	case retry.RateLimited:
+		outcome = upstream.Throttled
+	case retry.Auth:
+		outcome = upstream.AuthFailed
+		h.log.Error("backend refused its credential: check its api_key",
+			slog.String("backend", b.Name), slog.Int("status", resp.StatusCode),
+			slog.Duration("cooldown", b.State.Settings().AuthCooldown))
+	default:
+		outcome = upstream.Failed
+	}
 
 	idle := newIdleTimer(cfg.StreamIdle, cancel)
 	defer idle.stop()
 
 	if class == retry.Success && isEventStream(resp.Header) {
-		return h.relayStream(ctx, w, resp, b, q, final, idle)
+		f, done := h.relayStream(ctx, w, resp, b, q, final, idle)
+		if f != nil || q.err != nil && q.err != errClientGone {
+			outcome = upstream.Failed
+		}
+		return f, done
 	}
 
 	retryable := class.Retryable() || (class == retry.Auth && canSwitch)
@@ -170,7 +241,8 @@ func (h *Handler) attempt(ctx context.Context, w http.ResponseWriter, r *http.Re
 		q.trail = appendTrail(q.trail, b.Name, strconv.Itoa(resp.StatusCode), ra)
 		if class == retry.Redirect {
 			// Upstream redirects are refused: the api-key must not follow one.
-			return &failure{err: errors.New("upstream redirect refused"), class: retry.Transient}, false
+			outcome = upstream.Failed
+			return &failure{err: errRedirect, class: retry.Transient}, false
 		}
 		if rerr != nil {
 			return &failure{err: rerr, class: retry.Transient}, false
@@ -181,6 +253,9 @@ func (h *Handler) attempt(ctx context.Context, w http.ResponseWriter, r *http.Re
 	// Success, a caller fault, or the final attempt: relay as it is.
 	defer resp.Body.Close()
 	q.trail = appendTrail(q.trail, b.Name, strconv.Itoa(resp.StatusCode), ra)
+	if final && class != retry.Success && class != retry.CallerFault {
+		w.Header().Set("X-Should-Retry", "false")
+	}
 	h.writeHeader(w, resp.StatusCode, resp.Header, b.Name, q)
 	buf := stream.GetBuf()
 	defer stream.PutBuf(buf)
@@ -188,8 +263,27 @@ func (h *Handler) attempt(ctx context.Context, w http.ResponseWriter, r *http.Re
 	q.bytesOut += n
 	if err != nil {
 		q.err = err
+		if r.Context().Err() == nil {
+			outcome = upstream.Failed
+		}
 	}
 	return nil, true
+}
+
+var errRedirect = errors.New("upstream redirect refused")
+
+// done feeds an attempt's outcome back to the backend's state and reports
+// any circuit transition.
+func (h *Handler) done(b *Backend, o upstream.Outcome, latency time.Duration, probe bool) {
+	tr, changed := b.State.Done(h.now(), o, latency, probe)
+	if !changed {
+		return
+	}
+	h.log.Warn("circuit state changed", slog.String("backend", tr.Backend),
+		slog.String("from", tr.From.String()), slog.String("to", tr.To.String()), slog.String("reason", tr.Reason))
+	if h.events != nil {
+		h.events.Transition(tr)
+	}
 }
 
 // relayStream relays a 200 text/event-stream answer. Its first event is read
@@ -203,7 +297,7 @@ func (h *Handler) relayStream(ctx context.Context, w http.ResponseWriter, resp *
 	body := onRead(resp.Body, idle)
 	n, err := stream.FirstEvent(body, buf)
 	if err != nil && n == 0 {
-		if ctx.Err() != nil {
+		if ctx.Err() != nil && !idle.fired() {
 			q.status, q.err = statusClientClosed, errClientGone
 			return nil, true
 		}
@@ -233,12 +327,12 @@ func (h *Handler) relayStream(ctx context.Context, w http.ResponseWriter, resp *
 	var tail stream.Tail
 	written, cerr := stream.Copy(fl, body, buf, n, &tail, nil)
 	q.bytesOut += written
-	if cerr == nil && !tail.Done() {
+	if cerr == nil && !tail.Done() && expectsDone(q.suffix) {
 		cerr = io.ErrUnexpectedEOF
 	}
 	if cerr != nil {
 		var we *stream.WriteError
-		if errors.As(cerr, &we) || ctx.Err() != nil {
+		if errors.As(cerr, &we) || (ctx.Err() != nil && !idle.fired()) {
 			q.err = errClientGone
 			return nil, true
 		}
@@ -253,16 +347,35 @@ func (h *Handler) relayStream(ctx context.Context, w http.ResponseWriter, resp *
 		q.bytesOut += int64(m)
 		fl.Flush()
 		q.err = cerr
+		h.log.Warn("upstream stream broke", slog.String("request_id", q.id), slog.String("backend", b.Name), slog.Any("err", cerr))
 	}
 	return nil, true
 }
 
+// expectsDone reports whether an operation's stream must end with [DONE]
+// (chat completions and completions); other streams end as they please.
+func expectsDone(suffix string) bool {
+	return strings.HasSuffix(suffix, "/completions")
+}
+
 // answerFailure gives the client the last upstream answer unchanged, or a
-// gateway error if no upstream answered.
-func (h *Handler) answerFailure(w http.ResponseWriter, f *failure, q *request) {
+// gateway error if no upstream answered. exhausted reports that every
+// backend of the route was tried: the client's own retries would not help.
+func (h *Handler) answerFailure(w http.ResponseWriter, f *failure, q *request, exhausted bool) {
+	if exhausted {
+		w.Header().Set("X-Should-Retry", "false")
+	}
 	if f == nil {
-		q.status = http.StatusBadGateway
-		writeError(w, q.status, typeServer, "no_backend", "No backend could take the request.")
+		if q.err == nil {
+			q.err = errors.New("no backend available in time")
+		}
+		q.status = http.StatusServiceUnavailable
+		if !q.deadline.IsZero() && !h.now().Before(q.deadline) {
+			q.status = http.StatusGatewayTimeout
+			writeError(w, q, q.status, typeServer, "timeout", "The request's time ran out before a backend could answer.")
+			return
+		}
+		writeError(w, q, q.status, typeServer, "no_backend", "No backend can take the request now.")
 		return
 	}
 	if f.header != nil {
@@ -274,31 +387,36 @@ func (h *Handler) answerFailure(w http.ResponseWriter, f *failure, q *request) {
 	q.err = f.err
 	if isTimeout(f.err) {
 		q.status = http.StatusGatewayTimeout
-		writeError(w, q.status, typeServer, "upstream_timeout", "Every upstream attempt timed out.")
+		writeError(w, q, q.status, typeServer, "upstream_timeout", "Every upstream attempt timed out.")
 		return
 	}
 	q.status = http.StatusBadGateway
-	writeError(w, q.status, typeServer, "upstream_unreachable", "No upstream could be reached.")
+	writeError(w, q, q.status, typeServer, "upstream_unreachable", "No upstream could be reached.")
 }
 
-// answerThrottled answers when every eligible backend is cooling down: 429
-// with the true time until the earliest recovers.
-func (h *Handler) answerThrottled(w http.ResponseWriter, cfg *Config, f *failure, until time.Duration, q *request) {
+// answerBlocked answers when no backend can be called in time: 429 with the
+// true time until the earliest cooling-down backend recovers, or 503 when
+// they are out for other reasons (circuit open, at capacity).
+func (h *Handler) answerBlocked(w http.ResponseWriter, f *failure, c choice, q *request) {
 	hd := w.Header()
-	hd.Set("X-Should-Retry", "false")
-	if f != nil && f.header != nil && f.status == http.StatusTooManyRequests {
-		h.writeHeaderWith(w, f.status, f.header, lastBackend(q), q, until)
+	if c.wait > 8*time.Second || q.attempts > 0 {
+		hd.Set("X-Should-Retry", "false")
+	}
+	if c.throttled && f != nil && f.header != nil && f.status == http.StatusTooManyRequests {
+		h.writeHeaderWith(w, f.status, f.header, lastBackend(q), q, c.wait)
 		m, _ := w.Write(f.body)
 		q.bytesOut += int64(m)
 		return
 	}
-	setRetryAfter(hd, until)
-	hd.Set("X-Llmgate-Attempts", strconv.Itoa(q.attempts))
-	if len(q.trail) > 0 {
-		hd.Set("X-Llmgate-Trail", string(q.trail))
+	setRetryAfter(hd, c.wait)
+	secs := strconv.FormatInt(int64((c.wait+time.Second-1)/time.Second), 10)
+	if c.throttled {
+		q.status = http.StatusTooManyRequests
+		writeError(w, q, q.status, typeRateLimit, "429", "Every backend for this deployment is rate limited. Please retry after "+secs+" seconds.")
+		return
 	}
-	q.status = http.StatusTooManyRequests
-	writeError(w, q.status, typeRateLimit, "429", "Every backend for this deployment is rate limited. Retry after "+strconv.FormatInt(int64((until+time.Second-1)/time.Second), 10)+" seconds.")
+	q.status = http.StatusServiceUnavailable
+	writeError(w, q, q.status, typeServer, "no_backend", "No backend for this deployment can take the request now (circuit open or at capacity). Please retry after "+secs+" seconds.")
 }
 
 func lastBackend(q *request) string {

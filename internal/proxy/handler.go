@@ -11,6 +11,7 @@ import (
 	"log/slog"
 	"math/rand/v2"
 	"net/http"
+	"net/url"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -18,6 +19,8 @@ import (
 
 	"github.com/llmgate/llmgate/internal/auth"
 	"github.com/llmgate/llmgate/internal/reqbody"
+	"github.com/llmgate/llmgate/internal/upstream"
+	"github.com/llmgate/llmgate/internal/usage"
 )
 
 // Options configures a Handler. Zero fields take the documented defaults.
@@ -30,6 +33,15 @@ type Options struct {
 	Now func() time.Time
 	// Rand returns uniform random 64-bit numbers. Nil means math/rand/v2.
 	Rand func() uint64
+	// Events receives circuit transitions and other observations. Nil: none.
+	Events Events
+}
+
+// Events receives what the handler observes. Implementations must be fast
+// and safe for concurrent use; nil methods are not called.
+type Events interface {
+	// Transition reports a circuit state change of a backend.
+	Transition(t upstream.Transition)
 }
 
 // Handler is the gateway. Safe for concurrent use.
@@ -41,11 +53,14 @@ type Handler struct {
 	rand      func() uint64
 	seq       atomic.Uint64
 	idPrefix  string
+	budget    budget
+	sticky    *stickyTable
+	events    Events
 }
 
 // New returns a Handler serving cfg.
 func New(opts Options, cfg *Config) *Handler {
-	h := &Handler{transport: opts.Transport, log: opts.Logger, now: opts.Now, rand: opts.Rand}
+	h := &Handler{transport: opts.Transport, log: opts.Logger, now: opts.Now, rand: opts.Rand, events: opts.Events}
 	if h.log == nil {
 		h.log = slog.New(slog.DiscardHandler)
 	}
@@ -56,6 +71,7 @@ func New(opts Options, cfg *Config) *Handler {
 		h.rand = rand.Uint64
 	}
 	h.idPrefix = strconv.FormatUint(rand.Uint64()&0xffffffffff, 36) + "-"
+	h.sticky = newStickyTable(100000)
 	h.cfg.Store(cfg)
 	return h
 }
@@ -79,6 +95,11 @@ type request struct {
 	bytesOut   int64
 	stream     bool
 	err        error
+	// set once the request is parsed
+	suffix   string // path after /openai/deployments/{id}, or the whole path
+	fields   reqbody.Fields
+	estimate int64 // tokens estimated at admission
+	deadline time.Time
 }
 
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
@@ -90,22 +111,22 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	path := r.URL.Path
 	if !strings.HasPrefix(path, "/openai/") {
 		q.status = http.StatusNotFound
-		writeError(w, q.status, typeInvalidRequest, "404", "Resource not found: llmgate serves the Azure OpenAI API under /openai/.")
+		writeError(w, &q, q.status, typeInvalidRequest, "404", "Resource not found: llmgate serves the Azure OpenAI API under /openai/.")
 		return
 	}
-	if !cleanPath(path) {
+	if !cleanPath(r.URL) {
 		q.status = http.StatusBadRequest
-		writeError(w, q.status, typeInvalidRequest, "invalid_path", "The request path is not a valid API path.")
+		writeError(w, &q, q.status, typeInvalidRequest, "invalid_path", "The request path is not a valid API path.")
 		return
 	}
 	key := cfg.Keys.Lookup(auth.FromRequest(r.Header))
 	if key == nil {
 		q.status = http.StatusUnauthorized
-		writeUnauthorized(w)
+		writeUnauthorized(w, &q)
 		return
 	}
 	q.key = key.ID
-	q.deployment = deploymentOf(path)
+	q.deployment, q.suffix = splitDeployment(path)
 
 	body, status, msg := readBody(r, cfg.MaxBody)
 	if status != 0 {
@@ -114,39 +135,74 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		if status != http.StatusRequestEntityTooLarge {
 			code = "invalid_body"
 		}
-		writeError(w, status, typeInvalidRequest, code, msg)
+		writeError(w, &q, status, typeInvalidRequest, code, msg)
 		return
 	}
 	q.bytesIn = int64(len(body))
+	q.fields.MaxTokens = -1
 	if len(body) > 0 && isJSON(r.Header.Get("Content-Type")) {
 		if f, err := reqbody.Read(body); err == nil {
+			q.fields = f
 			q.stream = f.Stream
 		}
 	}
-	h.forward(w, r, cfg, body, &q)
+	q.estimate = usage.Estimate(len(body), q.fields.MaxTokens)
+	route := resolve(cfg, q.deployment)
+	if route == nil {
+		q.status = http.StatusNotFound
+		writeError(w, &q, q.status, typeInvalidRequest, "DeploymentNotFound", "The API deployment for this resource does not exist: no backend serves "+strconv.Quote(q.deployment)+".")
+		return
+	}
+	h.forward(w, r, cfg, route, body, &q)
 }
 
-// cleanPath refuses dot segments and encoded slashes or dots, so a path can
-// never address anything but the operation it names.
-func cleanPath(p string) bool {
-	if strings.Contains(p, "//") || strings.Contains(p, "/./") || strings.Contains(p, "/../") ||
-		strings.HasSuffix(p, "/..") || strings.HasSuffix(p, "/.") || strings.ContainsAny(p, "\\\x00") {
+// resolve returns the route serving deployment name dep ("" for operations
+// outside /deployments/), or nil when no backend serves it.
+func resolve(cfg *Config, dep string) *Route {
+	if dep == "" {
+		return cfg.All
+	}
+	if rt, ok := cfg.Routes[dep]; ok {
+		return rt
+	}
+	return cfg.Wildcard
+}
+
+// cleanPath refuses dot segments, empty segments, control characters and
+// encoded slashes, backslashes or dots, so a path can never address anything
+// but the operation it names.
+func cleanPath(u *url.URL) bool {
+	p := u.Path
+	if len(p) > 2048 || strings.Contains(p, "//") || strings.Contains(p, "/./") || strings.Contains(p, "/../") ||
+		strings.HasSuffix(p, "/..") || strings.HasSuffix(p, "/.") {
 		return false
+	}
+	for i := 0; i < len(p); i++ {
+		if c := p[i]; c < 0x20 || c == 0x7f || c == '\\' {
+			return false
+		}
+	}
+	if rp := u.RawPath; rp != "" {
+		l := strings.ToLower(rp)
+		if strings.Contains(l, "%2f") || strings.Contains(l, "%5c") || strings.Contains(l, "%2e") {
+			return false
+		}
 	}
 	return true
 }
 
-// deploymentOf returns the {id} of /openai/deployments/{id}/..., or "".
-func deploymentOf(p string) string {
+// splitDeployment splits /openai/deployments/{id}/rest into id and /rest;
+// for any other path it returns "" and the path.
+func splitDeployment(p string) (dep, suffix string) {
 	const pre = "/openai/deployments/"
 	if !strings.HasPrefix(p, pre) {
-		return ""
+		return "", p
 	}
 	rest := p[len(pre):]
 	if i := strings.IndexByte(rest, '/'); i >= 0 {
-		rest = rest[:i]
+		return rest[:i], rest[i:]
 	}
-	return rest
+	return rest, ""
 }
 
 func isJSON(ct string) bool {
@@ -213,8 +269,8 @@ func (h *Handler) logAccess(r *http.Request, q *request) {
 // routeOf names the operation of a path without its deployment, so logs and
 // metrics never carry unbounded values.
 func routeOf(p string) string {
-	if d := deploymentOf(p); d != "" {
-		return strings.TrimPrefix(p, "/openai/deployments/"+d)
+	if d, rest := splitDeployment(p); d != "" {
+		return "/openai/deployments/{id}" + rest
 	}
 	return p
 }

@@ -34,8 +34,9 @@ var clientOnly = map[string]bool{
 	"Content-Length": true,
 }
 
-// outbound builds the upstream request for backend b.
-func (h *Handler) outbound(ctx context.Context, r *http.Request, b *Backend, body []byte, isStream bool) *http.Request {
+// outbound builds the upstream request for backend b, which knows the
+// request's deployment as dep ("" when it serves the name unchanged).
+func (h *Handler) outbound(ctx context.Context, r *http.Request, b *Backend, dep string, body []byte, q *request) *http.Request {
 	hdr := make(http.Header, len(r.Header)+1)
 	conn := r.Header["Connection"]
 	for k, v := range r.Header {
@@ -44,12 +45,16 @@ func (h *Handler) outbound(ctx context.Context, r *http.Request, b *Backend, bod
 		}
 		hdr[k] = v
 	}
-	if isStream {
+	if q.stream {
 		// Streams are relayed byte for byte: ask for them uncompressed.
 		delete(hdr, "Accept-Encoding")
 	}
 	b.Provider.Authorize(hdr)
-	u := b.Provider.URL(r.URL.Path, r.URL.RawPath, r.URL.RawQuery)
+	path := r.URL.Path
+	if q.deployment != "" && dep != "" && dep != q.deployment {
+		path = "/openai/deployments/" + dep + q.suffix
+	}
+	u := b.Provider.URL(path, r.URL.RawQuery)
 	out := &http.Request{
 		Method:        r.Method,
 		URL:           u,

@@ -67,6 +67,16 @@ type Fields struct {
 	MaxTokens    int64  // max_tokens or max_completion_tokens; -1 if absent
 	IncludeUsage bool   // stream_options.include_usage
 	HasStreamOpt bool   // stream_options present
+	User         []byte // "user" string value, unquoted (nil if absent or escaped)
+	CacheKey     []byte // "prompt_cache_key" string value, unquoted (nil if absent or escaped)
+}
+
+// plainString returns the contents of a JSON string value without escapes, or nil.
+func plainString(v []byte) []byte {
+	if len(v) >= 2 && v[0] == '"' && bytes.IndexByte(v[1:len(v)-1], '\\') < 0 {
+		return v[1 : len(v)-1]
+	}
+	return nil
 }
 
 // Read scans body once and returns the fields the gateway reads.
@@ -102,11 +112,11 @@ func Read(body []byte) (Fields, error) {
 		case keyEquals(k, esc, "stream"):
 			f.Stream = string(v) == "true"
 		case keyEquals(k, esc, "model"):
-			if len(v) >= 2 && v[0] == '"' && bytes.IndexByte(v[1:len(v)-1], '\\') < 0 {
-				f.Model = v[1 : len(v)-1]
-			} else {
-				f.Model = nil
-			}
+			f.Model = plainString(v)
+		case keyEquals(k, esc, "user"):
+			f.User = plainString(v)
+		case keyEquals(k, esc, "prompt_cache_key"):
+			f.CacheKey = plainString(v)
 		case keyEquals(k, esc, "max_tokens"), keyEquals(k, esc, "max_completion_tokens"):
 			if n, err := strconv.ParseInt(string(v), 10, 64); err == nil && n >= 0 {
 				f.MaxTokens = n

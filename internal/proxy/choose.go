@@ -1,0 +1,150 @@
+package proxy
+
+import (
+	"time"
+
+	"github.com/llmgate/llmgate/internal/balance"
+)
+
+// steerBelow is the fraction of capacity left under which a backend's
+// weight is scaled down, so it drains before it ever returns 429.
+const steerBelow = 0.2
+
+// choice is the outcome of choosing a backend for one attempt.
+type choice struct {
+	member int           // index into the route's members
+	wait   time.Duration // wait before the attempt
+	// blocked: no member can be called within MaxWait and the deadline;
+	// wait is then the time until the earliest one can, and throttled tells
+	// whether that one is cooling down (429) rather than out for another reason (503).
+	blocked   bool
+	throttled bool
+	// panic: every allowed member's circuit is open, so circuits are ignored.
+	panic bool
+}
+
+// choose picks the member for attempt number attempt and the wait before it.
+// In order: an untried available member (no wait in Smart mode); an
+// available one already tried, other than the one that just failed (the
+// backoff wait); else the earliest to recover, if that is within MaxWait
+// and the deadline.
+func (h *Handler) choose(cfg *Config, rt *Route, q *request, tried balance.Set, last, attempt int, now time.Time, prefer string) choice {
+	n := len(rt.Members)
+	var cands [balance.MaxCandidates]balance.Candidate
+	var load [balance.MaxCandidates]float64
+	allowed := allOf(n)
+	if last >= 0 && n > 1 {
+		allowed &^= 1 << uint(last)
+	}
+	var avail, short, open balance.Set
+	earliest, earliestIdx, earliestThrottled := time.Time{}, -1, false
+	minLat := time.Duration(0)
+	for i, m := range rt.Members {
+		b := &cfg.Backends[m.Backend]
+		st := b.State
+		w := b.Weight * st.Ramp(now)
+		cands[i] = balance.Candidate{Weight: w, Priority: b.Priority}
+		if st.Available(now) {
+			avail = avail.With(i)
+			if cfg.Steering || cfg.Policy == Headroom {
+				frac, fits := st.Headroom(q.estimate, now)
+				if !fits && cfg.Steering {
+					short = short.With(i)
+				}
+				switch {
+				case cfg.Policy == Headroom:
+					cands[i].Weight = w * max(frac, 0.001)
+				case frac < steerBelow:
+					cands[i].Weight = w * max(frac/steerBelow, 0.001)
+				}
+			}
+			switch cfg.Policy {
+			case LeastInflight:
+				load[i] = float64(st.InFlight())
+			case Latency:
+				if l := st.Latency(); l > 0 && (minLat == 0 || l < minLat) {
+					minLat = l
+				}
+			}
+			continue
+		}
+		if !allowed.Has(i) {
+			continue
+		}
+		if st.OnlyCircuitOpen(now) {
+			open = open.With(i)
+		}
+		ready := st.ReadyAt()
+		throttled := st.ThrottledUntil().After(now)
+		if !ready.After(now) {
+			// Out for a moment (at its concurrency cap, or its probe in flight).
+			ready = now.Add(250 * time.Millisecond)
+		}
+		if earliestIdx < 0 || ready.Before(earliest) {
+			earliest, earliestIdx, earliestThrottled = ready, i, throttled
+		}
+	}
+	if cfg.Policy == Latency && minLat > 0 {
+		for i, m := range rt.Members {
+			if l := cfg.Backends[m.Backend].State.Latency(); l > 0 {
+				cands[i].Weight *= float64(minLat) / float64(l)
+			}
+		}
+	}
+	backoff := func(fresh bool) time.Duration {
+		if attempt == 0 || (fresh && cfg.Mode == Smart) {
+			return 0
+		}
+		return cfg.Backoff.Wait(attempt, h.float)
+	}
+	pick := func(skip balance.Set) (int, bool) {
+		if cfg.Policy == LeastInflight {
+			return balance.PickLeast(cands[:n], load[:n], skip, h.rand())
+		}
+		return balance.Pick(cands[:n], skip, h.rand())
+	}
+	if attempt == 0 && prefer != "" {
+		for i, m := range rt.Members {
+			if cfg.Backends[m.Backend].Name == prefer && avail.Has(i) && !short.Has(i) {
+				return choice{member: i}
+			}
+		}
+	}
+	// Untried before tried (the backend that just failed is never next while
+	// another exists); among each, available before short of capacity before
+	// circuit-open. An open circuit keeps first attempts away; a retry that
+	// has nowhere else to go tries it anyway (Envoy's panic mode), so a pool
+	// never sticks at 503 because its breakers tripped.
+	for _, tier := range [...]struct {
+		set  balance.Set
+		open bool
+	}{
+		{allowed & avail &^ short &^ tried, false},
+		{allowed & avail &^ tried, false},
+		{allowed & open &^ tried, true},
+		{allowed & avail &^ short, false},
+		{allowed & avail, false},
+		{allowed & open, true},
+	} {
+		if tier.set == 0 {
+			continue
+		}
+		if i, ok := pick(^tier.set); ok {
+			return choice{member: i, wait: backoff(!tried.Has(i)), panic: tier.open}
+		}
+	}
+	until := earliest.Sub(now)
+	if until > cfg.MaxWait || (!q.deadline.IsZero() && earliest.After(q.deadline)) {
+		return choice{member: earliestIdx, wait: until, blocked: true, throttled: earliestThrottled}
+	}
+	return choice{member: earliestIdx, wait: max(until, backoff(!tried.Has(earliestIdx)))}
+}
+
+func (h *Handler) float() float64 { return float64(h.rand()>>11) / (1 << 53) }
+
+func allOf(n int) balance.Set {
+	if n >= balance.MaxCandidates {
+		return ^balance.Set(0)
+	}
+	return balance.Set(1)<<uint(n) - 1
+}
