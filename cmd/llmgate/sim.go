@@ -2,14 +2,16 @@ package main
 
 import (
 	"context"
-	"errors"
 	"io"
+
+	"github.com/llmgate/llmgate/internal/demo"
+	"github.com/llmgate/llmgate/internal/sim"
 )
 
 func simulate(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	return errors.New("simulate: not built yet")
+	return sim.Run(ctx, args, stdout, stderr)
 }
 
-func demo(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	return errors.New("demo: not built yet")
+func demoCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	return demo.Run(ctx, args, stdout, stderr)
 }

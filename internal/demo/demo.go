@@ -1,0 +1,220 @@
+// Package demo runs, in one process, two simulated Azure OpenAI regions and
+// the gateway in front of them with the API Management setup: oai-se takes
+// 75 % of traffic, oai-fr 25 %, the same retry policy, and modest quotas so
+// that throttling and failover show up under a little load.
+package demo
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"time"
+
+	"github.com/llmgate/llmgate/internal/app"
+	"github.com/llmgate/llmgate/internal/config"
+	"github.com/llmgate/llmgate/internal/sim"
+)
+
+// Options configures a demo. Zero fields take the defaults documented on each.
+type Options struct {
+	// Listen is the gateway's address. Default 127.0.0.1:8080; if taken, a free port.
+	Listen string
+	// Key is the client key. Default: random.
+	Key string
+	// TPM is each region's tokens-per-minute quota. Default 20000.
+	TPM int
+	// RPM is each region's requests-per-minute quota. Default 120.
+	RPM int
+	// TTFT and TokenInterval shape the simulated latency. Defaults 200ms and 20ms.
+	TTFT, TokenInterval time.Duration
+	// RetryInterval, RetryDelta and RetryMax are the backoff (defaults 1s, 1s, 8s).
+	RetryInterval, RetryDelta, RetryMax time.Duration
+	// Logger receives the gateway's access log. Nil discards.
+	Logger *slog.Logger
+}
+
+// Demo is a running demo. Close stops it.
+type Demo struct {
+	URL    string // the gateway's base URL
+	Key    string // the client key
+	SE, FR *sim.Server
+
+	cancel context.CancelFunc
+	done   chan error
+	sims   []*http.Server
+}
+
+// Start starts the two regions and the gateway.
+func Start(ctx context.Context, o Options) (*Demo, error) {
+	if o.Listen == "" {
+		o.Listen = "127.0.0.1:8080"
+	}
+	if o.Key == "" {
+		var b [16]byte
+		_, _ = rand.Read(b[:])
+		o.Key = "demo-" + hex.EncodeToString(b[:])
+	}
+	o.TPM = cmpOr(o.TPM, 20000)
+	o.RPM = cmpOr(o.RPM, 120)
+	o.TTFT = cmpOr(o.TTFT, 200*time.Millisecond)
+	o.TokenInterval = cmpOr(o.TokenInterval, 20*time.Millisecond)
+	o.RetryInterval = cmpOr(o.RetryInterval, time.Second)
+	o.RetryDelta = cmpOr(o.RetryDelta, time.Second)
+	o.RetryMax = cmpOr(o.RetryMax, 8*time.Second)
+
+	d := &Demo{Key: o.Key, done: make(chan error, 1)}
+	regionKeys := map[string]string{}
+	urls := map[string]string{}
+	for i, region := range []string{"se", "fr"} {
+		var b [8]byte
+		_, _ = rand.Read(b[:])
+		key := hex.EncodeToString(b[:])
+		s := sim.New(sim.Options{Key: key, TPM: o.TPM, RPM: o.RPM, TTFT: o.TTFT, TokenInterval: o.TokenInterval,
+			Seed: int64(i + 1), Region: region})
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			d.closeSims()
+			return nil, fmt.Errorf("demo: region %s: %w", region, err)
+		}
+		hs := &http.Server{Handler: s, ReadHeaderTimeout: 10 * time.Second}
+		go func() { _ = hs.Serve(ln) }()
+		d.sims = append(d.sims, hs)
+		regionKeys[region] = key
+		urls[region] = "http://" + ln.Addr().String()
+		if region == "se" {
+			d.SE = s
+		} else {
+			d.FR = s
+		}
+	}
+	yaml := fmt.Sprintf(`
+listen: %q
+keys:
+  - name: demo
+    key: ${DEMO_KEY}
+backends:
+  - name: oai-se
+    url: %s
+    api_key: ${SE_KEY}
+    weight: 75
+  - name: oai-fr
+    url: %s
+    api_key: ${FR_KEY}
+    weight: 25
+retry:
+  count: 5
+  interval: %s
+  delta: %s
+  max_interval: %s
+  first_fast_retry: false
+`, o.Listen, urls["se"], urls["fr"], o.RetryInterval, o.RetryDelta, o.RetryMax)
+	env := map[string]string{"DEMO_KEY": o.Key, "SE_KEY": regionKeys["se"], "FR_KEY": regionKeys["fr"]}
+	cfg, err := config.Parse("demo", []byte(yaml), func(k string) (string, bool) { v, ok := env[k]; return v, ok })
+	if err != nil {
+		d.closeSims()
+		return nil, fmt.Errorf("demo: %w", err)
+	}
+	a, err := app.New(cfg, app.Options{Logger: o.Logger})
+	if err != nil {
+		d.closeSims()
+		return nil, fmt.Errorf("demo: %w", err)
+	}
+	ln, err := net.Listen("tcp", o.Listen)
+	if err != nil {
+		// The usual port is taken: any free one will do for a demo.
+		ln, err = net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			d.closeSims()
+			return nil, fmt.Errorf("demo: listen: %w", err)
+		}
+	}
+	d.URL = "http://" + ln.Addr().String()
+	gctx, cancel := context.WithCancel(ctx)
+	d.cancel = cancel
+	go func() { d.done <- a.Serve(gctx, ln) }()
+	return d, nil
+}
+
+func cmpOr[T comparable](v, def T) T {
+	var zero T
+	if v == zero {
+		return def
+	}
+	return v
+}
+
+func (d *Demo) closeSims() {
+	for _, s := range d.sims {
+		_ = s.Close()
+	}
+	for _, s := range []*sim.Server{d.SE, d.FR} {
+		if s != nil {
+			s.Close()
+		}
+	}
+}
+
+// Close stops the gateway (draining it) and the regions.
+func (d *Demo) Close() error {
+	d.cancel()
+	err := <-d.done
+	d.closeSims()
+	return err
+}
+
+// Run is the `llmgate demo` command.
+func Run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("demo", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	var o Options
+	fs.StringVar(&o.Listen, "listen", "127.0.0.1:8080", "gateway address (a free port if taken)")
+	fs.StringVar(&o.Key, "key", "", "client key (default: random)")
+	fs.IntVar(&o.TPM, "tpm", 20000, "tokens per minute of each region")
+	fs.IntVar(&o.RPM, "rpm", 120, "requests per minute of each region")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	o.Logger = slog.New(slog.NewTextHandler(stderr, nil))
+	d, err := Start(ctx, o)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, `llmgate demo: two simulated Azure OpenAI regions behind the gateway
+  oai-se: weight 75, %d TPM, %d RPM
+  oai-fr: weight 25, %d TPM, %d RPM
+  retry: 5 retries, interval 1s, delta 1s, max-interval 8s
+
+gateway: %s
+client key: %s
+
+Try a chat completion:
+
+  curl -s '%s/openai/deployments/gpt-4/chat/completions?api-version=2024-02-01' \
+    -H 'api-key: %s' -H 'content-type: application/json' \
+    -d '{"messages":[{"role":"user","content":"Hello!"}],"max_tokens":50}' -i
+
+and a stream:
+
+  curl -sN '%s/openai/deployments/gpt-4/chat/completions?api-version=2024-02-01' \
+    -H 'api-key: %s' -H 'content-type: application/json' \
+    -d '{"messages":[{"role":"user","content":"Hello!"}],"max_tokens":50,"stream":true}'
+
+Send a few dozen quickly to see throttling and failover in the log below
+(x-llmgate-backend, x-llmgate-attempts and x-llmgate-trail show each request's path).
+Ctrl-C stops.
+`, o.TPM, o.RPM, o.TPM, o.RPM, d.URL, d.Key, d.URL, d.Key, d.URL, d.Key)
+	<-ctx.Done()
+	fmt.Fprintln(stdout, "\nstopping...")
+	if err := d.Close(); err != nil && !errors.Is(err, context.Canceled) {
+		return err
+	}
+	fmt.Fprintln(stdout, "stopped")
+	return nil
+}

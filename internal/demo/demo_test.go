@@ -1,0 +1,73 @@
+package demo
+
+import (
+	"context"
+	"io"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/openai/openai-go/v3"
+	"github.com/openai/openai-go/v3/azure"
+	"github.com/openai/openai-go/v3/option"
+
+	"github.com/llmgate/llmgate/internal/sim"
+)
+
+func TestDemoAnswersAndFailsOver(t *testing.T) {
+	ctx := context.Background()
+	d, err := Start(ctx, Options{Listen: "127.0.0.1:0", TTFT: time.Millisecond, TokenInterval: time.Microsecond,
+		RetryInterval: 10 * time.Millisecond, RetryDelta: 10 * time.Millisecond, RetryMax: 80 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if err := d.Close(); err != nil {
+			t.Errorf("Close: %v", err)
+		}
+	})
+
+	client := openai.NewClient(azure.WithEndpoint(d.URL, "2024-02-01"), azure.WithAPIKey(d.Key), azure.WithUnsafeAllowHTTP(), option.WithMaxRetries(0))
+	resp, err := client.Chat.Completions.New(ctx, openai.ChatCompletionNewParams{
+		Model:    "gpt-4",
+		Messages: []openai.ChatCompletionMessageParamUnion{openai.UserMessage("Hello!")},
+	})
+	if err != nil {
+		t.Fatalf("chat completion through the demo: %v", err)
+	}
+	if len(resp.Choices) == 0 || resp.Choices[0].Message.Content == "" {
+		t.Fatalf("empty answer: %+v", resp)
+	}
+
+	// Throttle one region: every request to it gets 429 with a short Retry-After.
+	d.SE.SetFaults(sim.Faults{Fail429: 1, RetryAfter429: 300 * time.Millisecond})
+	retried, served := 0, 0
+	for range 40 {
+		req, _ := http.NewRequest("POST", d.URL+"/openai/deployments/gpt-4/chat/completions?api-version=2024-02-01",
+			strings.NewReader(`{"messages":[{"role":"user","content":"hi"}],"max_tokens":5}`))
+		req.Header.Set("api-key", d.Key)
+		req.Header.Set("content-type", "application/json")
+		res, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, _ = io.Copy(io.Discard, res.Body)
+		res.Body.Close()
+		if res.StatusCode != http.StatusOK {
+			t.Fatalf("status %d with one region throttled; trail %q", res.StatusCode, res.Header.Get("X-Llmgate-Trail"))
+		}
+		served++
+		if res.Header.Get("X-Llmgate-Attempts") != "1" {
+			retried++
+			if !strings.Contains(res.Header.Get("X-Llmgate-Trail"), "oai-se:429") || res.Header.Get("X-Llmgate-Backend") != "oai-fr" {
+				t.Errorf("retried request: trail %q backend %q", res.Header.Get("X-Llmgate-Trail"), res.Header.Get("X-Llmgate-Backend"))
+			}
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if retried == 0 {
+		t.Errorf("no request was served after a retry while oai-se was throttled (%d served)", served)
+	}
+	t.Logf("%d of %d requests served by oai-fr after oai-se answered 429", retried, served)
+}
