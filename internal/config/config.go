@@ -38,6 +38,56 @@ type Config struct {
 	Timeouts Timeouts `yaml:"timeouts"`
 	// Routing chooses among backends.
 	Routing Routing `yaml:"routing"`
+	// Admin protects /status, /admin/*, /metrics and /debug/pprof.
+	Admin Admin `yaml:"admin"`
+	// Store holds shared state (key limits, quotas, usage, backend throttles).
+	Store Store `yaml:"store"`
+	// Tracing exports OpenTelemetry traces. Off unless an endpoint is set.
+	Tracing Tracing `yaml:"tracing"`
+	// TLS serves the listener over HTTPS when both files are set; they are
+	// read again on reload.
+	TLS TLS `yaml:"tls"`
+}
+
+// Admin is the operator's access.
+type Admin struct {
+	// Key is the admin key (api-key or Bearer). Never a client key. Empty:
+	// the admin endpoints are disabled (404).
+	Key Secret `yaml:"key"`
+	// MetricsPublic serves /metrics without the admin key (for scrapers on
+	// a private network). Default false.
+	MetricsPublic bool `yaml:"metrics_public"`
+}
+
+// Store selects where shared state lives.
+type Store struct {
+	// Type is "memory" (default: one instance, nothing to install) or "redis".
+	Type string `yaml:"type"`
+	// URL of Redis: redis://[:password@]host:port/db, rediss://...,
+	// redis+sentinel://[:password@]h1:p,h2:p/master/db or redis+cluster://h1:p,h2:p.
+	URL Secret `yaml:"url"`
+	// OnFailure is the policy while Redis is unreachable: "open" (default:
+	// keep serving, enforcing limits locally per instance) or "closed"
+	// (refuse requests that need a limit decision with 503).
+	OnFailure string `yaml:"on_failure"`
+	// Timeout of one Redis call. Default 250ms.
+	Timeout Duration `yaml:"timeout"`
+}
+
+// Tracing configures OpenTelemetry.
+type Tracing struct {
+	// Endpoint of an OTLP/HTTP collector, e.g. http://127.0.0.1:4318. Empty: off.
+	Endpoint string `yaml:"endpoint"`
+	// ServiceName in the traces. Default "llmgate".
+	ServiceName string `yaml:"service_name"`
+	// SampleRatio of requests traced (parent-based). Default 1.
+	SampleRatio float64 `yaml:"sample_ratio"`
+}
+
+// TLS holds the listener's certificate.
+type TLS struct {
+	CertFile string `yaml:"cert_file"`
+	KeyFile  string `yaml:"key_file"`
 }
 
 // Routing is how a backend is chosen and when one is left alone.
@@ -258,6 +308,21 @@ func (c *Config) Defaults() {
 	if ro.RetryBudget.MinPerSecond == 0 {
 		ro.RetryBudget.MinPerSecond = 50
 	}
+	if c.Store.Type == "" {
+		c.Store.Type = "memory"
+	}
+	if c.Store.OnFailure == "" {
+		c.Store.OnFailure = "open"
+	}
+	if c.Store.Timeout == 0 {
+		c.Store.Timeout = Duration(250 * time.Millisecond)
+	}
+	if c.Tracing.ServiceName == "" {
+		c.Tracing.ServiceName = "llmgate"
+	}
+	if c.Tracing.SampleRatio == 0 {
+		c.Tracing.SampleRatio = 1
+	}
 	if ro.Sticky.TTL == 0 {
 		ro.Sticky.TTL = Duration(5 * time.Minute)
 	}
@@ -375,6 +440,31 @@ func (c *Config) Validate() []Problem {
 	}
 	if ro.MaxWait < 0 {
 		d.add("routing.max_wait", nil, "must not be negative")
+	}
+	switch c.Store.Type {
+	case "memory":
+	case "redis":
+		if c.Store.URL == "" {
+			d.add("store.url", nil, "required when store.type is redis")
+		}
+	default:
+		d.add("store.type", nil, "must be memory or redis")
+	}
+	if c.Store.OnFailure != "open" && c.Store.OnFailure != "closed" {
+		d.add("store.on_failure", nil, "must be open or closed")
+	}
+	if (c.TLS.CertFile == "") != (c.TLS.KeyFile == "") {
+		d.add("tls", nil, "cert_file and key_file go together")
+	}
+	if c.Tracing.SampleRatio < 0 || c.Tracing.SampleRatio > 1 {
+		d.add("tracing.sample_ratio", nil, "must be between 0 and 1")
+	}
+	if c.Admin.Key != "" {
+		for i, k := range c.Keys {
+			if k.Key != "" && k.Key == c.Admin.Key {
+				d.add(fmt.Sprintf("keys[%d].key", i), nil, "must differ from admin.key")
+			}
+		}
 	}
 	if c.MaxBodyBytes < 0 {
 		d.add("max_body_bytes", nil, "must be positive")

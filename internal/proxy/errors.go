@@ -27,6 +27,7 @@ const (
 // turns a gateway-made failure into a client response.
 func writeError(w http.ResponseWriter, q *request, status int, typ, code, msg string) {
 	q.status = status
+	q.ttfb = time.Since(q.start)
 	setGatewayHeaders(w.Header(), q)
 	b, _ := json.Marshal(openai.ErrorBody{Error: openai.Error{Message: msg, Type: typ, Code: code}})
 	h := w.Header()
@@ -38,6 +39,7 @@ func writeError(w http.ResponseWriter, q *request, status int, typ, code, msg st
 
 func writeUnauthorized(w http.ResponseWriter, q *request) {
 	q.status = http.StatusUnauthorized
+	q.ttfb = time.Since(q.start)
 	h := w.Header()
 	setGatewayHeaders(h, q)
 	h.Set("Content-Type", "application/json")

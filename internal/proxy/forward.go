@@ -183,7 +183,16 @@ func (h *Handler) attempt(ctx context.Context, w http.ResponseWriter, r *http.Re
 	start := h.now()
 	b.State.Reserve(q.estimate, start)
 	outcome := upstream.Abandoned
-	defer func() { h.done(b, outcome, h.now().Sub(start), probe) }()
+	label := OutcomeCanceled
+	status := 0
+	var latency time.Duration
+	defer func() {
+		h.done(b, outcome, h.now().Sub(start), probe)
+		if h.events != nil {
+			h.events.Attempt(&AttemptInfo{Backend: b.Name, Model: q.deployment, Outcome: label, Status: status,
+				Retry: q.attempts > 1, Latency: latency})
+		}
+	}()
 
 	resp, err := h.transport.RoundTrip(out)
 	if err != nil {
@@ -192,14 +201,18 @@ func (h *Handler) attempt(ctx context.Context, w http.ResponseWriter, r *http.Re
 			return nil, true
 		}
 		outcome = upstream.Failed
+		latency = h.now().Sub(start)
 		reason := "conn_error"
+		label = OutcomeConnection
 		if isTimeout(err) {
-			reason = "timeout"
+			reason, label = "timeout", OutcomeTimeout
 		}
 		q.trail = appendTrail(q.trail, b.Name, reason, 0)
 		return &failure{err: err, class: retry.Transient}, false
 	}
 	now := h.now()
+	latency = now.Sub(start)
+	status = resp.StatusCode
 	b.State.Observe(resp.Header, now)
 	class := retry.Classify(resp.StatusCode)
 	var ra time.Duration
@@ -210,17 +223,21 @@ func (h *Handler) attempt(ctx context.Context, w http.ResponseWriter, r *http.Re
 		}
 	}
 	switch class {
-	case retry.Success, retry.CallerFault:
-		outcome = upstream.OK
+	case retry.Success:
+		outcome, label = upstream.OK, OutcomeOK
+	case retry.CallerFault:
+		outcome, label = upstream.OK, OutcomeClientError
 	case retry.RateLimited:
-		outcome = upstream.Throttled
+		outcome, label = upstream.Throttled, OutcomeThrottled
+	case retry.Redirect:
+		outcome, label = upstream.Failed, OutcomeRedirect
 	case retry.Auth:
-		outcome = upstream.AuthFailed
+		outcome, label = upstream.AuthFailed, OutcomeAuth
 		h.log.Error("backend refused its credential: check its api_key",
 			slog.String("backend", b.Name), slog.Int("status", resp.StatusCode),
 			slog.Duration("cooldown", b.State.Settings().AuthCooldown))
 	default:
-		outcome = upstream.Failed
+		outcome, label = upstream.Failed, OutcomeServerError
 	}
 
 	idle := newIdleTimer(cfg.StreamIdle, cancel)
@@ -228,8 +245,15 @@ func (h *Handler) attempt(ctx context.Context, w http.ResponseWriter, r *http.Re
 
 	if class == retry.Success && isEventStream(resp.Header) {
 		f, done := h.relayStream(ctx, w, resp, b, q, final, idle)
-		if f != nil || q.err != nil && q.err != errClientGone {
-			outcome = upstream.Failed
+		switch {
+		case f != nil && idle.fired():
+			outcome, label = upstream.Failed, OutcomeTimeout
+		case f != nil:
+			outcome, label = upstream.Failed, OutcomeErrorEvent
+		case q.err == errClientGone:
+			outcome, label = upstream.Abandoned, OutcomeCanceled
+		case q.err != nil:
+			outcome, label = upstream.Failed, OutcomeStreamCut
 		}
 		return f, done
 	}
@@ -241,7 +265,6 @@ func (h *Handler) attempt(ctx context.Context, w http.ResponseWriter, r *http.Re
 		q.trail = appendTrail(q.trail, b.Name, strconv.Itoa(resp.StatusCode), ra)
 		if class == retry.Redirect {
 			// Upstream redirects are refused: the api-key must not follow one.
-			outcome = upstream.Failed
 			return &failure{err: errRedirect, class: retry.Transient}, false
 		}
 		if rerr != nil {

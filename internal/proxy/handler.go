@@ -19,7 +19,6 @@ import (
 
 	"github.com/llmgate/llmgate/internal/auth"
 	"github.com/llmgate/llmgate/internal/reqbody"
-	"github.com/llmgate/llmgate/internal/upstream"
 	"github.com/llmgate/llmgate/internal/usage"
 )
 
@@ -35,13 +34,6 @@ type Options struct {
 	Rand func() uint64
 	// Events receives circuit transitions and other observations. Nil: none.
 	Events Events
-}
-
-// Events receives what the handler observes. Implementations must be fast
-// and safe for concurrent use; nil methods are not called.
-type Events interface {
-	// Transition reports a circuit state change of a backend.
-	Transition(t upstream.Transition)
 }
 
 // Handler is the gateway. Safe for concurrent use.
@@ -100,6 +92,10 @@ type request struct {
 	fields   reqbody.Fields
 	estimate int64 // tokens estimated at admission
 	deadline time.Time
+	ttfb     time.Duration
+	backend  string // the backend that answered last
+	// usage reported upstream, 0 if unknown
+	promptTokens, completionTokens int64
 }
 
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
@@ -239,6 +235,13 @@ func readBody(r *http.Request, max int64) ([]byte, int, string) {
 
 func (h *Handler) logAccess(r *http.Request, q *request) {
 	ctx := r.Context()
+	if h.events != nil {
+		h.events.Request(&RequestInfo{
+			Route: opLabel(q.suffix), Model: q.deployment, Key: string(q.key), Backend: q.backend,
+			Status: q.status, Attempts: q.attempts, Stream: q.stream, Duration: h.now().Sub(q.start), TTFB: q.ttfb,
+			PromptTokens: q.promptTokens, CompletionTokens: q.completionTokens,
+		})
+	}
 	level := slog.LevelInfo
 	if q.status >= 500 || q.status == statusClientClosed {
 		level = slog.LevelWarn
@@ -289,5 +292,29 @@ func sleep(ctx context.Context, d time.Duration) bool {
 		return true
 	case <-ctx.Done():
 		return false
+	}
+}
+
+// opLabel maps an operation path to a bounded label for metrics.
+func opLabel(suffix string) string {
+	switch strings.TrimPrefix(suffix, "/") {
+	case "chat/completions":
+		return "chat/completions"
+	case "completions":
+		return "completions"
+	case "embeddings":
+		return "embeddings"
+	case "images/generations":
+		return "images/generations"
+	case "audio/transcriptions":
+		return "audio/transcriptions"
+	case "audio/translations":
+		return "audio/translations"
+	case "audio/speech":
+		return "audio/speech"
+	case "models":
+		return "models"
+	default:
+		return "other"
 	}
 }

@@ -113,5 +113,7 @@ func (h *Handler) writeHeaderWith(w http.ResponseWriter, status int, up http.Hea
 	dst["X-Llmgate-Attempts"] = []string{strconv.Itoa(q.attempts)}
 	dst["X-Llmgate-Trail"] = []string{string(q.trail)}
 	q.status = status
+	q.backend = backend
+	q.ttfb = h.now().Sub(q.start)
 	w.WriteHeader(status)
 }
