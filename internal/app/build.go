@@ -21,7 +21,7 @@ import (
 func snapshot(cfg *config.Config, reg *upstream.Registry) (*proxy.Config, error) {
 	specs := make([]auth.Spec, 0, len(cfg.Keys))
 	for _, k := range cfg.Keys {
-		specs = append(specs, auth.Spec{ID: auth.KeyID(k.Name), Plain: k.Key.Reveal(), SHA256Hex: k.KeySHA256})
+		specs = append(specs, auth.Spec{ID: auth.KeyID(k.Name), Plain: k.Key.Reveal(), SHA256Hex: k.KeySHA256, Models: k.Models})
 	}
 	keys, err := auth.NewSet(specs)
 	if err != nil {
@@ -65,7 +65,7 @@ func snapshot(cfg *config.Config, reg *upstream.Registry) (*proxy.Config, error)
 	pc.All = &proxy.Route{Name: "*"}
 	var wildcard []proxy.Member
 	for i, b := range cfg.Backends {
-		p, err := provider.NewAzure(b.URL, b.APIKey.Reveal())
+		p, err := adapter(b)
 		if err != nil {
 			return nil, fmt.Errorf("backend %s: %w", b.Name, err)
 		}
@@ -102,6 +102,13 @@ func snapshot(cfg *config.Config, reg *upstream.Registry) (*proxy.Config, error)
 			rt.Members = append(rt.Members, proxy.Member{Backend: i, Name: to})
 		}
 	}
+	pc.Aliases = cfg.Aliases
+	for name := range pc.Routes {
+		pc.Models = append(pc.Models, name)
+	}
+	for name := range cfg.Aliases {
+		pc.Models = append(pc.Models, name)
+	}
 	if len(wildcard) > 0 {
 		pc.Wildcard = &proxy.Route{Name: "*", Members: wildcard}
 		// A backend that serves every name serves the listed ones too.
@@ -110,6 +117,24 @@ func snapshot(cfg *config.Config, reg *upstream.Registry) (*proxy.Config, error)
 		}
 	}
 	return pc, nil
+}
+
+// adapter builds the provider adapter for a backend.
+func adapter(b config.Backend) (provider.Adapter, error) {
+	if b.Type == "openai" {
+		return provider.NewOpenAI(b.URL, b.APIKey.Reveal())
+	}
+	o := provider.AzureOptions{URL: b.URL, APIKey: b.APIKey.Reveal(), APIVersion: b.APIVersion}
+	if b.Auth == "entra" {
+		e := b.Entra
+		ts, err := provider.NewEntra(provider.EntraOptions{Backend: b.Name, Authority: e.Authority, TenantID: e.TenantID,
+			ClientID: e.ClientID, ClientSecret: e.ClientSecret.Reveal(), FederatedTokenFile: e.FederatedTokenFile, Scope: e.Scope})
+		if err != nil {
+			return nil, err
+		}
+		o.Tokens = ts
+	}
+	return provider.NewAzure(o)
 }
 
 // newTransport returns the upstream transport: warm keep-alive pools, HTTP/2

@@ -17,9 +17,19 @@ import (
 // KeyID names a client key in logs and metrics; it is never the key itself.
 type KeyID string
 
-// Key is one client key's identity and policy.
+// Key is one client key's identity and policy. Immutable.
 type Key struct {
 	ID KeyID
+	// Models the key may use; nil means all.
+	Models map[string]bool
+	// Meta is carried into logs and metrics (team, owner).
+	Meta map[string]string
+}
+
+// Allows reports whether the key may use the model or deployment name
+// (checked as the client gave it and after aliases).
+func (k *Key) Allows(name, canon string) bool {
+	return k.Models == nil || k.Models[name] || k.Models[canon]
 }
 
 type entry struct {
@@ -37,6 +47,9 @@ type Spec struct {
 	ID        KeyID
 	Plain     string
 	SHA256Hex string
+	// Models the key may use; nil means all.
+	Models []string
+	Meta   map[string]string
 }
 
 // NewSet builds a Set from specs.
@@ -56,7 +69,13 @@ func NewSet(specs []Spec) (*Set, error) {
 		default:
 			return nil, fmt.Errorf("auth: key %s: no key", sp.ID)
 		}
-		e.key = &Key{ID: sp.ID}
+		e.key = &Key{ID: sp.ID, Meta: sp.Meta}
+		if sp.Models != nil {
+			e.key.Models = make(map[string]bool, len(sp.Models))
+			for _, m := range sp.Models {
+				e.key.Models[m] = true
+			}
+		}
 		s.entries = append(s.entries, e)
 	}
 	return s, nil

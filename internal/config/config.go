@@ -38,6 +38,9 @@ type Config struct {
 	Timeouts Timeouts `yaml:"timeouts"`
 	// Routing chooses among backends.
 	Routing Routing `yaml:"routing"`
+	// Aliases map a name clients use to the model or deployment name routes
+	// know, e.g. gpt-4o: gpt-4o-2024-08-06.
+	Aliases map[string]string `yaml:"aliases"`
 	// Admin protects /status, /admin/*, /metrics and /debug/pprof.
 	Admin Admin `yaml:"admin"`
 	// Store holds shared state (key limits, quotas, usage, backend throttles).
@@ -153,6 +156,19 @@ type Sticky struct {
 	MaxEntries int `yaml:"max_entries"`
 }
 
+// Entra is Microsoft Entra ID's client-credentials flow (ClientSecret) or
+// workload-identity flow (FederatedTokenFile).
+type Entra struct {
+	TenantID           string `yaml:"tenant_id"`
+	ClientID           string `yaml:"client_id"`
+	ClientSecret       Secret `yaml:"client_secret"`
+	FederatedTokenFile string `yaml:"federated_token_file"`
+	// Authority is the identity provider. Default https://login.microsoftonline.com.
+	Authority string `yaml:"authority"`
+	// Scope requested. Default https://cognitiveservices.azure.com/.default.
+	Scope string `yaml:"scope"`
+}
+
 // HealthCheck probes a backend actively. Zero Interval: off.
 type HealthCheck struct {
 	// Path is requested with GET on the backend's URL, e.g.
@@ -172,6 +188,19 @@ type Key struct {
 	Key Secret `yaml:"key"`
 	// KeySHA256 is the hex SHA-256 digest of the key, so the file holds no secret.
 	KeySHA256 string `yaml:"key_sha256"`
+	// Models the key may use (names as clients send them, or after aliases).
+	// Absent: all.
+	Models []string `yaml:"models"`
+	// RPM and TPM limit the key per rolling minute. Zero: no limit.
+	RPM int64 `yaml:"rpm"`
+	TPM int64 `yaml:"tpm"`
+	// DailyTokens and MonthlyTokens are token quotas per calendar day and
+	// month (UTC). Zero: none.
+	DailyTokens   int64 `yaml:"daily_tokens"`
+	MonthlyTokens int64 `yaml:"monthly_tokens"`
+	// Team and Owner are carried into logs and metrics.
+	Team  string `yaml:"team"`
+	Owner string `yaml:"owner"`
 }
 
 // Backend is one upstream deployment (an Azure OpenAI resource).
@@ -181,8 +210,20 @@ type Backend struct {
 	// URL is the base URL, e.g. https://example-se.openai.azure.com; /openai/... is
 	// appended, and a URL already ending in /openai is not doubled. Required.
 	URL string `yaml:"url"`
-	// APIKey is sent upstream as the api-key header. Empty sends no credential.
+	// Type is "azure" (default: api-key header, /openai/deployments/{name}/...)
+	// or "openai" (Bearer token; URL is the base an OpenAI SDK takes, /v1
+	// included; the body's model is rewritten to the upstream's name).
+	Type string `yaml:"type"`
+	// APIKey is the backend's credential: the api-key header for azure, the
+	// Bearer token for openai. Empty sends no credential (local servers).
 	APIKey Secret `yaml:"api_key"`
+	// Auth is "key" (default) or "entra" (Azure only: Microsoft Entra ID tokens).
+	Auth string `yaml:"auth"`
+	// Entra configures auth: entra.
+	Entra Entra `yaml:"entra"`
+	// APIVersion is sent to an azure backend with requests that came in
+	// OpenAI style. Default 2024-10-21.
+	APIVersion string `yaml:"api_version"`
 	// Weight is the backend's share of traffic. Nil means 1; 0 means the backend
 	// takes traffic only when every weighted one has been tried.
 	Weight *int `yaml:"weight"`
@@ -330,6 +371,12 @@ func (c *Config) Defaults() {
 		ro.Sticky.MaxEntries = 100000
 	}
 	for i := range c.Backends {
+		if c.Backends[i].Type == "" {
+			c.Backends[i].Type = "azure"
+		}
+		if c.Backends[i].Auth == "" {
+			c.Backends[i].Auth = "key"
+		}
 		if c.Backends[i].Priority == 0 {
 			c.Backends[i].Priority = 1
 		}
@@ -366,6 +413,9 @@ func (c *Config) Validate() []Problem {
 		case k.KeySHA256 != "" && !isHex(k.KeySHA256, 64):
 			d.add(p+".key_sha256", nil, "must be 64 hex digits")
 		}
+		if k.RPM < 0 || k.TPM < 0 || k.DailyTokens < 0 || k.MonthlyTokens < 0 {
+			d.add(p, nil, "rpm, tpm, daily_tokens and monthly_tokens must be >= 0")
+		}
 	}
 	if len(c.Backends) == 0 {
 		d.add("backends", nil, "at least one backend is required")
@@ -389,6 +439,32 @@ func (c *Config) Validate() []Problem {
 		}
 		if b.Weight != nil && *b.Weight < 0 {
 			d.add(p+".weight", nil, "must be >= 0")
+		}
+		switch b.Type {
+		case "azure", "openai":
+		default:
+			d.add(p+".type", nil, "must be azure or openai")
+		}
+		switch {
+		case b.Auth == "key":
+		case b.Auth == "entra" && b.Type == "azure":
+			e := b.Entra
+			if e.TenantID == "" {
+				d.add(p+".entra.tenant_id", nil, "required with auth: entra")
+			}
+			if e.ClientID == "" {
+				d.add(p+".entra.client_id", nil, "required with auth: entra")
+			}
+			if (e.ClientSecret == "") == (e.FederatedTokenFile == "") {
+				d.add(p+".entra", nil, "give exactly one of client_secret and federated_token_file")
+			}
+			if b.APIKey != "" {
+				d.add(p+".api_key", nil, "not used with auth: entra")
+			}
+		case b.Auth == "entra":
+			d.add(p+".auth", nil, "entra is for azure backends")
+		default:
+			d.add(p+".auth", nil, "must be key or entra")
 		}
 		if b.Priority < 0 {
 			d.add(p+".priority", nil, "must be >= 1")
@@ -425,6 +501,11 @@ func (c *Config) Validate() []Problem {
 	}
 	if r.MaxInterval > 0 && r.MaxInterval < r.Interval {
 		d.add("retry.max_interval", nil, "must be >= retry.interval")
+	}
+	for from, to := range c.Aliases {
+		if !validName(from) || !validName(to) {
+			d.add("aliases."+from, nil, "invalid model name")
+		}
 	}
 	ro := c.Routing
 	switch ro.Policy {

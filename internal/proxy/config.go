@@ -37,7 +37,7 @@ const (
 // Backend is one upstream as the handler sees it.
 type Backend struct {
 	Name     string
-	Provider *provider.Azure
+	Provider provider.Adapter
 	State    *upstream.State
 	// Weight is the share within the priority group; Priority the group (1 first).
 	Weight   float64
@@ -66,8 +66,12 @@ type Config struct {
 	// Wildcard holds the backends that serve every name unchanged; it
 	// serves a name absent from Routes. Nil when every backend lists its names.
 	Wildcard *Route
-	// All holds every backend, for operations outside /deployments/.
+	// All holds every backend, for operations that name no model.
 	All *Route
+	// Aliases map a client's name to the name routes know.
+	Aliases map[string]string
+	// Models lists the names clients may ask for (routes and aliases), for GET /v1/models.
+	Models []string
 
 	// Retries is the number of retries after the first attempt.
 	Retries int

@@ -179,8 +179,18 @@ func (h *Handler) attempt(ctx context.Context, w http.ResponseWriter, r *http.Re
 	b := &cfg.Backends[m.Backend]
 	actx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	out := h.outbound(actx, r, b, m.Name, body, q)
 	start := h.now()
+	out, err := h.outbound(actx, r, b, m, body, q)
+	if err != nil {
+		// The backend's credential could not be had (e.g. an Entra token).
+		q.trail = appendTrail(q.trail, b.Name, "credential_error", 0)
+		h.log.Error("backend credential unavailable", slog.String("backend", b.Name), slog.Any("err", err))
+		h.done(b, upstream.Failed, 0, probe)
+		if h.events != nil {
+			h.events.Attempt(&AttemptInfo{Backend: b.Name, Model: q.deployment, Outcome: OutcomeAuth, Retry: q.attempts > 1})
+		}
+		return &failure{err: &credentialError{backend: b.Name, err: err}, class: retry.Auth}, false
+	}
 	b.State.Reserve(q.estimate, start)
 	outcome := upstream.Abandoned
 	label := OutcomeCanceled
@@ -295,6 +305,17 @@ func (h *Handler) attempt(ctx context.Context, w http.ResponseWriter, r *http.Re
 
 var errRedirect = errors.New("upstream redirect refused")
 
+// credentialError is a failure to get a backend's credential (an Entra ID token).
+type credentialError struct {
+	backend string
+	err     error
+}
+
+func (e *credentialError) Error() string {
+	return "credential for backend " + e.backend + ": " + e.err.Error()
+}
+func (e *credentialError) Unwrap() error { return e.err }
+
 // done feeds an attempt's outcome back to the backend's state and reports
 // any circuit transition.
 func (h *Handler) done(b *Backend, o upstream.Outcome, latency time.Duration, probe bool) {
@@ -408,6 +429,12 @@ func (h *Handler) answerFailure(w http.ResponseWriter, f *failure, q *request, e
 		return
 	}
 	q.err = f.err
+	var ce *credentialError
+	if errors.As(f.err, &ce) {
+		writeError(w, q, http.StatusBadGateway, typeServer, "backend_credential_unavailable",
+			"The gateway could not get a credential for backend "+ce.backend+".")
+		return
+	}
 	if isTimeout(f.err) {
 		q.status = http.StatusGatewayTimeout
 		writeError(w, q, q.status, typeServer, "upstream_timeout", "Every upstream attempt timed out.")

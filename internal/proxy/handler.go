@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/llmgate/llmgate/internal/auth"
+	"github.com/llmgate/llmgate/internal/provider"
 	"github.com/llmgate/llmgate/internal/reqbody"
 	"github.com/llmgate/llmgate/internal/usage"
 )
@@ -88,12 +89,15 @@ type request struct {
 	stream     bool
 	err        error
 	// set once the request is parsed
-	suffix   string // path after /openai/deployments/{id}, or the whole path
-	fields   reqbody.Fields
-	estimate int64 // tokens estimated at admission
-	deadline time.Time
-	ttfb     time.Duration
-	backend  string // the backend that answered last
+	style     provider.Style
+	suffix    string // the operation: path after /openai/deployments/{id}, /v1 or /openai/v1; for AzureOther the whole path
+	canon     string // the deployment or model name after aliases
+	bodyModel string // the model the body carries, if any
+	fields    reqbody.Fields
+	estimate  int64 // tokens estimated at admission
+	deadline  time.Time
+	ttfb      time.Duration
+	backend   string // the backend that answered last
 	// usage reported upstream, 0 if unknown
 	promptTokens, completionTokens int64
 }
@@ -105,28 +109,28 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	defer h.logAccess(r, &q)
 
 	path := r.URL.Path
-	if !strings.HasPrefix(path, "/openai/") {
-		q.status = http.StatusNotFound
-		writeError(w, &q, q.status, typeInvalidRequest, "404", "Resource not found: llmgate serves the Azure OpenAI API under /openai/.")
+	if !cleanPath(r.URL) {
+		writeError(w, &q, http.StatusBadRequest, typeInvalidRequest, "invalid_path", "The request path is not a valid API path.")
 		return
 	}
-	if !cleanPath(r.URL) {
-		q.status = http.StatusBadRequest
-		writeError(w, &q, q.status, typeInvalidRequest, "invalid_path", "The request path is not a valid API path.")
+	var ok bool
+	if q.style, q.deployment, q.suffix, ok = parsePath(path); !ok {
+		writeError(w, &q, http.StatusNotFound, typeInvalidRequest, "404", "Resource not found: llmgate serves the Azure OpenAI API under /openai/ and the OpenAI API under /v1/.")
 		return
 	}
 	key := cfg.Keys.Lookup(auth.FromRequest(r.Header))
 	if key == nil {
-		q.status = http.StatusUnauthorized
 		writeUnauthorized(w, &q)
 		return
 	}
 	q.key = key.ID
-	q.deployment, q.suffix = splitDeployment(path)
+	if r.Method == http.MethodGet && q.suffix == "/models" && q.style != provider.Azure && q.style != provider.AzureOther {
+		h.listModels(w, cfg, key, &q)
+		return
+	}
 
 	body, status, msg := readBody(r, cfg.MaxBody)
 	if status != 0 {
-		q.status = status
 		code := "request_too_large"
 		if status != http.StatusRequestEntityTooLarge {
 			code = "invalid_body"
@@ -136,29 +140,87 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	q.bytesIn = int64(len(body))
 	q.fields.MaxTokens = -1
-	if len(body) > 0 && isJSON(r.Header.Get("Content-Type")) {
+	ct := r.Header.Get("Content-Type")
+	if len(body) > 0 && isJSON(ct) {
 		if f, err := reqbody.Read(body); err == nil {
 			q.fields = f
 			q.stream = f.Stream
 		}
 	}
+	if q.style == provider.OpenAI || q.style == provider.AzureV1 {
+		switch {
+		case q.fields.Model != nil:
+			q.deployment = string(q.fields.Model)
+		case strings.HasPrefix(ct, "multipart/"):
+			if m, found, err := reqbody.MultipartField(body, ct, "model"); err == nil && found {
+				q.deployment = m
+			}
+		}
+		// A request naming no model goes to any backend, whose own error
+		// (if any) the client then gets: forwarded, never refused here.
+		q.bodyModel = q.deployment
+	}
 	q.estimate = usage.Estimate(len(body), q.fields.MaxTokens)
-	route := resolve(cfg, q.deployment)
+	route := resolve(cfg, &q)
+	if q.deployment != "" && !key.Allows(q.deployment, q.canon) {
+		writeError(w, &q, http.StatusForbidden, "permission_error", "model_not_allowed", "This key may not use "+strconv.Quote(q.deployment)+".")
+		return
+	}
 	if route == nil {
-		q.status = http.StatusNotFound
-		writeError(w, &q, q.status, typeInvalidRequest, "DeploymentNotFound", "The API deployment for this resource does not exist: no backend serves "+strconv.Quote(q.deployment)+".")
+		writeError(w, &q, http.StatusNotFound, typeInvalidRequest, "DeploymentNotFound", "The API deployment for this resource does not exist: no backend serves "+strconv.Quote(q.deployment)+".")
 		return
 	}
 	h.forward(w, r, cfg, route, body, &q)
 }
 
-// resolve returns the route serving deployment name dep ("" for operations
-// outside /deployments/), or nil when no backend serves it.
-func resolve(cfg *Config, dep string) *Route {
-	if dep == "" {
+// parsePath tells the style of a request path and splits it into the
+// deployment (Azure style only) and the operation.
+func parsePath(p string) (style provider.Style, dep, op string, ok bool) {
+	switch {
+	case strings.HasPrefix(p, "/openai/deployments/"):
+		dep, op = splitDeployment(p)
+		if dep == "" || !validName(dep) {
+			return 0, "", "", false
+		}
+		return provider.Azure, dep, op, true
+	case strings.HasPrefix(p, "/openai/v1/"):
+		return provider.AzureV1, "", p[len("/openai/v1"):], true
+	case strings.HasPrefix(p, "/openai/"):
+		return provider.AzureOther, "", p, true
+	case strings.HasPrefix(p, "/v1/"):
+		return provider.OpenAI, "", p[len("/v1"):], true
+	}
+	return 0, "", "", false
+}
+
+// validName bounds a deployment or model name taken from a request.
+func validName(s string) bool {
+	if len(s) == 0 || len(s) > 256 {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; c < 0x20 || c == 0x7f || c == '/' || c == '\\' {
+			return false
+		}
+	}
+	return true
+}
+
+// resolve returns the route serving the request's deployment or model
+// (after aliases), or nil when no backend serves it. A request that names
+// none goes to every backend.
+func resolve(cfg *Config, q *request) *Route {
+	if q.deployment == "" {
 		return cfg.All
 	}
-	if rt, ok := cfg.Routes[dep]; ok {
+	if !validName(q.deployment) {
+		return nil
+	}
+	q.canon = q.deployment
+	if a, ok := cfg.Aliases[q.deployment]; ok {
+		q.canon = a
+	}
+	if rt, ok := cfg.Routes[q.canon]; ok {
 		return rt
 	}
 	return cfg.Wildcard

@@ -9,6 +9,9 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/llmgate/llmgate/internal/provider"
+	"github.com/llmgate/llmgate/internal/reqbody"
 )
 
 // hopHeaders are hop-by-hop headers (RFC 9110 §7.6.1) never forwarded.
@@ -34,9 +37,11 @@ var clientOnly = map[string]bool{
 	"Content-Length": true,
 }
 
-// outbound builds the upstream request for backend b, which knows the
-// request's deployment as dep ("" when it serves the name unchanged).
-func (h *Handler) outbound(ctx context.Context, r *http.Request, b *Backend, dep string, body []byte, q *request) *http.Request {
+// outbound builds the upstream request for member m of backend b: its URL
+// from the adapter, the client's headers minus credentials and hop-by-hop
+// ones, the backend's credential, and the body, with the model field set to
+// the backend's name where the upstream reads it from the body.
+func (h *Handler) outbound(ctx context.Context, r *http.Request, b *Backend, m Member, body []byte, q *request) (*http.Request, error) {
 	hdr := make(http.Header, len(r.Header)+1)
 	conn := r.Header["Connection"]
 	for k, v := range r.Header {
@@ -49,12 +54,20 @@ func (h *Handler) outbound(ctx context.Context, r *http.Request, b *Backend, dep
 		// Streams are relayed byte for byte: ask for them uncompressed.
 		delete(hdr, "Accept-Encoding")
 	}
-	b.Provider.Authorize(hdr)
-	path := r.URL.Path
-	if q.deployment != "" && dep != "" && dep != q.deployment {
-		path = "/openai/deployments/" + dep + q.suffix
+	if err := b.Provider.Authorize(ctx, hdr); err != nil {
+		return nil, err
 	}
-	u := b.Provider.URL(path, r.URL.RawQuery)
+	name := m.Name
+	if name == "" {
+		name = q.canon
+	}
+	u := b.Provider.URL(provider.Request{Style: q.style, Op: q.suffix, Name: name, RawQuery: r.URL.RawQuery})
+	if name != "" && name != q.bodyModel && b.Provider.ModelInBody(q.style) {
+		nb, err := setModel(body, r.Header.Get("Content-Type"), name)
+		if err == nil {
+			body = nb
+		}
+	}
 	out := &http.Request{
 		Method:        r.Method,
 		URL:           u,
@@ -69,7 +82,18 @@ func (h *Handler) outbound(ctx context.Context, r *http.Request, b *Backend, dep
 		out.Body = &replay{Reader: bytes.NewReader(body)}
 		out.GetBody = func() (io.ReadCloser, error) { return &replay{Reader: bytes.NewReader(body)}, nil }
 	}
-	return out.WithContext(ctx)
+	return out.WithContext(ctx), nil
+}
+
+// setModel sets the model of a JSON or multipart body.
+func setModel(body []byte, contentType, name string) ([]byte, error) {
+	if strings.HasPrefix(contentType, "multipart/") {
+		return reqbody.SetMultipartField(body, contentType, "model", name)
+	}
+	if len(body) == 0 {
+		return body, nil
+	}
+	return reqbody.SetString(body, "model", name)
 }
 
 type replay struct{ *bytes.Reader }
