@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"sync"
 	"sync/atomic"
 
 	"github.com/llmgate/llmgate/internal/config"
@@ -91,6 +92,7 @@ func (a *App) Server() *http.Server {
 // Serve serves on ln until ctx is cancelled, then drains in-flight requests
 // (streams included) for up to the configured grace period.
 func (a *App) Serve(ctx context.Context, ln net.Listener) error {
+	ln = &onceCloseListener{Listener: ln}
 	srv := a.Server()
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(ln) }()
@@ -100,6 +102,8 @@ func (a *App) Serve(ctx context.Context, ln net.Listener) error {
 		return fmt.Errorf("serve: %w", err)
 	case <-ctx.Done():
 	}
+	// Refuse new connections first, then report not ready, then drain.
+	_ = ln.Close()
 	a.draining.Store(true)
 	grace := a.cfg.Load().Timeouts.ShutdownGrace.D()
 	a.log.Info("draining", slog.Duration("grace", grace))
@@ -110,7 +114,7 @@ func (a *App) Serve(ctx context.Context, ln net.Listener) error {
 		_ = srv.Close()
 		err = fmt.Errorf("shutdown: %w", err)
 	}
-	if e := <-errc; e != nil && !errors.Is(e, http.ErrServerClosed) && err == nil {
+	if e := <-errc; e != nil && !errors.Is(e, http.ErrServerClosed) && !errors.Is(e, net.ErrClosed) && err == nil {
 		err = e
 	}
 	if a.transport != nil {
@@ -148,3 +152,16 @@ func (a *App) Reload(cfg *config.Config) error {
 
 // Config returns the config in use.
 func (a *App) Config() *config.Config { return a.cfg.Load() }
+
+// onceCloseListener closes its listener once, so that closing it ahead of
+// Shutdown does not turn into an error from Shutdown.
+type onceCloseListener struct {
+	net.Listener
+	once sync.Once
+	err  error
+}
+
+func (l *onceCloseListener) Close() error {
+	l.once.Do(func() { l.err = l.Listener.Close() })
+	return l.err
+}

@@ -98,3 +98,17 @@ func (a *AzureBackend) Authorize(ctx context.Context, h http.Header) error {
 
 // ModelInBody implements Adapter: only Azure's v1 surface reads the model from the body.
 func (a *AzureBackend) ModelInBody(s Style) bool { return s == AzureV1 }
+
+// StreamUsage implements Adapter.
+func (a *AzureBackend) StreamUsage(r Request) bool {
+	switch r.Style {
+	case OpenAI:
+		return a.apiVersion >= streamUsageSince
+	case AzureV1:
+		return true
+	case Azure:
+		q, err := url.ParseQuery(r.RawQuery)
+		return err == nil && q.Get("api-version") >= streamUsageSince
+	}
+	return false
+}

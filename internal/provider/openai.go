@@ -58,3 +58,6 @@ func (o *OpenAIBackend) Authorize(_ context.Context, h http.Header) error {
 
 // ModelInBody implements Adapter: OpenAI always reads the model from the body.
 func (o *OpenAIBackend) ModelInBody(Style) bool { return true }
+
+// StreamUsage implements Adapter: OpenAI and compatible servers take stream_options.
+func (o *OpenAIBackend) StreamUsage(Request) bool { return true }

@@ -16,6 +16,7 @@ import (
 	"github.com/llmgate/llmgate/internal/retry"
 	"github.com/llmgate/llmgate/internal/stream"
 	"github.com/llmgate/llmgate/internal/upstream"
+	"github.com/llmgate/llmgate/internal/usage"
 )
 
 // maxErrorBody bounds a failed upstream response kept for replay to the client.
@@ -180,7 +181,7 @@ func (h *Handler) attempt(ctx context.Context, w http.ResponseWriter, r *http.Re
 	actx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	start := h.now()
-	out, err := h.outbound(actx, r, b, m, body, q)
+	out, injected, err := h.outbound(actx, r, b, m, body, q)
 	if err != nil {
 		// The backend's credential could not be had (e.g. an Entra token).
 		q.trail = appendTrail(q.trail, b.Name, "credential_error", 0)
@@ -254,7 +255,7 @@ func (h *Handler) attempt(ctx context.Context, w http.ResponseWriter, r *http.Re
 	defer idle.stop()
 
 	if class == retry.Success && isEventStream(resp.Header) {
-		f, done := h.relayStream(ctx, w, resp, b, q, final, idle)
+		f, done := h.relayStream(ctx, w, resp, b, q, final, idle, injected)
 		switch {
 		case f != nil && idle.fired():
 			outcome, label = upstream.Failed, OutcomeTimeout
@@ -292,8 +293,16 @@ func (h *Handler) attempt(ctx context.Context, w http.ResponseWriter, r *http.Re
 	h.writeHeader(w, resp.StatusCode, resp.Header, b.Name, q)
 	buf := stream.GetBuf()
 	defer stream.PutBuf(buf)
-	n, err := io.CopyBuffer(writerOnly{w}, onRead(resp.Body, idle), *buf)
+	var sn usage.Sniffer
+	var dst io.Writer = writerOnly{w}
+	if class == retry.Success {
+		dst = teeWriter{w: w, tap: &sn}
+	}
+	n, err := io.CopyBuffer(dst, onRead(resp.Body, idle), *buf)
 	q.bytesOut += n
+	if class == retry.Success {
+		h.account(b, q, &sn)
+	}
 	if err != nil {
 		q.err = err
 		if r.Context().Err() == nil {
@@ -333,7 +342,7 @@ func (h *Handler) done(b *Backend, o upstream.Outcome, latency time.Duration, pr
 // relayStream relays a 200 text/event-stream answer. Its first event is read
 // before anything reaches the client: an error event there is a failure that
 // may still fail over.
-func (h *Handler) relayStream(ctx context.Context, w http.ResponseWriter, resp *http.Response, b *Backend, q *request, final bool, idle *idleTimer) (*failure, bool) {
+func (h *Handler) relayStream(ctx context.Context, w http.ResponseWriter, resp *http.Response, b *Backend, q *request, final bool, idle *idleTimer, injected bool) (*failure, bool) {
 	defer resp.Body.Close()
 	bufp := stream.GetBuf()
 	defer stream.PutBuf(bufp)
@@ -369,8 +378,14 @@ func (h *Handler) relayStream(ctx context.Context, w http.ResponseWriter, resp *
 	h.writeHeader(w, resp.StatusCode, resp.Header, b.Name, q)
 	fl.Flush()
 	var tail stream.Tail
-	written, cerr := stream.Copy(fl, body, buf, n, &tail, nil)
+	var sn usage.Sniffer
+	filter := stream.Filter{Tap: &sn}
+	if injected {
+		filter.Drop = usageOnly
+	}
+	written, cerr := stream.CopyFiltered(fl, body, buf, n, &tail, filter)
 	q.bytesOut += written
+	h.account(b, q, &sn)
 	if cerr == nil && !tail.Done() && expectsDone(q.suffix) {
 		cerr = io.ErrUnexpectedEOF
 	}
@@ -394,6 +409,36 @@ func (h *Handler) relayStream(ctx context.Context, w http.ResponseWriter, resp *
 		h.log.Warn("upstream stream broke", slog.String("request_id", q.id), slog.String("backend", b.Name), slog.Any("err", cerr))
 	}
 	return nil, true
+}
+
+// usageOnly reports whether an event is the usage chunk the gateway asked
+// for on the client's behalf: no choices, a usage object.
+func usageOnly(ev []byte) bool {
+	return bytes.Contains(ev, []byte(`"usage":{`)) && bytes.Contains(ev, []byte(`"choices":[]`))
+}
+
+// account records the usage a response reported, and reconciles the
+// backend's capacity reservation with it.
+func (h *Handler) account(b *Backend, q *request, sn *usage.Sniffer) {
+	c, ok := sn.Counts()
+	if !ok {
+		return
+	}
+	q.promptTokens, q.completionTokens = c.Prompt, c.Completion
+	b.State.Reconcile(q.start, q.estimate, c.Total)
+}
+
+// teeWriter writes to w and shows the bytes to tap; it hides w's ReadFrom
+// so io.CopyBuffer uses the pooled buffer.
+type teeWriter struct {
+	w   io.Writer
+	tap io.Writer
+}
+
+func (t teeWriter) Write(p []byte) (int, error) {
+	n, err := t.w.Write(p)
+	_, _ = t.tap.Write(p[:n])
+	return n, err
 }
 
 // expectsDone reports whether an operation's stream must end with [DONE]

@@ -325,6 +325,9 @@ func (h *Handler) logAccess(r *http.Request, q *request) {
 		slog.Int64("bytes_in", q.bytesIn),
 		slog.Int64("bytes_out", q.bytesOut),
 	}
+	if q.promptTokens != 0 || q.completionTokens != 0 {
+		attrs = append(attrs, slog.Int64("prompt_tokens", q.promptTokens), slog.Int64("completion_tokens", q.completionTokens))
+	}
 	if q.err != nil {
 		attrs = append(attrs, slog.String("err", q.err.Error()))
 	}

@@ -41,7 +41,11 @@ var clientOnly = map[string]bool{
 // from the adapter, the client's headers minus credentials and hop-by-hop
 // ones, the backend's credential, and the body, with the model field set to
 // the backend's name where the upstream reads it from the body.
-func (h *Handler) outbound(ctx context.Context, r *http.Request, b *Backend, m Member, body []byte, q *request) (*http.Request, error) {
+//
+// For a stream whose client did not ask for usage, it asks the upstream for
+// the usage chunk where the upstream takes stream_options (injected = true):
+// the gateway counts it and strips it before the client sees it.
+func (h *Handler) outbound(ctx context.Context, r *http.Request, b *Backend, m Member, body []byte, q *request) (out *http.Request, injected bool, err error) {
 	hdr := make(http.Header, len(r.Header)+1)
 	conn := r.Header["Connection"]
 	for k, v := range r.Header {
@@ -55,20 +59,25 @@ func (h *Handler) outbound(ctx context.Context, r *http.Request, b *Backend, m M
 		delete(hdr, "Accept-Encoding")
 	}
 	if err := b.Provider.Authorize(ctx, hdr); err != nil {
-		return nil, err
+		return nil, false, err
 	}
 	name := m.Name
 	if name == "" {
 		name = q.canon
 	}
-	u := b.Provider.URL(provider.Request{Style: q.style, Op: q.suffix, Name: name, RawQuery: r.URL.RawQuery})
+	pr := provider.Request{Style: q.style, Op: q.suffix, Name: name, RawQuery: r.URL.RawQuery}
+	u := b.Provider.URL(pr)
 	if name != "" && name != q.bodyModel && b.Provider.ModelInBody(q.style) {
-		nb, err := setModel(body, r.Header.Get("Content-Type"), name)
-		if err == nil {
+		if nb, err := setModel(body, r.Header.Get("Content-Type"), name); err == nil {
 			body = nb
 		}
 	}
-	out := &http.Request{
+	if q.stream && !q.fields.IncludeUsage && b.Provider.StreamUsage(pr) {
+		if nb, err := reqbody.IncludeUsage(body); err == nil {
+			body, injected = nb, true
+		}
+	}
+	out = &http.Request{
 		Method:        r.Method,
 		URL:           u,
 		Proto:         "HTTP/1.1",
@@ -82,7 +91,7 @@ func (h *Handler) outbound(ctx context.Context, r *http.Request, b *Backend, m M
 		out.Body = &replay{Reader: bytes.NewReader(body)}
 		out.GetBody = func() (io.ReadCloser, error) { return &replay{Reader: bytes.NewReader(body)}, nil }
 	}
-	return out.WithContext(ctx), nil
+	return out.WithContext(ctx), injected, nil
 }
 
 // setModel sets the model of a JSON or multipart body.

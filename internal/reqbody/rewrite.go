@@ -17,6 +17,28 @@ func SetString(body []byte, name, value string) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
+	return SetRaw(body, name, q)
+}
+
+// IncludeUsage returns a copy of the JSON object body whose
+// stream_options.include_usage is true, other stream options kept.
+func IncludeUsage(body []byte) ([]byte, error) {
+	opts, found, err := Field(body, "stream_options")
+	if err != nil {
+		return nil, err
+	}
+	inner := []byte(`{"include_usage":true}`)
+	if found && len(opts) > 0 && opts[0] == '{' {
+		if inner, err = SetRaw(opts, "include_usage", []byte("true")); err != nil {
+			return nil, err
+		}
+	}
+	return SetRaw(body, "stream_options", inner)
+}
+
+// SetRaw returns a copy of the JSON object body with top-level key name set
+// to the raw JSON value q (replaced where present, added first otherwise).
+func SetRaw(body []byte, name string, q []byte) ([]byte, error) {
 	s := scanner{b: body}
 	s.ws()
 	if !s.eat('{') {

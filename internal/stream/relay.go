@@ -139,14 +139,53 @@ type Writer interface {
 // or write error (io.EOF is not an error); on a read error, bytes of an
 // unfinished event are dropped.
 func Copy(dst Writer, src io.Reader, buf []byte, pre int, tail *Tail, onRead func()) (int64, error) {
+	return CopyFiltered(dst, src, buf, pre, tail, Filter{})
+}
+
+// Filter observes and trims a relayed stream. Zero fields do nothing.
+type Filter struct {
+	// Tap sees every byte read from the upstream (before Drop).
+	Tap io.Writer
+	// Drop, when it returns true for a whole event, keeps it from the client.
+	Drop func(event []byte) bool
+	// OnRead is called after each successful read.
+	OnRead func()
+}
+
+// CopyFiltered is Copy with a Filter.
+func CopyFiltered(dst Writer, src io.Reader, buf []byte, pre int, tail *Tail, f Filter) (int64, error) {
 	var written int64
 	off := pre
-	write := func(end int) error {
-		w, werr := dst.Write(buf[:end])
+	if f.Tap != nil && pre > 0 {
+		_, _ = f.Tap.Write(buf[:pre])
+	}
+	put := func(p []byte) error {
+		w, werr := dst.Write(p)
 		written += int64(w)
-		tail.Add(buf[:w])
+		tail.Add(p[:w])
 		if werr != nil {
 			return &WriteError{Err: werr}
+		}
+		return nil
+	}
+	write := func(end int) error {
+		var err error
+		if f.Drop == nil {
+			err = put(buf[:end])
+		} else {
+			for ev := buf[:end]; len(ev) > 0 && err == nil; {
+				n := EventEnd(ev)
+				if n < 0 {
+					n = len(ev)
+				}
+				if !f.Drop(ev[:n]) {
+					err = put(ev[:n])
+				}
+				ev = ev[n:]
+			}
+		}
+		if err != nil {
+			return err
 		}
 		dst.Flush()
 		off = copy(buf, buf[end:off])
@@ -162,8 +201,11 @@ func Copy(dst Writer, src io.Reader, buf []byte, pre int, tail *Tail, onRead fun
 	for {
 		n, rerr := src.Read(buf[off:])
 		if n > 0 {
-			if onRead != nil {
-				onRead()
+			if f.OnRead != nil {
+				f.OnRead()
+			}
+			if f.Tap != nil {
+				_, _ = f.Tap.Write(buf[off : off+n])
 			}
 			off += n
 			end := lastBoundary(buf[:off])

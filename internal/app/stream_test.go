@@ -1,0 +1,272 @@
+package app_test
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"errors"
+	"io"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/llmgate/llmgate/internal/reqbody"
+)
+
+const streamBody = `{"messages":[{"role":"user","content":"Hi"}],"stream":true}`
+
+// readEvent reads one SSE event (up to and including its blank line).
+func readEvent(br *bufio.Reader) (string, error) {
+	var b strings.Builder
+	for {
+		line, err := br.ReadString('\n')
+		b.WriteString(line)
+		if err != nil {
+			return b.String(), err
+		}
+		if line == "\n" || line == "\r\n" {
+			return b.String(), nil
+		}
+	}
+}
+
+// readEvents reads events until the body ends.
+func readEvents(t testing.TB, r io.Reader) []string {
+	t.Helper()
+	br := bufio.NewReader(r)
+	var out []string
+	for {
+		ev, err := readEvent(br)
+		if ev != "" {
+			out = append(out, ev)
+		}
+		if err != nil {
+			if !errors.Is(err, io.EOF) {
+				t.Fatalf("reading stream: %v", err)
+			}
+			return out
+		}
+	}
+}
+
+// openStream posts a streaming chat request and returns the open response.
+func (g *gateway) openStream(t testing.TB, ctx context.Context) *http.Response {
+	t.Helper()
+	req := g.request(t, http.MethodPost, chatPath, []byte(streamBody)).WithContext(ctx)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatalf("stream request: %v", err)
+	}
+	t.Cleanup(func() { resp.Body.Close() })
+	return resp
+}
+
+func TestStreamEachChunkReachesClientBeforeUpstreamSendsNext(t *testing.T) {
+	t.Parallel()
+	const n = 5
+	// The upstream sends chunk i+1 only once the client has read chunk i: a
+	// gateway that held any chunk back would stall the stream.
+	acks := make(chan int)
+	rec := newRecorder()
+	up := rec.upstream(t, "a", func(w http.ResponseWriter, r *http.Request, _ call) {
+		w.Header().Set("Content-Type", "text/event-stream")
+		w.Header().Set("X-Accel-Buffering", "no")
+		w.WriteHeader(http.StatusOK)
+		w.(http.Flusher).Flush()
+		for i := range n {
+			_, _ = io.WriteString(w, chunk(i, "tok"))
+			w.(http.Flusher).Flush()
+			select {
+			case got := <-acks:
+				if got != i {
+					t.Errorf("client acknowledged chunk %d, want %d", got, i)
+					return
+				}
+			case <-time.After(5 * time.Second):
+				t.Errorf("chunk %d did not reach the client within 5s of being sent", i)
+				return
+			case <-r.Context().Done():
+				return
+			}
+		}
+		_, _ = io.WriteString(w, doneEvent)
+	})
+	gw := startGateway(t, []backend{be("a", up.URL)}, fastRetry)
+	resp := gw.openStream(t, ctxTimeout(t, 30*time.Second))
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("status: got %d, want 200", resp.StatusCode)
+	}
+	for k, want := range map[string]string{
+		"Content-Type": "text/event-stream", "X-Accel-Buffering": "no",
+		"X-Llmgate-Backend": "a", "X-Llmgate-Attempts": "1",
+	} {
+		if got := resp.Header.Get(k); got != want {
+			t.Errorf("%s: got %q, want %q", k, got, want)
+		}
+	}
+	br := bufio.NewReader(resp.Body)
+	for i := range n {
+		ev, err := readEvent(br)
+		if err != nil {
+			t.Fatalf("chunk %d: %v (got %q)", i, err, ev)
+		}
+		if ev != chunk(i, "tok") {
+			t.Fatalf("chunk %d: got %q, want %q", i, ev, chunk(i, "tok"))
+		}
+		acks <- i
+	}
+	rest, _ := io.ReadAll(br)
+	if string(rest) != doneEvent {
+		t.Errorf("end of stream: got %q, want %q", rest, doneEvent)
+	}
+}
+
+func TestStreamBrokenMidwayEndsWithErrorEvent(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		name    string
+		partial string // bytes of an unfinished event written before the break
+	}{
+		{"at an event boundary", ""},
+		{"inside an event", `data: {"id":"chatcmpl-1","choices":[{"delta":{"content":"half`},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			rec := newRecorder()
+			a := rec.upstream(t, "a", func(w http.ResponseWriter, _ *http.Request, _ call) {
+				w.Header().Set("Content-Type", "text/event-stream")
+				w.WriteHeader(http.StatusOK)
+				for i := range 2 {
+					_, _ = io.WriteString(w, chunk(i, "tok"))
+					w.(http.Flusher).Flush()
+				}
+				if tc.partial != "" {
+					_, _ = io.WriteString(w, tc.partial)
+					w.(http.Flusher).Flush()
+				}
+				panic(http.ErrAbortHandler) // the connection breaks
+			})
+			b := rec.upstream(t, "b", sse(chunk(0, "b"), doneEvent))
+			gw := startGateway(t, []backend{weighted("a", a.URL, 1), weighted("b", b.URL, 0)}, fastRetry)
+			resp := gw.openStream(t, ctxTimeout(t, 10*time.Second))
+			if resp.StatusCode != http.StatusOK {
+				t.Fatalf("status: got %d, want 200", resp.StatusCode)
+			}
+			events := readEvents(t, resp.Body)
+			if len(events) != 3 {
+				t.Fatalf("events: got %d %q, want 2 chunks and an error event", len(events), events)
+			}
+			for i := range 2 {
+				if events[i] != chunk(i, "tok") {
+					t.Errorf("event %d: got %q, want %q", i, events[i], chunk(i, "tok"))
+				}
+			}
+			last := events[2]
+			if !strings.HasPrefix(last, "data: ") || !strings.HasSuffix(last, "\n\n") {
+				t.Fatalf("last event: got %q, want a data: event", last)
+			}
+			var e errorBody
+			if err := json.Unmarshal([]byte(strings.TrimSpace(strings.TrimPrefix(last, "data: "))), &e); err != nil || e.Error.Message == "" {
+				t.Fatalf("last event: got %q, want data: {\"error\":...} (%v)", last, err)
+			}
+			if e.Error.Code != "upstream_stream_broken" {
+				t.Errorf("error code: got %q, want upstream_stream_broken", e.Error.Code)
+			}
+			if n := rec.Count("b"); n != 0 {
+				t.Errorf("backend b called %d times: no failover after the first byte", n)
+			}
+		})
+	}
+}
+
+func TestStream200ThenErrorEventFailsOver(t *testing.T) {
+	t.Parallel()
+	for name, first := range map[string]string{
+		"data error":  `data: {"error":{"code":"429","message":"Rate limit is exceeded."}}` + "\n\n",
+		"event error": "event: error\ndata: {\"message\":\"overloaded\"}\n\n",
+	} {
+		t.Run(name, func(t *testing.T) {
+			t.Parallel()
+			rec := newRecorder()
+			a := rec.upstream(t, "a", sse(first, doneEvent))
+			want := []string{chunk(0, "b"), chunk(1, "b"), doneEvent}
+			b := rec.upstream(t, "b", sse(want...))
+			gw := startGateway(t, []backend{weighted("a", a.URL, 1), weighted("b", b.URL, 0)}, fastRetry)
+			resp := gw.openStream(t, ctxTimeout(t, 10*time.Second))
+			body, err := io.ReadAll(resp.Body)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if resp.StatusCode != http.StatusOK || string(body) != strings.Join(want, "") {
+				t.Errorf("response: got %d %q, want 200 and b's stream", resp.StatusCode, body)
+			}
+			if got := strings.Join(rec.Backends(), ","); got != "a,b" {
+				t.Errorf("attempts: got %s, want a,b", got)
+			}
+			if resp.Header.Get("X-Llmgate-Backend") != "b" || resp.Header.Get("X-Llmgate-Attempts") != "2" {
+				t.Errorf("got backend %q attempts %q, want b 2", resp.Header.Get("X-Llmgate-Backend"), resp.Header.Get("X-Llmgate-Attempts"))
+			}
+		})
+	}
+}
+
+func TestStreamFailsOverBeforeFirstByte(t *testing.T) {
+	t.Parallel()
+	rec := newRecorder()
+	a := rec.upstream(t, "a", respond(http.StatusTooManyRequests, `{"error":{"code":"429"}}`))
+	want := []string{chunk(0, "b"), doneEvent}
+	b := rec.upstream(t, "b", sse(want...))
+	gw := startGateway(t, []backend{weighted("a", a.URL, 1), weighted("b", b.URL, 0)}, fastRetry)
+	resp := gw.openStream(t, ctxTimeout(t, 10*time.Second))
+	body, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode != http.StatusOK || string(body) != strings.Join(want, "") {
+		t.Errorf("response: got %d %q, want 200 and b's stream", resp.StatusCode, body)
+	}
+	// Every attempt carries the same bytes: the client's body, with the
+	// usage chunk asked for on its behalf (the gateway strips it again).
+	wantBody, _ := reqbody.IncludeUsage([]byte(streamBody))
+	for _, c := range rec.Calls() {
+		if string(c.Body) != string(wantBody) {
+			t.Errorf("%s got body %q, want %q", c.Backend, c.Body, wantBody)
+		}
+	}
+}
+
+func TestStreamClientDisconnectCancelsUpstream(t *testing.T) {
+	t.Parallel()
+	rec := newRecorder()
+	gone := make(chan struct{}, 1)
+	up := rec.upstream(t, "a", func(w http.ResponseWriter, r *http.Request, _ call) {
+		w.Header().Set("Content-Type", "text/event-stream")
+		w.WriteHeader(http.StatusOK)
+		for i := 0; ; i++ {
+			_, _ = io.WriteString(w, chunk(i, "tok"))
+			w.(http.Flusher).Flush()
+			select {
+			case <-r.Context().Done():
+				gone <- struct{}{}
+				return
+			case <-time.After(10 * time.Millisecond):
+			}
+			if i > 1000 {
+				return
+			}
+		}
+	})
+	gw := startGateway(t, []backend{be("a", up.URL)}, fastRetry)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	resp := gw.openStream(t, ctx)
+	br := bufio.NewReader(resp.Body)
+	for i := range 3 {
+		if ev, err := readEvent(br); err != nil || ev != chunk(i, "tok") {
+			t.Fatalf("chunk %d: got %q %v", i, ev, err)
+		}
+	}
+	cancel()
+	waitFor(t, gone, 5*time.Second, "the upstream stream to be cancelled")
+	if n := rec.Count("a"); n != 1 {
+		t.Errorf("upstream calls: got %d, want 1", n)
+	}
+}

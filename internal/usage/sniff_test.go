@@ -1,0 +1,77 @@
+package usage
+
+import (
+	"testing"
+)
+
+func TestSnifferJSON(t *testing.T) {
+	t.Parallel()
+	body := `{"id":"x","choices":[{"message":{"content":"the \"usage\": {\"prompt_tokens\": 99}"}}],"usage":{"prompt_tokens":12,"completion_tokens":30,"total_tokens":42,"completion_tokens_details":{"reasoning_tokens":5}}}`
+	for step := 1; step <= len(body); step++ {
+		var s Sniffer
+		for i := 0; i < len(body); i += step {
+			_, _ = s.Write([]byte(body[i:min(i+step, len(body))]))
+		}
+		c, ok := s.Counts()
+		if !ok || c != (Counts{12, 30, 42}) {
+			t.Fatalf("step %d: got %+v, %v", step, c, ok)
+		}
+	}
+}
+
+func TestSnifferStream(t *testing.T) {
+	t.Parallel()
+	stream := "data: {\"choices\":[{\"delta\":{\"content\":\"hi\"}}],\"usage\":null}\n\n" +
+		"data: {\"choices\":[],\"usage\":{\"prompt_tokens\":7,\"completion_tokens\":3,\"total_tokens\":10}}\n\n" +
+		"data: [DONE]\n\n"
+	var s Sniffer
+	_, _ = s.Write([]byte(stream))
+	if c, ok := s.Counts(); !ok || c != (Counts{7, 3, 10}) {
+		t.Fatalf("got %+v, %v", c, ok)
+	}
+	var none Sniffer
+	_, _ = none.Write([]byte(`{"usage":null}`))
+	if _, ok := none.Counts(); ok {
+		t.Error("null usage reported")
+	}
+}
+
+func TestEstimate(t *testing.T) {
+	t.Parallel()
+	if got := Estimate(400, 50); got != 150 {
+		t.Errorf("Estimate(400, 50) = %d, want 150", got)
+	}
+	if got := Estimate(0, -1); got != DefaultCompletion {
+		t.Errorf("Estimate(0, -1) = %d", got)
+	}
+}
+
+func FuzzSniffer(f *testing.F) {
+	f.Add([]byte(`{"usage":{"prompt_tokens":1,"completion_tokens":2}}`), uint8(3))
+	f.Add([]byte(`"usage"`), uint8(1))
+	f.Add([]byte(`{"usage":{"a":{"b":"}"}},"usage":null}`), uint8(5))
+	f.Fuzz(func(t *testing.T, in []byte, step uint8) {
+		s := int(step%32) + 1
+		var sn Sniffer
+		for i := 0; i < len(in); i += s {
+			_, _ = sn.Write(in[i:min(i+s, len(in))])
+		}
+		var whole Sniffer
+		_, _ = whole.Write(in)
+		a, oka := sn.Counts()
+		b, okb := whole.Counts()
+		if a != b || oka != okb {
+			t.Fatalf("split writes disagree: %+v %v vs %+v %v", a, oka, b, okb)
+		}
+	})
+}
+
+func BenchmarkSniffer(b *testing.B) {
+	chunk := []byte(`data: {"id":"chatcmpl-1","object":"chat.completion.chunk","created":1,"model":"gpt-4o","choices":[{"index":0,"delta":{"content":"hello"},"finish_reason":null}],"usage":null}` + "\n\n")
+	var s Sniffer
+	b.ReportAllocs()
+	b.SetBytes(int64(len(chunk)))
+	for b.Loop() {
+		_, _ = s.Write(chunk)
+	}
+}
