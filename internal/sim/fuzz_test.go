@@ -1,0 +1,106 @@
+package sim
+
+import (
+	"bytes"
+	"encoding/json"
+	"mime/multipart"
+	"net/http"
+	"strings"
+	"testing"
+)
+
+// fuzzPaths are the routes FuzzRequestBody sends its body to, chosen by the fuzzed index.
+var fuzzPaths = []string{
+	"/openai/deployments/dep/chat/completions?api-version=2024-02-01",
+	"/openai/deployments/dep/completions?api-version=2024-02-01",
+	"/openai/deployments/dep/embeddings?api-version=2024-02-01",
+	"/openai/deployments/dep/images/generations?api-version=2024-02-01",
+	"/v1/chat/completions",
+	"/v1/completions",
+	"/v1/embeddings",
+	"/openai/v1/images/generations",
+	"/v1/audio/transcriptions",
+	"/openai/deployments/dep/audio/translations?api-version=2024-02-01",
+}
+
+const fuzzBoundary = "fuzzboundary"
+
+// FuzzRequestBody sends any body to every route: the simulator must never panic, must answer
+// a known status, and everything it answers 200 must be valid JSON or valid SSE events.
+func FuzzRequestBody(f *testing.F) {
+	var form bytes.Buffer
+	mw := multipart.NewWriter(&form)
+	_ = mw.SetBoundary(fuzzBoundary)
+	_ = mw.WriteField("model", "whisper")
+	_ = mw.WriteField("response_format", "verbose_json")
+	fw, _ := mw.CreateFormFile("file", "a.wav")
+	_, _ = fw.Write([]byte("RIFF....WAVE"))
+	_ = mw.Close()
+	for _, seed := range []struct {
+		path uint8
+		body string
+	}{
+		{0, `{"messages":[{"role":"user","content":"hello"}],"max_tokens":5}`},
+		{0, `{"messages":[{"role":"user","content":[{"type":"text","text":"x"},{"type":"image_url"}]}],"stream":true,"n":3,"stream_options":{"include_usage":true}}`},
+		{0, `{"messages":[{"role":"user","content":"[[tokens:0]] [[content_filter:completion]]"}],"stream":true}`},
+		{1, `{"prompt":["a","b"],"best_of":2,"n":2,"stream":true}`},
+		{1, `{"prompt":[[1,2],[3]],"max_tokens":1}`},
+		{2, `{"input":["a",""],"dimensions":3,"encoding_format":"base64"}`},
+		{2, `{"input":[1,2,3]}`},
+		{3, `{"prompt":"cat","n":2,"response_format":"b64_json"}`},
+		{4, `{"model":"ft:gpt-4o:org::x","messages":[{"role":"user","content":null}]}`},
+		{4, `{"model":"a\"b","messages":[]}`},
+		{5, `{"model":"m","prompt":"x","max_tokens":1048576}`},
+		{6, `{"model":"m","input":"[[content_filter]]"}`},
+		{7, `{"model":"m","prompt":7}`},
+		{8, form.String()},
+		{9, form.String()},
+		{0, `not json`},
+		{0, ``},
+	} {
+		f.Add(seed.path, []byte(seed.body))
+	}
+	s := New(Options{Seed: 1})
+	f.Fuzz(func(t *testing.T, path uint8, body []byte) {
+		target := fuzzPaths[int(path)%len(fuzzPaths)]
+		hdr := http.Header{"Content-Type": {"application/json"}}
+		if strings.Contains(target, "/audio/") {
+			hdr.Set("Content-Type", "multipart/form-data; boundary="+fuzzBoundary)
+		}
+		res := serve(t, s, http.MethodPost, target, string(body), hdr)
+		if res.aborted {
+			t.Fatal("aborted without a fault")
+		}
+		switch res.Code {
+		case 200, 400, 404, 413:
+		default:
+			t.Fatalf("status %d for %q", res.Code, body)
+		}
+		out := res.Body.Bytes()
+		switch ct := res.Header().Get("Content-Type"); {
+		case ct == "application/json":
+			if !json.Valid(out) {
+				t.Fatalf("invalid JSON answer %q", out)
+			}
+		case ct == "text/event-stream":
+			checkSSE(t, out)
+		case res.Code != 200 || !strings.HasPrefix(ct, "text/"):
+			t.Fatalf("status %d with Content-Type %q", res.Code, ct)
+		}
+	})
+}
+
+// checkSSE fails unless out is a sequence of "data: <JSON>\n\n" events ending with [DONE].
+func checkSSE(t *testing.T, out []byte) {
+	t.Helper()
+	events := strings.Split(string(out), "\n\n")
+	if len(events) < 2 || events[len(events)-1] != "" || events[len(events)-2] != "data: [DONE]" {
+		t.Fatalf("stream does not end with [DONE]: %q", out)
+	}
+	for _, e := range events[:len(events)-2] {
+		data, ok := strings.CutPrefix(e, "data: ")
+		if !ok || !json.Valid([]byte(data)) {
+			t.Fatalf("invalid event %q", e)
+		}
+	}
+}
