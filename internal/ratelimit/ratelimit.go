@@ -1,0 +1,205 @@
+// Package ratelimit declares the shared state behind client-key limits,
+// token quotas, usage counters and backend throttles, and implements it in
+// memory for a single instance (Memory). The Redis implementation, for
+// several replicas, lives in internal/store/redis; both pass the conformance
+// suite in ratelimittest.
+//
+// Limits use a sliding log: over any interval of length Window, the admitted
+// requests never exceed RPM and the admitted tokens (estimates, replaced by
+// the true counts on Reconcile) never exceed TPM. Quotas count tokens per
+// calendar day and month in UTC.
+package ratelimit
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+)
+
+// DefaultWindow is the rolling window of Limits whose Window is zero.
+const DefaultWindow = time.Minute
+
+// MaxValue bounds every limit and token count. Larger numbers lose precision
+// in Redis scripts (Lua numbers are doubles) and exceed any real quota.
+const MaxValue = 1 << 50
+
+// UsageRetention is how long usage counters are kept.
+const UsageRetention = 400 * 24 * time.Hour
+
+// usageFuture is how far past now Query looks, for clock skew between replicas.
+const usageFuture = 48 * time.Hour
+
+// Reasons a request is refused; Decision.Reason is one of them or "".
+const (
+	ReasonRPM          = "rpm"
+	ReasonTPM          = "tpm"
+	ReasonDailyQuota   = "daily_quota"
+	ReasonMonthlyQuota = "monthly_quota"
+)
+
+// ErrInvalid is wrapped by every error about a bad argument: an empty key,
+// negative or too large numbers, a malformed reservation.
+var ErrInvalid = errors.New("ratelimit: invalid argument")
+
+// Limits are one client key's limits. Zero means unlimited.
+type Limits struct {
+	// RPM caps the requests admitted in any rolling Window. Zero: no cap.
+	RPM int64
+	// TPM caps the tokens admitted in any rolling Window. Zero: no cap.
+	TPM int64
+	// Window is the length of the rolling window. Zero: DefaultWindow (1 minute).
+	// When non-zero it must be at least a millisecond.
+	Window time.Duration
+	// DailyTokens caps the tokens of a calendar day in UTC. Zero: no cap.
+	DailyTokens int64
+	// MonthlyTokens caps the tokens of a calendar month in UTC. Zero: no cap.
+	MonthlyTokens int64
+}
+
+// WindowOrDefault returns Window, or DefaultWindow when it is zero.
+func (l Limits) WindowOrDefault() time.Duration {
+	if l.Window == 0 {
+		return DefaultWindow
+	}
+	return l.Window
+}
+
+// Unlimited reports whether no limit is set; such keys keep no state.
+func (l Limits) Unlimited() bool {
+	return l.RPM == 0 && l.TPM == 0 && l.DailyTokens == 0 && l.MonthlyTokens == 0
+}
+
+// Windowed reports whether RPM or TPM is set, i.e. the key keeps a sliding log.
+func (l Limits) Windowed() bool { return l.RPM > 0 || l.TPM > 0 }
+
+// Validate reports negative or too large limits and a window under 1ms.
+func (l Limits) Validate() error {
+	for _, f := range []struct {
+		name string
+		v    int64
+	}{{"rpm", l.RPM}, {"tpm", l.TPM}, {"daily tokens", l.DailyTokens}, {"monthly tokens", l.MonthlyTokens}} {
+		if f.v < 0 || f.v > MaxValue {
+			return fmt.Errorf("%w: %s %d out of range [0, %d]", ErrInvalid, f.name, f.v, int64(MaxValue))
+		}
+	}
+	if l.Window < 0 || (l.Window > 0 && l.Window < time.Millisecond) {
+		return fmt.Errorf("%w: window %v: want 0 or at least 1ms", ErrInvalid, l.Window)
+	}
+	return nil
+}
+
+// ValidateRequest checks the arguments of Admit (tokens) or Reconcile
+// (estimated and actual counts): a non-empty key, valid limits and token
+// counts in [0, MaxValue]. Store implementations call it first.
+func ValidateRequest(key string, l Limits, tokens ...int64) error {
+	if key == "" {
+		return fmt.Errorf("%w: empty key", ErrInvalid)
+	}
+	if err := l.Validate(); err != nil {
+		return err
+	}
+	for _, n := range tokens {
+		if n < 0 || n > MaxValue {
+			return fmt.Errorf("%w: token count %d out of range [0, %d]", ErrInvalid, n, int64(MaxValue))
+		}
+	}
+	return nil
+}
+
+// Decision is the outcome of Admit.
+type Decision struct {
+	Allowed bool
+	// Reason is why the request was refused: ReasonRPM, ReasonTPM,
+	// ReasonDailyQuota or ReasonMonthlyQuota; "" when allowed. When several
+	// limits refuse, it names the one with the longest RetryAfter (the
+	// first in that order on a tie).
+	Reason string
+	// RemainingRequests is what RPM leaves in the window after this
+	// decision; -1 when RPM is unset.
+	RemainingRequests int64
+	// RemainingTokens is the least that TPM, the daily and the monthly quota
+	// leave after this decision; -1 when none of them is set.
+	RemainingTokens int64
+	// RetryAfter, when refused, is the exact time after which the same
+	// request would be admitted (absent other traffic): when the oldest
+	// admissions leave the window, or when the quota's period ends.
+	// Requests that can never pass (tokens above TPM or above a quota) get
+	// Window for TPM and the end of the period for a quota. Zero when allowed.
+	RetryAfter time.Duration
+	// Reservation identifies the admission for Reconcile; empty when refused.
+	Reservation string
+}
+
+// Limiter admits requests against per-key limits.
+type Limiter interface {
+	// Admit takes one request and tokens estimated tokens from key's limits,
+	// atomically: all or nothing. key identifies the client key (an id, never
+	// the secret). Errors wrap ErrInvalid for bad arguments.
+	Admit(ctx context.Context, key string, l Limits, tokens int64) (Decision, error)
+	// Reconcile replaces the estimate of a reservation by the true token
+	// count (lower or higher), in the rolling window (while the admission is
+	// still in it) and in the quotas (while their period is the one the
+	// admission was made in). Call it at most once per reservation, with
+	// the same key and limits as Admit.
+	Reconcile(ctx context.Context, key string, l Limits, reservation string, estimated, actual int64) error
+}
+
+// Usage is what one (key, model, backend) consumed.
+type Usage struct {
+	Key, Model, Backend string
+	Prompt, Completion  int64
+	Requests            int64
+}
+
+// UsageStore keeps hourly usage counters for UsageRetention.
+type UsageStore interface {
+	// Record adds u to the hour containing at. Usage with all counts zero is ignored.
+	Record(ctx context.Context, at time.Time, u Usage) error
+	// Query sums per (key, model, backend) over the hours overlapping
+	// [from, to), sorted by key, model and backend. Only hours within
+	// [now-UsageRetention, now+48h] are read.
+	Query(ctx context.Context, from, to time.Time) ([]Usage, error)
+}
+
+// Throttles shares backend cool-downs between replicas.
+type Throttles interface {
+	// SetThrottle records that backend should not be called before until;
+	// it keeps the later of the existing and the new time. Times already
+	// past are ignored.
+	SetThrottle(ctx context.Context, backend string, until time.Time) error
+	// Throttles returns the cool-downs still in the future.
+	Throttles(ctx context.Context) (map[string]time.Time, error)
+}
+
+// Store is all shared state of the gateway.
+type Store interface {
+	Limiter
+	UsageStore
+	Throttles
+	// Ping checks that the store is reachable.
+	Ping(ctx context.Context) error
+	// Close releases the store's resources.
+	Close() error
+}
+
+// UsageHours returns the hour starts [first, end) that Query reads for
+// [from, to) at time now: the hours overlapping [from, to), cut to the
+// retention and to 48h past now. first >= end means none.
+func UsageHours(now, from, to time.Time) (first, end time.Time) {
+	now = now.UTC()
+	// Hour h expires at h+UsageRetention: the oldest one alive is the first after now-UsageRetention.
+	oldest := now.Add(-UsageRetention).Truncate(time.Hour).Add(time.Hour)
+	first = from.UTC().Truncate(time.Hour)
+	if first.Before(oldest) {
+		first = oldest
+	}
+	end = to.UTC().Truncate(time.Hour)
+	if end.Before(to) {
+		end = end.Add(time.Hour)
+	}
+	if latest := now.Add(usageFuture).Truncate(time.Hour); end.After(latest) {
+		end = latest
+	}
+	return first, end
+}
