@@ -12,6 +12,7 @@ import (
 	"github.com/llmgate/llmgate/internal/config"
 	"github.com/llmgate/llmgate/internal/provider"
 	"github.com/llmgate/llmgate/internal/proxy"
+	"github.com/llmgate/llmgate/internal/ratelimit"
 	"github.com/llmgate/llmgate/internal/retry"
 	"github.com/llmgate/llmgate/internal/upstream"
 )
@@ -21,7 +22,14 @@ import (
 func snapshot(cfg *config.Config, reg *upstream.Registry) (*proxy.Config, error) {
 	specs := make([]auth.Spec, 0, len(cfg.Keys))
 	for _, k := range cfg.Keys {
-		specs = append(specs, auth.Spec{ID: auth.KeyID(k.Name), Plain: k.Key.Reveal(), SHA256Hex: k.KeySHA256, Models: k.Models})
+		meta := map[string]string{}
+		if k.Team != "" {
+			meta["team"] = k.Team
+		}
+		if k.Owner != "" {
+			meta["owner"] = k.Owner
+		}
+		specs = append(specs, auth.Spec{ID: auth.KeyID(k.Name), Plain: k.Key.Reveal(), SHA256Hex: k.KeySHA256, Models: k.Models, Meta: meta})
 	}
 	keys, err := auth.NewSet(specs)
 	if err != nil {
@@ -50,6 +58,15 @@ func snapshot(cfg *config.Config, reg *upstream.Registry) (*proxy.Config, error)
 		StickyKey:          ro.Sticky.Key,
 		StickyTTL:          ro.Sticky.TTL.D(),
 		Routes:             map[string]*proxy.Route{},
+		Limits:             map[auth.KeyID]ratelimit.Limits{},
+		StoreTimeout:       cfg.Store.Timeout.D(),
+		StoreFailOpen:      cfg.Store.OnFailure == "open",
+	}
+	for _, k := range cfg.Keys {
+		l := ratelimit.Limits{RPM: k.RPM, TPM: k.TPM, DailyTokens: k.DailyTokens, MonthlyTokens: k.MonthlyTokens}
+		if !l.Unlimited() {
+			pc.Limits[auth.KeyID(k.Name)] = l
+		}
 	}
 	if cfg.Retry.Mode == "apim" {
 		pc.Mode = proxy.APIM

@@ -111,8 +111,9 @@ type Routing struct {
 	// (401/403) is left alone. Default 60s.
 	AuthCooldown Duration `yaml:"auth_cooldown"`
 	// MaxWait is the longest the gateway waits for a throttled backend when
-	// every eligible one is; beyond it the client gets 429 at once with the
-	// true Retry-After. Default: retry.max_interval.
+	// every eligible one is (and the request's deadline allows); beyond it
+	// the client gets 429 at once with the true Retry-After. Default: the
+	// larger of retry.max_interval and 10s.
 	MaxWait Duration `yaml:"max_wait"`
 	// RetryBudget caps retries across the gateway.
 	RetryBudget RetryBudget `yaml:"retry_budget"`
@@ -338,10 +339,7 @@ func (c *Config) Defaults() {
 		ro.CapacitySteering = &on
 	}
 	if ro.MaxWait == 0 {
-		ro.MaxWait = c.Retry.MaxInterval
-		if ro.MaxWait == 0 {
-			ro.MaxWait = c.Retry.Interval
-		}
+		ro.MaxWait = max(c.Retry.MaxInterval, c.Retry.Interval, Duration(10*time.Second))
 	}
 	if ro.RetryBudget.Ratio == 0 {
 		ro.RetryBudget.Ratio = 0.5

@@ -5,6 +5,7 @@ import (
 
 	"github.com/llmgate/llmgate/internal/auth"
 	"github.com/llmgate/llmgate/internal/provider"
+	"github.com/llmgate/llmgate/internal/ratelimit"
 	"github.com/llmgate/llmgate/internal/retry"
 	"github.com/llmgate/llmgate/internal/upstream"
 )
@@ -94,4 +95,10 @@ type Config struct {
 	// StickyKey is "", "prompt_cache_key", "user" or "header:NAME".
 	StickyKey string
 	StickyTTL time.Duration
+	// Limits are the client keys' limits; a key absent here is unlimited.
+	Limits map[auth.KeyID]ratelimit.Limits
+	// StoreTimeout bounds one state-store call. StoreFailOpen keeps serving
+	// (with limits enforced by this instance alone) while the store is unreachable.
+	StoreTimeout  time.Duration
+	StoreFailOpen bool
 }

@@ -231,6 +231,9 @@ func (h *Handler) attempt(ctx context.Context, w http.ResponseWriter, r *http.Re
 		if d, ok := retry.After(resp.Header, now); ok {
 			ra = d
 			b.State.Throttle(now.Add(d))
+			if h.onThrottle != nil {
+				h.onThrottle(b.Name, now.Add(d))
+			}
 		}
 	}
 	switch class {
@@ -381,7 +384,7 @@ func (h *Handler) relayStream(ctx context.Context, w http.ResponseWriter, resp *
 	var sn usage.Sniffer
 	filter := stream.Filter{Tap: &sn}
 	if injected {
-		filter.Drop = usageOnly
+		filter.Drop, filter.Trim = usageOnly, trimUsageNull
 	}
 	written, cerr := stream.CopyFiltered(fl, body, buf, n, &tail, filter)
 	q.bytesOut += written
@@ -415,6 +418,20 @@ func (h *Handler) relayStream(ctx context.Context, w http.ResponseWriter, resp *
 // for on the client's behalf: no choices, a usage object.
 func usageOnly(ev []byte) bool {
 	return bytes.Contains(ev, []byte(`"usage":{`)) && bytes.Contains(ev, []byte(`"choices":[]`))
+}
+
+var usageNull = []byte(`,"usage":null`)
+
+// trimUsageNull removes the "usage":null field that asking for the usage
+// chunk adds to every other chunk, in place, so the client sees the chunks
+// it asked for.
+func trimUsageNull(ev []byte) []byte {
+	i := bytes.Index(ev, usageNull)
+	if i < 0 {
+		return ev
+	}
+	n := copy(ev[i:], ev[i+len(usageNull):])
+	return ev[:i+n]
 }
 
 // account records the usage a response reported, and reconciles the

@@ -19,6 +19,7 @@ import (
 
 	"github.com/llmgate/llmgate/internal/auth"
 	"github.com/llmgate/llmgate/internal/provider"
+	"github.com/llmgate/llmgate/internal/ratelimit"
 	"github.com/llmgate/llmgate/internal/reqbody"
 	"github.com/llmgate/llmgate/internal/usage"
 )
@@ -35,25 +36,38 @@ type Options struct {
 	Rand func() uint64
 	// Events receives circuit transitions and other observations. Nil: none.
 	Events Events
+	// Store holds key limits (shared across replicas when it is Redis). Nil: in memory.
+	Store ratelimit.Limiter
+	// Usage counts usage per key, model and backend. Nil: not counted.
+	Usage *ratelimit.Batcher
+	// OnThrottle is told when a backend asks to be left alone until a time,
+	// so replicas can share it. Must not block. Nil: not shared.
+	OnThrottle func(backend string, until time.Time)
 }
 
 // Handler is the gateway. Safe for concurrent use.
 type Handler struct {
-	cfg       atomic.Pointer[Config]
-	transport http.RoundTripper
-	log       *slog.Logger
-	now       func() time.Time
-	rand      func() uint64
-	seq       atomic.Uint64
-	idPrefix  string
-	budget    budget
-	sticky    *stickyTable
-	events    Events
+	cfg        atomic.Pointer[Config]
+	transport  http.RoundTripper
+	log        *slog.Logger
+	now        func() time.Time
+	rand       func() uint64
+	seq        atomic.Uint64
+	idPrefix   string
+	budget     budget
+	sticky     *stickyTable
+	events     Events
+	store      ratelimit.Limiter
+	local      *ratelimit.Memory // fallback while the store is unreachable
+	storeDown  atomic.Bool
+	usage      *ratelimit.Batcher
+	onThrottle func(string, time.Time)
 }
 
 // New returns a Handler serving cfg.
 func New(opts Options, cfg *Config) *Handler {
-	h := &Handler{transport: opts.Transport, log: opts.Logger, now: opts.Now, rand: opts.Rand, events: opts.Events}
+	h := &Handler{transport: opts.Transport, log: opts.Logger, now: opts.Now, rand: opts.Rand, events: opts.Events,
+		store: opts.Store, usage: opts.Usage, onThrottle: opts.OnThrottle}
 	if h.log == nil {
 		h.log = slog.New(slog.DiscardHandler)
 	}
@@ -65,6 +79,10 @@ func New(opts Options, cfg *Config) *Handler {
 	}
 	h.idPrefix = strconv.FormatUint(rand.Uint64()&0xffffffffff, 36) + "-"
 	h.sticky = newStickyTable(100000)
+	h.local = ratelimit.NewMemory(h.now)
+	if h.store == nil {
+		h.store = h.local
+	}
 	h.cfg.Store(cfg)
 	return h
 }
@@ -100,6 +118,12 @@ type request struct {
 	backend   string // the backend that answered last
 	// usage reported upstream, 0 if unknown
 	promptTokens, completionTokens int64
+	// key limits
+	limited                bool
+	remRequests, remTokens int64
+	reservation            string
+	limits                 ratelimit.Limits
+	limiter                ratelimit.Limiter
 }
 
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
@@ -170,7 +194,11 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		writeError(w, &q, http.StatusNotFound, typeInvalidRequest, "DeploymentNotFound", "The API deployment for this resource does not exist: no backend serves "+strconv.Quote(q.deployment)+".")
 		return
 	}
+	if !h.admit(w, r, cfg, key, &q) {
+		return
+	}
 	h.forward(w, r, cfg, route, body, &q)
+	h.settle(r, cfg, &q)
 }
 
 // parsePath tells the style of a request path and splits it into the

@@ -142,6 +142,7 @@ func (h *Handler) writeHeaderWith(w http.ResponseWriter, status int, up http.Hea
 		delete(dst, "X-Ms-Retry-After-Ms")
 		setRetryAfter(dst, ra)
 	}
+	setRemaining(dst, q)
 	dst["X-Llmgate-Backend"] = []string{backend}
 	dst["X-Llmgate-Attempts"] = []string{strconv.Itoa(q.attempts)}
 	dst["X-Llmgate-Trail"] = []string{string(q.trail)}

@@ -148,6 +148,9 @@ type Filter struct {
 	Tap io.Writer
 	// Drop, when it returns true for a whole event, keeps it from the client.
 	Drop func(event []byte) bool
+	// Trim may shorten an event in place (returning a prefix of it) before
+	// it is written; it runs only with Drop.
+	Trim func(event []byte) []byte
 	// OnRead is called after each successful read.
 	OnRead func()
 }
@@ -179,7 +182,11 @@ func CopyFiltered(dst Writer, src io.Reader, buf []byte, pre int, tail *Tail, f 
 					n = len(ev)
 				}
 				if !f.Drop(ev[:n]) {
-					err = put(ev[:n])
+					out := ev[:n]
+					if f.Trim != nil {
+						out = f.Trim(out)
+					}
+					err = put(out)
 				}
 				ev = ev[n:]
 			}

@@ -422,6 +422,13 @@ func (r *Registry) Get(name string) *State {
 	return s
 }
 
+// Lookup returns the state for name, or nil.
+func (r *Registry) Lookup(name string) *State {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.states[name]
+}
+
 // All returns every state, in no particular order.
 func (r *Registry) All() []*State {
 	r.mu.Lock()

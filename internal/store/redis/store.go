@@ -51,6 +51,9 @@ type Options struct {
 	Prefix string
 	// Timeout bounds each call to Redis. Zero: DefaultTimeout (250ms).
 	Timeout time.Duration
+	// Lazy skips the ping in New: the store starts even while Redis is
+	// unreachable and connects when it can (the client reconnects by itself).
+	Lazy bool
 }
 
 // Store is a ratelimit.Store over Redis. Safe for concurrent use. It
@@ -94,6 +97,9 @@ func New(ctx context.Context, o Options) (*Store, error) {
 		admit:     goredis.NewScript(admitLua),
 		reconcile: goredis.NewScript(reconcileLua),
 		throttle:  goredis.NewScript(throttleLua),
+	}
+	if o.Lazy {
+		return s, nil
 	}
 	if err := s.Ping(ctx); err != nil {
 		_ = s.client.Close()

@@ -1,0 +1,132 @@
+package app_test
+
+import (
+	"bufio"
+	"context"
+	"io"
+	"net"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+)
+
+func get(t testing.TB, url string) (int, string) {
+	t.Helper()
+	resp, err := http.Get(url)
+	if err != nil {
+		t.Fatalf("GET %s: %v", url, err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(b)
+}
+
+func TestHealthzAndReadyz(t *testing.T) {
+	t.Parallel()
+	rec := newRecorder()
+	up := rec.upstream(t, "a", ok())
+	gw := startGateway(t, []backend{be("a", up.URL)}, fastRetry)
+	for _, path := range []string{"/healthz", "/readyz"} {
+		// No client key is needed, and no upstream is asked.
+		if status, body := get(t, gw.Srv.URL+path); status != http.StatusOK {
+			t.Errorf("%s: got %d %q, want 200", path, status, body)
+		}
+	}
+	if n := len(rec.Calls()); n != 0 {
+		t.Errorf("upstream calls: got %d, want 0", n)
+	}
+}
+
+func TestGracefulDrainFinishesInFlightStream(t *testing.T) {
+	t.Parallel()
+	release := make(chan struct{})
+	rec := newRecorder()
+	up := rec.upstream(t, "a", func(w http.ResponseWriter, r *http.Request, _ call) {
+		w.Header().Set("Content-Type", "text/event-stream")
+		w.WriteHeader(http.StatusOK)
+		_, _ = io.WriteString(w, chunk(0, "tok"))
+		w.(http.Flusher).Flush()
+		select {
+		case <-release:
+		case <-r.Context().Done():
+			return
+		}
+		for i := 1; i < 4; i++ {
+			_, _ = io.WriteString(w, chunk(i, "tok"))
+			w.(http.Flusher).Flush()
+		}
+		_, _ = io.WriteString(w, doneEvent)
+	})
+	a, log := newApp(t, parseConfig(t, []backend{be("a", up.URL)}, fastRetry+"timeouts:\n  shutdown_grace: 10s\n"))
+	// A second listener on the same App stands in for a probe that can still
+	// reach it while the main listener is closed for draining.
+	probe := httptestServer(t, a.Handler())
+
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	base := "http://" + ln.Addr().String()
+	ctx, stop := context.WithCancel(context.Background())
+	defer stop()
+	served := make(chan error, 1)
+	go func() { served <- a.Serve(ctx, ln) }()
+
+	if status, _ := get(t, base+"/readyz"); status != http.StatusOK {
+		t.Fatalf("readyz before shutdown: got %d, want 200", status)
+	}
+	req, _ := http.NewRequest(http.MethodPost, base+chatPath, strings.NewReader(streamBody))
+	req.Header.Set("api-key", clientKey)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatalf("stream request: %v", err)
+	}
+	defer resp.Body.Close()
+	br := bufio.NewReader(resp.Body)
+	if ev, err := readEvent(br); err != nil || ev != chunk(0, "tok") {
+		t.Fatalf("first chunk: got %q %v", ev, err)
+	}
+
+	stop() // SIGTERM
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		status, body := get(t, probe.URL+"/readyz")
+		if status == http.StatusServiceUnavailable {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("readyz while draining: got %d %q, want 503", status, body)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	if status, _ := get(t, probe.URL+"/healthz"); status != http.StatusOK {
+		t.Errorf("healthz while draining: got %d, want 200", status)
+	}
+	// New connections are refused while the stream drains.
+	if c, err := net.DialTimeout("tcp", ln.Addr().String(), time.Second); err == nil {
+		c.Close()
+		t.Errorf("the listener still accepts connections while draining")
+	}
+	select {
+	case err := <-served:
+		t.Fatalf("Serve returned before the in-flight stream ended: %v", err)
+	case <-time.After(50 * time.Millisecond):
+	}
+
+	close(release)
+	rest, err := io.ReadAll(br)
+	if err != nil {
+		t.Fatalf("stream during drain: %v", err)
+	}
+	want := chunk(1, "tok") + chunk(2, "tok") + chunk(3, "tok") + doneEvent
+	if string(rest) != want {
+		t.Errorf("rest of stream: got %q, want %q", rest, want)
+	}
+	if err := waitFor(t, served, 5*time.Second, "Serve to return"); err != nil {
+		t.Errorf("Serve: got %v, want nil after a clean drain", err)
+	}
+	if !strings.Contains(log.String(), `"msg":"draining"`) {
+		t.Errorf("log lacks the draining event:\n%s", log.String())
+	}
+}

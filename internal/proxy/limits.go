@@ -1,0 +1,132 @@
+package proxy
+
+import (
+	"context"
+	"log/slog"
+	"net/http"
+	"strconv"
+	"time"
+
+	"github.com/llmgate/llmgate/internal/auth"
+	"github.com/llmgate/llmgate/internal/ratelimit"
+)
+
+// admit takes the request from its key's limits. It answers the client
+// itself and returns false when the request may not go on.
+func (h *Handler) admit(w http.ResponseWriter, r *http.Request, cfg *Config, key *auth.Key, q *request) bool {
+	lim, ok := cfg.Limits[key.ID]
+	if !ok || lim.Unlimited() {
+		return true
+	}
+	ctx, cancel := context.WithTimeout(r.Context(), cfg.StoreTimeout)
+	d, err := h.store.Admit(ctx, string(key.ID), lim, q.estimate)
+	cancel()
+	q.limiter = h.store
+	if err != nil {
+		h.storeFailed(err)
+		if !cfg.StoreFailOpen {
+			writeError(w, q, http.StatusServiceUnavailable, typeServer, "limits_unavailable",
+				"The gateway cannot check this key's limits right now. Please retry shortly.")
+			return false
+		}
+		// Fail open on local limits: this instance enforces them alone.
+		q.limiter = h.local
+		if d, err = h.local.Admit(r.Context(), string(key.ID), lim, q.estimate); err != nil {
+			return true
+		}
+	} else {
+		h.storeOK()
+	}
+	q.remRequests, q.remTokens, q.limited = d.RemainingRequests, d.RemainingTokens, true
+	if !d.Allowed {
+		hd := w.Header()
+		setRetryAfter(hd, d.RetryAfter)
+		setRemaining(hd, q)
+		secs := strconv.FormatInt(int64((d.RetryAfter+time.Second-1)/time.Second), 10)
+		msg := "This key has exceeded its " + reasonText(d.Reason) + ". Please retry after " + secs + " seconds."
+		if d.Reason == ratelimit.ReasonDailyQuota || d.Reason == ratelimit.ReasonMonthlyQuota {
+			hd.Set("X-Should-Retry", "false")
+		}
+		writeError(w, q, http.StatusTooManyRequests, typeRateLimit, "429", msg)
+		return false
+	}
+	q.reservation, q.limits = d.Reservation, lim
+	return true
+}
+
+func reasonText(r string) string {
+	switch r {
+	case ratelimit.ReasonRPM:
+		return "requests-per-minute limit"
+	case ratelimit.ReasonTPM:
+		return "tokens-per-minute limit"
+	case ratelimit.ReasonDailyQuota:
+		return "daily token quota"
+	case ratelimit.ReasonMonthlyQuota:
+		return "monthly token quota"
+	}
+	return "limit"
+}
+
+// setRemaining shows what the key has left, as Azure's headers do.
+func setRemaining(h http.Header, q *request) {
+	if !q.limited {
+		return
+	}
+	if q.remRequests >= 0 {
+		h["X-Ratelimit-Remaining-Requests"] = []string{strconv.FormatInt(q.remRequests, 10)}
+	}
+	if q.remTokens >= 0 {
+		h["X-Ratelimit-Remaining-Tokens"] = []string{strconv.FormatInt(q.remTokens, 10)}
+	}
+}
+
+// settle reconciles the key's reservation with the tokens the request
+// really used, and counts its usage. It runs after the client has its
+// answer, on a context the client's leaving does not cancel.
+func (h *Handler) settle(r *http.Request, cfg *Config, q *request) {
+	used := q.promptTokens + q.completionTokens
+	answered := q.backend != "" && q.status < 300
+	if h.usage != nil && q.backend != "" && (used > 0 || answered) {
+		h.usage.Add(ratelimit.Usage{Key: string(q.key), Model: q.usageModel(), Backend: q.backend,
+			Prompt: q.promptTokens, Completion: q.completionTokens, Requests: 1})
+	}
+	if q.reservation == "" {
+		return
+	}
+	actual := used
+	if used == 0 && answered {
+		return // no usage reported: the estimate stands
+	}
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(r.Context()), cfg.StoreTimeout)
+	defer cancel()
+	if err := q.limiter.Reconcile(ctx, string(q.key), q.limits, q.reservation, q.estimate, actual); err != nil {
+		h.storeFailed(err)
+	}
+}
+
+// usageModel names the model for usage counters: the name after aliases.
+func (q *request) usageModel() string {
+	if q.canon != "" {
+		return q.canon
+	}
+	if q.deployment != "" {
+		return q.deployment
+	}
+	return "-"
+}
+
+func (h *Handler) storeFailed(err error) {
+	if h.storeDown.CompareAndSwap(false, true) {
+		h.log.Error("state store unreachable: applying store.on_failure policy", slog.Any("err", err))
+	}
+}
+
+func (h *Handler) storeOK() {
+	if h.storeDown.Load() && h.storeDown.CompareAndSwap(true, false) {
+		h.log.Info("state store reachable again")
+	}
+}
+
+// StoreHealthy reports whether the last call to the state store succeeded.
+func (h *Handler) StoreHealthy() bool { return !h.storeDown.Load() }
