@@ -49,6 +49,8 @@ func snapshot(cfg *config.Config, reg *upstream.Registry) (*proxy.Config, error)
 			FirstFastRetry: cfg.Retry.FirstFastRetry,
 		},
 		MaxBody:            cfg.MaxBodyBytes,
+		MaxHeader:          cfg.MaxHeaderBytes,
+		MaxStreams:         map[auth.KeyID]int64{},
 		StreamIdle:         cfg.Timeouts.StreamIdle.D(),
 		MaxWait:            ro.MaxWait.D(),
 		Total:              cfg.Timeouts.Total.D(),
@@ -63,6 +65,9 @@ func snapshot(cfg *config.Config, reg *upstream.Registry) (*proxy.Config, error)
 		StoreFailOpen:      cfg.Store.OnFailure == "open",
 	}
 	for _, k := range cfg.Keys {
+		if k.MaxStreams > 0 {
+			pc.MaxStreams[auth.KeyID(k.Name)] = k.MaxStreams
+		}
 		l := ratelimit.Limits{RPM: k.RPM, TPM: k.TPM, DailyTokens: k.DailyTokens, MonthlyTokens: k.MonthlyTokens}
 		if !l.Unlimited() {
 			pc.Limits[auth.KeyID(k.Name)] = l

@@ -31,6 +31,9 @@ type Config struct {
 	Backends []Backend `yaml:"backends"`
 	// Retry is the retry and failover policy.
 	Retry Retry `yaml:"retry"`
+	// MaxHeaderBytes bounds a request's headers; larger gets 431 in the JSON
+	// error shape. Default 64 KiB.
+	MaxHeaderBytes int `yaml:"max_header_bytes"`
 	// MaxBodyBytes bounds the request body kept in memory for replay.
 	// Default 32 MiB; larger bodies get 413.
 	MaxBodyBytes int64 `yaml:"max_body_bytes"`
@@ -199,6 +202,8 @@ type Key struct {
 	// month (UTC). Zero: none.
 	DailyTokens   int64 `yaml:"daily_tokens"`
 	MonthlyTokens int64 `yaml:"monthly_tokens"`
+	// MaxStreams bounds the key's concurrent streaming requests. Zero: no bound.
+	MaxStreams int64 `yaml:"max_streams"`
 	// Team and Owner are carried into logs and metrics.
 	Team  string `yaml:"team"`
 	Owner string `yaml:"owner"`
@@ -309,6 +314,9 @@ func (c *Config) Defaults() {
 	if c.MaxBodyBytes == 0 {
 		c.MaxBodyBytes = 32 << 20
 	}
+	if c.MaxHeaderBytes == 0 {
+		c.MaxHeaderBytes = 64 << 10
+	}
 	if c.Retry.Mode == "" {
 		c.Retry.Mode = "smart"
 	}
@@ -411,8 +419,8 @@ func (c *Config) Validate() []Problem {
 		case k.KeySHA256 != "" && !isHex(k.KeySHA256, 64):
 			d.add(p+".key_sha256", nil, "must be 64 hex digits")
 		}
-		if k.RPM < 0 || k.TPM < 0 || k.DailyTokens < 0 || k.MonthlyTokens < 0 {
-			d.add(p, nil, "rpm, tpm, daily_tokens and monthly_tokens must be >= 0")
+		if k.RPM < 0 || k.TPM < 0 || k.DailyTokens < 0 || k.MonthlyTokens < 0 || k.MaxStreams < 0 {
+			d.add(p, nil, "rpm, tpm, daily_tokens, monthly_tokens and max_streams must be >= 0")
 		}
 	}
 	if len(c.Backends) == 0 {

@@ -83,6 +83,10 @@ type Config struct {
 	Steering bool
 	// MaxBody bounds the request body; larger gets 413.
 	MaxBody int64
+	// MaxHeader bounds the request's headers (names and values); larger gets 431.
+	MaxHeader int
+	// MaxStreams bounds each key's concurrent streams; a key absent is unbounded.
+	MaxStreams map[auth.KeyID]int64
 	// StreamIdle bounds the gap between reads of an upstream body. Zero: none.
 	StreamIdle time.Duration
 	// MaxWait bounds a wait for a throttled backend to recover; beyond it the

@@ -14,6 +14,7 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -62,6 +63,7 @@ type Handler struct {
 	storeDown  atomic.Bool
 	usage      *ratelimit.Batcher
 	onThrottle func(string, time.Time)
+	streams    counters
 }
 
 // New returns a Handler serving cfg.
@@ -142,6 +144,11 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		writeError(w, &q, http.StatusNotFound, typeInvalidRequest, "404", "Resource not found: llmgate serves the Azure OpenAI API under /openai/ and the OpenAI API under /v1/.")
 		return
 	}
+	if cfg.MaxHeader > 0 && headerSize(r.Header) > cfg.MaxHeader {
+		writeError(w, &q, http.StatusRequestHeaderFieldsTooLarge, typeInvalidRequest, "headers_too_large",
+			"The request headers are larger than the gateway's limit of "+strconv.Itoa(cfg.MaxHeader)+" bytes.")
+		return
+	}
 	key := cfg.Keys.Lookup(auth.FromRequest(r.Header))
 	if key == nil {
 		writeUnauthorized(w, &q)
@@ -193,6 +200,18 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if route == nil {
 		writeError(w, &q, http.StatusNotFound, typeInvalidRequest, "DeploymentNotFound", "The API deployment for this resource does not exist: no backend serves "+strconv.Quote(q.deployment)+".")
 		return
+	}
+	if q.stream {
+		if max := cfg.MaxStreams[key.ID]; max > 0 {
+			n := h.streams.add(key.ID, 1)
+			defer h.streams.add(key.ID, -1)
+			if n > max {
+				w.Header().Set("X-Should-Retry", "false")
+				writeError(w, &q, http.StatusTooManyRequests, typeRateLimit, "too_many_streams",
+					"This key already has "+strconv.FormatInt(max, 10)+" streams open, its limit.")
+				return
+			}
+		}
 	}
 	if !h.admit(w, r, cfg, key, &q) {
 		return
@@ -410,4 +429,28 @@ func opLabel(suffix string) string {
 	default:
 		return "other"
 	}
+}
+
+// headerSize is the bytes of a request's header names and values.
+func headerSize(h http.Header) int {
+	n := 0
+	for k, vs := range h {
+		for _, v := range vs {
+			n += len(k) + len(v) + 4
+		}
+	}
+	return n
+}
+
+// counters counts per key; safe for concurrent use.
+type counters struct {
+	m sync.Map // auth.KeyID → *atomic.Int64
+}
+
+func (c *counters) add(k auth.KeyID, d int64) int64 {
+	v, ok := c.m.Load(k)
+	if !ok {
+		v, _ = c.m.LoadOrStore(k, new(atomic.Int64))
+	}
+	return v.(*atomic.Int64).Add(d)
 }
