@@ -10,6 +10,10 @@ import (
 // weight is scaled down, so it drains before it ever returns 429.
 const steerBelow = 0.2
 
+// capacityPoll is how soon a backend out for a moment (at its concurrency
+// cap, or its half-open probe in flight) is looked at again.
+const capacityPoll = 20 * time.Millisecond
+
 // choice is the outcome of choosing a backend for one attempt.
 type choice struct {
 	member int           // index into the route's members
@@ -68,17 +72,18 @@ func (h *Handler) choose(cfg *Config, rt *Route, q *request, tried balance.Set, 
 			}
 			continue
 		}
-		if !allowed.Has(i) {
-			continue
-		}
+		// The backend that just failed counts too: if it recovers first,
+		// it is the one to wait for (and the truthful Retry-After).
 		if st.OnlyCircuitOpen(now) {
 			open = open.With(i)
 		}
 		ready := st.ReadyAt()
-		throttled := st.ThrottledUntil().After(now)
+		// A refused credential is a broken backend, not a rate limit: 503.
+		throttled := st.ThrottledUntil().After(now) && !st.AuthBroken()
 		if !ready.After(now) {
-			// Out for a moment (at its concurrency cap, or its probe in flight).
-			ready = now.Add(250 * time.Millisecond)
+			// Out for a moment (at its concurrency cap, or its probe in
+			// flight): look again shortly.
+			ready = now.Add(capacityPoll)
 		}
 		if earliestIdx < 0 || ready.Before(earliest) {
 			earliest, earliestIdx, earliestThrottled = ready, i, throttled

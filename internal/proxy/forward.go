@@ -69,7 +69,8 @@ func (h *Handler) forward(w http.ResponseWriter, r *http.Request, cfg *Config, r
 		}
 		c := choice{member: -1}
 		var probe bool
-		for range 4 { // a lost race for the last slot or the probe re-chooses
+		waitStart := h.now()
+		for { // a lost race for the last slot or the probe re-chooses, within MaxWait
 			now = h.now()
 			c = h.choose(cfg, rt, q, tried, last, attempt, now, prefer)
 			if c.blocked {
@@ -102,6 +103,9 @@ func (h *Handler) forward(w http.ResponseWriter, r *http.Request, cfg *Config, r
 				break
 			}
 			c.member = -1
+			if h.now().Sub(waitStart) >= cfg.MaxWait {
+				break
+			}
 		}
 		if c.member < 0 {
 			break

@@ -54,7 +54,15 @@ func millis(v string) (time.Duration, bool) {
 	if err != nil || f <= 0 || f != f {
 		return 0, false
 	}
-	return clamp(f * float64(time.Millisecond)), true
+	return positive(clamp(f * float64(time.Millisecond)))
+}
+
+// positive reports a delay that rounds to zero as unknown.
+func positive(d time.Duration) (time.Duration, bool) {
+	if d <= 0 {
+		return 0, false
+	}
+	return d, true
 }
 
 // RetryAfter parses a Retry-After value: delay-seconds (fractions accepted)
@@ -68,7 +76,7 @@ func RetryAfter(v string, now time.Time) (time.Duration, bool) {
 		if f <= 0 || f != f {
 			return 0, false
 		}
-		return clamp(f * float64(time.Second)), true
+		return positive(clamp(f * float64(time.Second)))
 	}
 	t, err := http.ParseTime(v)
 	if err != nil {
@@ -92,7 +100,7 @@ func Reset(v string) (time.Duration, bool) {
 		if f <= 0 || f != f {
 			return 0, false
 		}
-		return clamp(f * float64(time.Second)), true
+		return positive(clamp(f * float64(time.Second)))
 	}
 	d, err := time.ParseDuration(v)
 	if err != nil || d <= 0 {

@@ -9,7 +9,7 @@ func TestBackoffWait(t *testing.T) {
 	t.Parallel()
 	ms := time.Millisecond
 	mid := func() float64 { return 0.5 } // jitter factor 1.0
-	low := func() float64 { return 0 }  // jitter factor 0.8
+	low := func() float64 { return 0 }   // jitter factor 0.8
 	tests := []struct {
 		name string
 		b    Backoff
