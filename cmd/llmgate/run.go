@@ -7,7 +7,11 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"os"
+	"os/signal"
 	"runtime/debug"
+	"sync"
+	"syscall"
 
 	"github.com/llmgate/llmgate/internal/app"
 	"github.com/llmgate/llmgate/internal/config"
@@ -98,7 +102,15 @@ func validate(args []string, stdout, stderr io.Writer) error {
 		}
 		return err
 	}
-	fmt.Fprintf(stdout, "%s: ok (%d keys, %d backends)\n", path, len(cfg.Keys), len(cfg.Backends))
+	warnings := cfg.Warnings()
+	fmt.Fprintf(stdout, "%s: ok (%d keys, %d backends", path, len(cfg.Keys), len(cfg.Backends))
+	if len(warnings) > 0 {
+		fmt.Fprintf(stdout, ", %d warning(s)", len(warnings))
+	}
+	fmt.Fprintln(stdout, ")")
+	for _, w := range warnings {
+		fmt.Fprintln(stdout, "  warning: "+w.String())
+	}
 	return nil
 }
 
@@ -112,9 +124,29 @@ func serve(ctx context.Context, args []string, stderr io.Writer) error {
 		return err
 	}
 	logger := slog.New(slog.NewJSONHandler(stderr, nil))
-	a, err := app.New(cfg, app.Options{Logger: logger})
+	a, err := app.New(cfg, app.Options{Logger: logger, ConfigPath: path, Version: version()})
 	if err != nil {
 		return err
 	}
+	// SIGHUP reloads the config file; so does a change of it (Serve watches it).
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+	hctx, stopHup := context.WithCancel(ctx)
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		for {
+			select {
+			case <-hctx.Done():
+				return
+			case <-hup:
+				_ = a.ReloadFile(path) // logged by the App, success or not
+			}
+		}
+	})
+	defer func() {
+		stopHup()
+		wg.Wait()
+	}()
 	return a.Run(ctx)
 }

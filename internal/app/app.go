@@ -2,6 +2,7 @@ package app
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -9,20 +10,43 @@ import (
 	"net/http"
 	"sync"
 	"sync/atomic"
+	"time"
 
+	"github.com/llmgate/llmgate/internal/admin"
 	"github.com/llmgate/llmgate/internal/config"
+	"github.com/llmgate/llmgate/internal/metrics"
 	"github.com/llmgate/llmgate/internal/proxy"
+	"github.com/llmgate/llmgate/internal/tracing"
 	"github.com/llmgate/llmgate/internal/upstream"
 )
 
-// App is a running gateway: its handler, its backends' state and its server.
+// App is a running gateway: its handler, its backends' state, its metrics,
+// admin endpoints and tracer, and its server. Safe for concurrent use.
 type App struct {
 	log       *slog.Logger
 	registry  *upstream.Registry
 	proxy     *proxy.Handler
-	transport *http.Transport
+	transport *http.Transport // nil when Options.Transport was given
 	cfg       atomic.Pointer[config.Config]
 	draining  atomic.Bool
+
+	metrics *metrics.Gateway
+	admin   *admin.Admin
+	shared  *shared         // the state store: key limits, usage, cool-downs shared by replicas
+	api     http.Handler    // the proxy, wrapped in the tracer's middleware when tracing is on
+	tracer  *tracing.Tracer // nil: tracing off
+	// ownTracer: the tracer was built here from the config, so Serve shuts it down.
+	ownTracer bool
+	// cert is the listener's certificate; nil when the gateway serves plain HTTP.
+	cert atomic.Pointer[tls.Certificate]
+	// upstreams maps upstream URLs to backend names, for trace spans.
+	upstreams atomic.Pointer[[]upstreamPrefix]
+
+	// path is the config file; "" when the App was built from a value only.
+	path       string
+	watchEvery time.Duration
+	reloadMu   sync.Mutex // serialises reloads; guards seen
+	seen       fileStamp  // the config file content last loaded or rejected
 }
 
 // Options configures New.
@@ -31,43 +55,113 @@ type Options struct {
 	Logger *slog.Logger
 	// Transport overrides the upstream transport (tests). Nil builds one from the config.
 	Transport http.RoundTripper
+	// ConfigPath is the file the config was loaded from: ReloadFile reads it
+	// again, and Serve watches it and reloads on change. Empty: neither.
+	ConfigPath string
+	// WatchInterval is how often Serve looks at ConfigPath for a change.
+	// Zero: 1s. Negative: no watching (reload on SIGHUP only).
+	WatchInterval time.Duration
+	// Tracer traces requests. Nil: one is built from the config's tracing
+	// section when it names an endpoint; otherwise tracing is off.
+	Tracer *tracing.Tracer
+	// Events receives the proxy's events besides the metrics. Nil: none.
+	Events proxy.Events
+	// Version is reported in traces (service.version). Empty: none.
+	Version string
 }
 
 // New builds a gateway from a loaded, valid config.
 func New(cfg *config.Config, opts Options) (*App, error) {
-	a := &App{log: opts.Logger, registry: upstream.NewRegistry()}
+	a := &App{log: opts.Logger, registry: upstream.NewRegistry(), path: opts.ConfigPath, watchEvery: opts.WatchInterval}
 	if a.log == nil {
 		a.log = slog.New(slog.DiscardHandler)
+	}
+	if a.watchEvery == 0 {
+		a.watchEvery = time.Second
+	}
+	if a.path != "" {
+		a.seen, _ = stampFile(a.path)
+	}
+	if cfg.TLS.CertFile != "" {
+		cert, err := loadCert(cfg.TLS)
+		if err != nil {
+			return nil, err
+		}
+		a.cert.Store(cert)
 	}
 	snap, err := snapshot(cfg, a.registry)
 	if err != nil {
 		return nil, err
 	}
+	a.tracer = opts.Tracer
+	if a.tracer == nil && cfg.Tracing.Endpoint != "" {
+		a.tracer, err = tracing.New(tracing.Options{Endpoint: cfg.Tracing.Endpoint, ServiceName: cfg.Tracing.ServiceName,
+			SampleRatio: cfg.Tracing.SampleRatio, Version: opts.Version})
+		if err != nil {
+			return nil, err
+		}
+		a.ownTracer = true
+	}
+	a.shared, err = newShared(cfg.Store, a.registry, a.log)
+	if err != nil {
+		if a.ownTracer {
+			_ = a.tracer.Shutdown(context.Background())
+		}
+		return nil, err
+	}
+	a.metrics = metrics.New(metrics.Options{Backends: a.registry})
 	rt := opts.Transport
 	if rt == nil {
 		a.transport = newTransport(cfg.Timeouts)
 		rt = a.transport
 	}
-	a.proxy = proxy.New(proxy.Options{Transport: rt, Logger: a.log}, snap)
+	if a.tracer != nil {
+		rt = a.tracer.Transport(rt, a.backendOf)
+	}
+	var ev proxy.Events = a.metrics
+	if opts.Events != nil {
+		ev = fanout{a.metrics, opts.Events}
+	}
+	a.proxy = proxy.New(proxy.Options{Transport: rt, Logger: a.log, Events: ev,
+		Store: a.shared.store, Usage: a.shared.usage, OnThrottle: a.shared.onThrottle}, snap)
+	a.api = a.proxy
+	if a.tracer != nil {
+		a.api = a.tracer.Middleware(a.proxy)
+	}
+	a.admin = admin.New(admin.Options{
+		Config:      a.Config,
+		Backends:    a.registry,
+		Metrics:     a.metrics,
+		IsClientKey: a.isClientKey,
+		Routes:      map[string]http.Handler{"GET /admin/usage": http.HandlerFunc(a.shared.serveUsage)},
+	})
 	a.cfg.Store(cfg)
+	a.configure(cfg)
+	a.logWarnings(cfg)
 	return a, nil
 }
 
-// Handler serves /healthz, /readyz and the API.
+// Handler serves /healthz, /readyz, the admin endpoints (/status,
+// /admin/*, /metrics, /debug/pprof/) and the API.
 func (a *App) Handler() http.Handler { return http.HandlerFunc(a.serveHTTP) }
 
 func (a *App) serveHTTP(w http.ResponseWriter, r *http.Request) {
-	switch r.URL.Path {
-	case "/healthz":
+	switch p := r.URL.Path; {
+	case p == "/healthz":
 		writePlain(w, http.StatusOK, "ok\n")
-	case "/readyz":
+	case p == "/readyz":
 		if a.draining.Load() {
 			writePlain(w, http.StatusServiceUnavailable, "draining\n")
 			return
 		}
 		writePlain(w, http.StatusOK, "ready\n")
+	case admin.Owns(p):
+		a.admin.ServeHTTP(w, r)
 	default:
-		a.proxy.ServeHTTP(w, r)
+		a.api.ServeHTTP(w, r)
+		if t := w.Header()["X-Llmgate-Trail"]; len(t) == 1 {
+			a.metrics.ObserveTrail(t[0])
+		}
 	}
 }
 
@@ -77,26 +171,65 @@ func writePlain(w http.ResponseWriter, status int, s string) {
 	_, _ = w.Write([]byte(s))
 }
 
-// Server returns an http.Server for the gateway with the config's timeouts.
+// Server returns an http.Server for the gateway with the config's
+// timeouts and, when TLS is configured, the certificate in use (read
+// again on every reload).
 func (a *App) Server() *http.Server {
 	cfg := a.cfg.Load()
-	return &http.Server{
+	srv := &http.Server{
 		Handler:           a.Handler(),
 		ReadHeaderTimeout: cfg.Timeouts.ReadHeader.D(),
 		IdleTimeout:       cfg.Timeouts.Idle.D(),
-		MaxHeaderBytes:    64 << 10,
-		ErrorLog:          slog.NewLogLogger(a.log.Handler(), slog.LevelWarn),
+		// The proxy answers oversized headers with a JSON 431 up to this
+		// hard bound, beyond which net/http answers on its own.
+		MaxHeaderBytes: max(4*cfg.MaxHeaderBytes, 1<<20),
+		ErrorLog:       slog.NewLogLogger(a.log.Handler(), slog.LevelWarn),
 	}
+	if a.cert.Load() != nil {
+		srv.TLSConfig = &tls.Config{
+			MinVersion: tls.VersionTLS12,
+			GetCertificate: func(*tls.ClientHelloInfo) (*tls.Certificate, error) {
+				return a.cert.Load(), nil
+			},
+		}
+	}
+	return srv
 }
 
 // Serve serves on ln until ctx is cancelled, then drains in-flight requests
-// (streams included) for up to the configured grace period.
+// (streams included) for up to the configured grace period. While it runs
+// it watches the config file (Options.ConfigPath) and reloads on change.
 func (a *App) Serve(ctx context.Context, ln net.Listener) error {
 	ln = &onceCloseListener{Listener: ln}
 	srv := a.Server()
 	errc := make(chan error, 1)
-	go func() { errc <- srv.Serve(ln) }()
-	a.log.Info("listening", slog.String("addr", ln.Addr().String()))
+	tlsOn := srv.TLSConfig != nil
+	go func() {
+		if tlsOn {
+			errc <- srv.ServeTLS(ln, "", "")
+			return
+		}
+		errc <- srv.Serve(ln)
+	}()
+	wctx, stopWatch := context.WithCancel(ctx)
+	var wg sync.WaitGroup
+	if a.path != "" && a.watchEvery > 0 {
+		wg.Go(func() { a.Watch(wctx) })
+	}
+	sctx, stopShared := context.WithCancel(context.WithoutCancel(ctx))
+	var sharedWG sync.WaitGroup
+	sharedWG.Go(func() { a.shared.run(sctx) })
+	defer func() {
+		// After the drain: the usage of the last requests is flushed, then the store closed.
+		stopShared()
+		sharedWG.Wait()
+		a.shared.close()
+	}()
+	defer func() {
+		stopWatch()
+		wg.Wait()
+	}()
+	a.log.Info("listening", slog.String("addr", ln.Addr().String()), slog.Bool("tls", tlsOn))
 	select {
 	case err := <-errc:
 		return fmt.Errorf("serve: %w", err)
@@ -107,9 +240,9 @@ func (a *App) Serve(ctx context.Context, ln net.Listener) error {
 	a.draining.Store(true)
 	grace := a.cfg.Load().Timeouts.ShutdownGrace.D()
 	a.log.Info("draining", slog.Duration("grace", grace))
-	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), grace)
+	dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), grace)
 	defer cancel()
-	err := srv.Shutdown(sctx)
+	err := srv.Shutdown(dctx)
 	if err != nil {
 		_ = srv.Close()
 		err = fmt.Errorf("shutdown: %w", err)
@@ -119,6 +252,13 @@ func (a *App) Serve(ctx context.Context, ln net.Listener) error {
 	}
 	if a.transport != nil {
 		a.transport.CloseIdleConnections()
+	}
+	if a.ownTracer {
+		tctx, tcancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+		defer tcancel()
+		if terr := a.tracer.Shutdown(tctx); terr != nil {
+			a.log.Warn("tracing shutdown", slog.Any("err", terr))
+		}
 	}
 	a.log.Info("stopped")
 	return err
@@ -132,22 +272,6 @@ func (a *App) Run(ctx context.Context) error {
 		return fmt.Errorf("listen %s: %w", addr, err)
 	}
 	return a.Serve(ctx, ln)
-}
-
-// Reload validates nothing itself: it swaps in an already valid config.
-func (a *App) Reload(cfg *config.Config) error {
-	snap, err := snapshot(cfg, a.registry)
-	if err != nil {
-		return err
-	}
-	a.proxy.Swap(snap)
-	a.cfg.Store(cfg)
-	names := make(map[string]bool, len(cfg.Backends))
-	for _, b := range cfg.Backends {
-		names[b.Name] = true
-	}
-	a.registry.Retain(names)
-	return nil
 }
 
 // Config returns the config in use.

@@ -1,0 +1,246 @@
+package app
+
+import (
+	"context"
+	"crypto/sha256"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"reflect"
+	"slices"
+	"time"
+
+	"github.com/llmgate/llmgate/internal/config"
+)
+
+// Reload swaps in cfg, which must be valid (as config.Load returns it).
+// The swap is atomic: a request uses the config it started with to its
+// end, streams included; the next one sees the new config. Backend state
+// (cool-downs, circuits, latency, counters) carries over for every backend
+// still configured. Settings that only a restart can change (the listen
+// address, turning TLS on or off, tracing, store, server and transport
+// timeouts) are logged; the values in effect stay until a restart. The
+// certificate files are read again. On error nothing changes.
+func (a *App) Reload(cfg *config.Config) error {
+	a.reloadMu.Lock()
+	defer a.reloadMu.Unlock()
+	return a.apply(cfg, "", "call")
+}
+
+// ReloadFile reads, validates and swaps in the config file at path, as on
+// SIGHUP; path is normally Options.ConfigPath ("" means that one). A file
+// that does not load or validate is rejected with one log line listing
+// every problem, and the config in use keeps serving.
+func (a *App) ReloadFile(path string) error {
+	if path == "" {
+		path = a.path
+	}
+	a.reloadMu.Lock()
+	defer a.reloadMu.Unlock()
+	return a.reloadFile(path, "signal")
+}
+
+// Watch polls the config file every Options.WatchInterval and reloads it
+// when its content changes, until ctx is done. Serve runs it.
+func (a *App) Watch(ctx context.Context) {
+	if a.path == "" {
+		return
+	}
+	t := time.NewTicker(max(a.watchEvery, 10*time.Millisecond))
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		a.reloadIfChanged()
+	}
+}
+
+// fileStamp identifies a version of the config file.
+type fileStamp struct {
+	size    int64
+	modTime time.Time
+	hash    [sha256.Size]byte
+}
+
+func stampFile(path string) (fileStamp, error) {
+	fi, err := os.Stat(path)
+	if err != nil {
+		return fileStamp{}, err
+	}
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return fileStamp{}, err
+	}
+	return fileStamp{size: fi.Size(), modTime: fi.ModTime(), hash: sha256.Sum256(data)}, nil
+}
+
+// reloadIfChanged reloads the file if its size, time or content changed
+// since it was last loaded or rejected. A file missing for a moment (an
+// editor or a Kubernetes ConfigMap swapping it) is looked at again next time.
+func (a *App) reloadIfChanged() {
+	fi, err := os.Stat(a.path)
+	if err != nil {
+		return
+	}
+	a.reloadMu.Lock()
+	defer a.reloadMu.Unlock()
+	if fi.Size() == a.seen.size && fi.ModTime().Equal(a.seen.modTime) {
+		return
+	}
+	data, err := os.ReadFile(a.path)
+	if err != nil {
+		return
+	}
+	if sha256.Sum256(data) == a.seen.hash {
+		a.seen.size, a.seen.modTime = fi.Size(), fi.ModTime()
+		return
+	}
+	_ = a.reloadFile(a.path, "file change")
+}
+
+// reloadFile loads the file at path and applies it. reloadMu must be held.
+func (a *App) reloadFile(path, trigger string) error {
+	if path == "" {
+		return errors.New("reload: no config file")
+	}
+	fi, err := os.Stat(path)
+	var data []byte
+	if err == nil {
+		data, err = os.ReadFile(path)
+	}
+	if err != nil {
+		a.rejected(path, trigger, []string{err.Error()})
+		return fmt.Errorf("reload: %w", err)
+	}
+	if path == a.path {
+		a.seen = fileStamp{size: fi.Size(), modTime: fi.ModTime(), hash: sha256.Sum256(data)}
+	}
+	cfg, err := config.Parse(path, data, os.LookupEnv)
+	if err != nil {
+		var ce *config.Error
+		if errors.As(err, &ce) {
+			problems := make([]string, 0, len(ce.Problems))
+			for _, p := range ce.Problems {
+				problems = append(problems, p.String())
+			}
+			a.rejected(path, trigger, problems)
+		} else {
+			a.rejected(path, trigger, []string{err.Error()})
+		}
+		return fmt.Errorf("reload: %w", err)
+	}
+	return a.apply(cfg, path, trigger)
+}
+
+// rejected logs and counts a reload that changed nothing.
+func (a *App) rejected(file, trigger string, problems []string) {
+	a.metrics.Reloaded(false)
+	a.log.Error("config reload rejected", slog.String("file", file), slog.String("trigger", trigger),
+		slog.Any("problems", problems), slog.String("keeping", "the config in use"))
+}
+
+// apply swaps in cfg, read from file ("" if none). reloadMu must be held.
+func (a *App) apply(cfg *config.Config, file, trigger string) error {
+	old := a.cfg.Load()
+	var cert *tls.Certificate
+	if a.cert.Load() != nil && cfg.TLS.CertFile != "" {
+		c, err := loadCert(cfg.TLS)
+		if err != nil {
+			a.rejected(file, trigger, []string{err.Error()})
+			return fmt.Errorf("reload: %w", err)
+		}
+		cert = c
+	}
+	snap, err := snapshot(cfg, a.registry)
+	if err != nil {
+		a.registry.Retain(backendNames(old)) // drop states made for the rejected config
+		a.rejected(file, trigger, []string{err.Error()})
+		return fmt.Errorf("reload: %w", err)
+	}
+	a.proxy.Swap(snap)
+	a.cfg.Store(cfg)
+	if cert != nil {
+		a.cert.Store(cert)
+	}
+	a.configure(cfg)
+	a.registry.Retain(backendNames(cfg))
+	a.metrics.Reloaded(true)
+
+	oldNames, newNames := backendNames(old), backendNames(cfg)
+	added, removed := []string{}, []string{}
+	for n := range newNames {
+		if !oldNames[n] {
+			added = append(added, n)
+		}
+	}
+	for n := range oldNames {
+		if !newNames[n] {
+			removed = append(removed, n)
+		}
+	}
+	slices.Sort(added)
+	slices.Sort(removed)
+	a.log.Info("config reloaded", slog.String("file", file), slog.String("trigger", trigger),
+		slog.Int("backends", len(cfg.Backends)), slog.Int("keys", len(cfg.Keys)),
+		slog.Any("backends_added", added), slog.Any("backends_removed", removed))
+	for _, s := range restartOnly(old, cfg) {
+		a.log.Warn("config change needs a restart", slog.String("setting", s), slog.String("keeping", "the value in use"))
+	}
+	a.logWarnings(cfg)
+	return nil
+}
+
+func backendNames(cfg *config.Config) map[string]bool {
+	names := make(map[string]bool, len(cfg.Backends))
+	for _, b := range cfg.Backends {
+		names[b.Name] = true
+	}
+	return names
+}
+
+// restartOnly names the settings that differ between old and cfg but are
+// fixed for the life of the process.
+func restartOnly(old, cfg *config.Config) []string {
+	var out []string
+	if old.Listen != cfg.Listen {
+		out = append(out, "listen")
+	}
+	if (old.TLS.CertFile != "") != (cfg.TLS.CertFile != "") {
+		out = append(out, "tls (turning it on or off)")
+	}
+	if old.Tracing != cfg.Tracing {
+		out = append(out, "tracing")
+	}
+	if !reflect.DeepEqual(old.Store, cfg.Store) {
+		out = append(out, "store")
+	}
+	ot, nt := old.Timeouts, cfg.Timeouts
+	for _, f := range []struct {
+		name     string
+		old, new config.Duration
+	}{
+		{"timeouts.connect", ot.Connect, nt.Connect},
+		{"timeouts.response_header", ot.ResponseHeader, nt.ResponseHeader},
+		{"timeouts.read_header", ot.ReadHeader, nt.ReadHeader},
+		{"timeouts.idle", ot.Idle, nt.Idle},
+	} {
+		if f.old != f.new {
+			out = append(out, f.name)
+		}
+	}
+	return out
+}
+
+// loadCert reads the listener's certificate and key.
+func loadCert(t config.TLS) (*tls.Certificate, error) {
+	c, err := tls.LoadX509KeyPair(t.CertFile, t.KeyFile)
+	if err != nil {
+		return nil, fmt.Errorf("tls: load %s and %s: %w", t.CertFile, t.KeyFile, err)
+	}
+	return &c, nil
+}

@@ -1,0 +1,355 @@
+// Package metrics turns what the gateway observes into Prometheus metrics
+// and into the recent per-backend and per-key figures the status page shows.
+// It is the only package that imports a Prometheus library.
+//
+// A Gateway owns its own registry: nothing is registered globally and
+// nothing happens at import time.
+package metrics
+
+import (
+	"net/http"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/llmgate/llmgate/internal/proxy"
+	"github.com/llmgate/llmgate/internal/upstream"
+)
+
+// Label values used when the real value is absent or unbounded.
+const (
+	// None stands for an absent value: no model named, no key presented,
+	// no backend answered.
+	None = "none"
+	// Other stands for a value outside the bounded set (an unknown model,
+	// a backend no longer configured).
+	Other = "other"
+)
+
+// maxDynamicModels bounds the model names admitted beyond the configured
+// ones (names served by a backend that serves every name).
+const maxDynamicModels = 100
+
+// Options configures New.
+type Options struct {
+	// Backends is read at every scrape for the backend-state gauges. Nil: none.
+	Backends *upstream.Registry
+	// Now is the clock of the recent windows. Nil means time.Now.
+	Now func() time.Time
+}
+
+// Gateway records requests, upstream attempts, tokens, retries and circuit
+// transitions. It implements proxy.Events. Safe for concurrent use.
+type Gateway struct {
+	reg *prometheus.Registry
+	now func() time.Time
+
+	requests    *prometheus.CounterVec   // route, model, key, backend, status
+	duration    *prometheus.HistogramVec // route, model, stream
+	ttfb        *prometheus.HistogramVec // route, model, stream
+	tokens      *prometheus.CounterVec   // key, model, backend, type
+	attempts    *prometheus.CounterVec   // backend, outcome
+	retries     *prometheus.CounterVec   // backend, reason
+	upLatency   *prometheus.HistogramVec // backend
+	transitions *prometheus.CounterVec   // backend, to
+	reloads     *prometheus.CounterVec   // result
+	reloadedAt  prometheus.Gauge
+
+	labels labels
+
+	mu       sync.RWMutex // guards reqCache, attCache, backends, keys
+	reqCache map[reqKey]*reqChildren
+	attCache map[attKey]*attChildren
+	backends map[string]*recent
+	keys     map[keyModel]*keyCounters
+}
+
+// reqKey is the label tuple of one request, already bounded.
+type reqKey struct {
+	route, model, key, backend string
+	status                     int
+	stream                     bool
+}
+
+// reqChildren are the series one request tuple updates.
+type reqChildren struct {
+	requests         prometheus.Counter
+	duration, ttfb   prometheus.Observer
+	prompt, complete prometheus.Counter
+	usage            *keyCounters
+}
+
+type attKey struct{ backend, outcome string }
+
+type attChildren struct {
+	attempts prometheus.Counter
+	latency  prometheus.Observer
+	recent   *recent
+}
+
+type keyModel struct{ key, model string }
+
+// New returns a Gateway with its own registry, holding the Go runtime and
+// process collectors besides the gateway's own metrics.
+func New(opts Options) *Gateway {
+	g := &Gateway{
+		reg:      prometheus.NewRegistry(),
+		now:      opts.Now,
+		reqCache: map[reqKey]*reqChildren{},
+		attCache: map[attKey]*attChildren{},
+		backends: map[string]*recent{},
+		keys:     map[keyModel]*keyCounters{},
+	}
+	if g.now == nil {
+		g.now = time.Now
+	}
+	g.labels.init()
+	g.requests = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "llmgate_requests_total",
+		Help: "Client requests answered, by operation, model, key name, the backend that answered last and HTTP status.",
+	}, []string{"route", "model", "key", "backend", "status"})
+	g.duration = prometheus.NewHistogramVec(prometheus.HistogramOpts{
+		Name:    "llmgate_request_duration_seconds",
+		Help:    "Whole client requests, from arrival to the last byte sent, retries and waits included.",
+		Buckets: []float64{.05, .1, .25, .5, 1, 2.5, 5, 10, 20, 40, 80, 160},
+	}, []string{"route", "model", "stream"})
+	g.ttfb = prometheus.NewHistogramVec(prometheus.HistogramOpts{
+		Name:    "llmgate_time_to_first_byte_seconds",
+		Help:    "Time from a client request's arrival to the first byte of the answer sent to it.",
+		Buckets: []float64{.01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30, 60},
+	}, []string{"route", "model", "stream"})
+	g.tokens = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "llmgate_tokens_total",
+		Help: "Tokens reported by upstreams, by key name, model, backend and type (prompt or completion).",
+	}, []string{"key", "model", "backend", "type"})
+	g.attempts = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "llmgate_upstream_attempts_total",
+		Help: "Upstream attempts by backend and outcome (ok, client_error, 429, 5xx, auth, timeout, connection, error_event, stream_cut, redirect, canceled).",
+	}, []string{"backend", "outcome"})
+	g.retries = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "llmgate_upstream_retries_total",
+		Help: "Retries, by the backend whose failed attempt caused them and the reason (429, 5xx, timeout, connection, error_event, auth, other).",
+	}, []string{"backend", "reason"})
+	g.upLatency = prometheus.NewHistogramVec(prometheus.HistogramOpts{
+		Name:    "llmgate_upstream_latency_seconds",
+		Help:    "Upstream attempts, from sending the request to the response headers (or the failure).",
+		Buckets: []float64{.01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30, 60},
+	}, []string{"backend"})
+	g.transitions = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "llmgate_circuit_transitions_total",
+		Help: "Circuit breaker state changes by backend and new state (open, half_open, closed).",
+	}, []string{"backend", "to"})
+	g.reloads = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "llmgate_config_reloads_total",
+		Help: "Config reloads by result (ok, rejected).",
+	}, []string{"result"})
+	g.reloadedAt = prometheus.NewGauge(prometheus.GaugeOpts{
+		Name: "llmgate_config_last_reload_success_timestamp_seconds",
+		Help: "When the config in use was loaded (Unix seconds).",
+	})
+	g.reloadedAt.SetToCurrentTime()
+	g.reloads.WithLabelValues("ok")
+	g.reloads.WithLabelValues("rejected")
+	g.reg.MustRegister(g.requests, g.duration, g.ttfb, g.tokens, g.attempts, g.retries,
+		g.upLatency, g.transitions, g.reloads, g.reloadedAt,
+		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	if opts.Backends != nil {
+		g.reg.MustRegister(&stateCollector{reg: opts.Backends, now: g.now})
+	}
+	return g
+}
+
+// Registry returns the Gateway's registry, for tests and extra collectors.
+func (g *Gateway) Registry() *prometheus.Registry { return g.reg }
+
+// Handler serves the registry in the Prometheus text format (or protobuf
+// or OpenMetrics when the scraper asks for them).
+func (g *Gateway) Handler() http.Handler {
+	return promhttp.HandlerFor(g.reg, promhttp.HandlerOpts{})
+}
+
+// Configure sets the bounded label sets from the config in use: the model
+// names that pass through as they are, and the backends. Called on start
+// and on every reload.
+func (g *Gateway) Configure(models, backends []string) {
+	g.labels.configure(models, backends)
+}
+
+// Reloaded counts a config reload: ok false means it was rejected.
+func (g *Gateway) Reloaded(ok bool) {
+	if !ok {
+		g.reloads.WithLabelValues("rejected").Inc()
+		return
+	}
+	g.reloads.WithLabelValues("ok").Inc()
+	g.reloadedAt.SetToCurrentTime()
+}
+
+// Transition implements proxy.Events.
+func (g *Gateway) Transition(t upstream.Transition) {
+	g.transitions.WithLabelValues(g.labels.backend(t.Backend), t.To.String()).Inc()
+}
+
+// Attempt implements proxy.Events.
+func (g *Gateway) Attempt(a *proxy.AttemptInfo) {
+	g.labels.admitModel(a.Model)
+	c := g.attempt(attKey{backend: g.labels.backend(a.Backend), outcome: outcomeLabel(a.Outcome)})
+	c.attempts.Inc()
+	if a.Outcome != proxy.OutcomeCanceled && a.Latency > 0 {
+		c.latency.Observe(a.Latency.Seconds())
+	}
+	c.recent.add(g.now(), a.Outcome, a.Latency)
+}
+
+func (g *Gateway) attempt(k attKey) *attChildren {
+	g.mu.RLock()
+	c, ok := g.attCache[k]
+	g.mu.RUnlock()
+	if ok {
+		return c
+	}
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if c, ok := g.attCache[k]; ok {
+		return c
+	}
+	r := g.backends[k.backend]
+	if r == nil {
+		r = &recent{}
+		g.backends[k.backend] = r
+	}
+	c = &attChildren{
+		attempts: g.attempts.WithLabelValues(k.backend, k.outcome),
+		latency:  g.upLatency.WithLabelValues(k.backend),
+		recent:   r,
+	}
+	g.attCache[k] = c
+	return c
+}
+
+// Request implements proxy.Events.
+func (g *Gateway) Request(r *proxy.RequestInfo) {
+	k := reqKey{
+		route:   orNone(r.Route),
+		model:   g.labels.model(r.Model),
+		key:     orNone(r.Key),
+		backend: g.labels.backend(r.Backend),
+		status:  r.Status,
+		stream:  r.Stream,
+	}
+	c := g.request(k)
+	c.requests.Inc()
+	c.duration.Observe(r.Duration.Seconds())
+	if r.TTFB > 0 {
+		c.ttfb.Observe(r.TTFB.Seconds())
+	}
+	if r.PromptTokens > 0 {
+		c.prompt.Add(float64(r.PromptTokens))
+	}
+	if r.CompletionTokens > 0 {
+		c.complete.Add(float64(r.CompletionTokens))
+	}
+	if c.usage != nil {
+		c.usage.add(r.Status, r.PromptTokens, r.CompletionTokens)
+	}
+}
+
+func (g *Gateway) request(k reqKey) *reqChildren {
+	g.mu.RLock()
+	c, ok := g.reqCache[k]
+	g.mu.RUnlock()
+	if ok {
+		return c
+	}
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if c, ok := g.reqCache[k]; ok {
+		return c
+	}
+	stream := strconv.FormatBool(k.stream)
+	c = &reqChildren{
+		requests: g.requests.WithLabelValues(k.route, k.model, k.key, k.backend, strconv.Itoa(k.status)),
+		duration: g.duration.WithLabelValues(k.route, k.model, stream),
+		ttfb:     g.ttfb.WithLabelValues(k.route, k.model, stream),
+		prompt:   g.tokens.WithLabelValues(k.key, k.model, k.backend, "prompt"),
+		complete: g.tokens.WithLabelValues(k.key, k.model, k.backend, "completion"),
+	}
+	if k.key != None {
+		km := keyModel{k.key, k.model}
+		u := g.keys[km]
+		if u == nil {
+			u = &keyCounters{}
+			g.keys[km] = u
+		}
+		c.usage = u
+	}
+	g.reqCache[k] = c
+	return c
+}
+
+// ObserveTrail counts the retries recorded in a request's x-llmgate-trail
+// header ("oai-se:429(ra=3s),oai-fr:200"): every attempt but the last was
+// followed by another, so each one is a retry caused by that backend, for
+// the reason its outcome names.
+func (g *Gateway) ObserveTrail(trail string) {
+	for {
+		i := strings.IndexByte(trail, ',')
+		if i < 0 {
+			return // the last attempt was not retried
+		}
+		step := trail[:i]
+		trail = trail[i+1:]
+		j := strings.LastIndexByte(step, ':')
+		if j < 0 {
+			continue
+		}
+		g.retries.WithLabelValues(g.labels.backend(step[:j]), retryReason(step[j+1:])).Inc()
+	}
+}
+
+func orNone(s string) string {
+	if s == "" {
+		return None
+	}
+	return s
+}
+
+// outcomeLabel keeps the attempt outcome within the proxy's closed vocabulary.
+func outcomeLabel(o string) string {
+	switch o {
+	case proxy.OutcomeOK, proxy.OutcomeClientError, proxy.OutcomeThrottled, proxy.OutcomeServerError,
+		proxy.OutcomeAuth, proxy.OutcomeTimeout, proxy.OutcomeConnection, proxy.OutcomeErrorEvent,
+		proxy.OutcomeStreamCut, proxy.OutcomeRedirect, proxy.OutcomeCanceled:
+		return o
+	}
+	return Other
+}
+
+// retryReason maps one trail step's outcome ("429(ra=3s)", "503",
+// "timeout", "conn_error", "200+error", "stream_error") to a reason label.
+func retryReason(outcome string) string {
+	if i := strings.IndexByte(outcome, '('); i >= 0 {
+		outcome = outcome[:i]
+	}
+	switch outcome {
+	case "429":
+		return "429"
+	case "timeout":
+		return "timeout"
+	case "conn_error":
+		return "connection"
+	case "200+error", "stream_error":
+		return "error_event"
+	case "401", "403", "credential_error":
+		return "auth"
+	}
+	if len(outcome) == 3 && outcome[0] == '5' {
+		return "5xx"
+	}
+	return Other
+}

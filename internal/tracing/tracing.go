@@ -1,0 +1,118 @@
+// Package tracing traces requests with OpenTelemetry: a server span per
+// client request (continuing the client's W3C trace context) and a client
+// span per upstream attempt, whose context goes upstream in traceparent.
+//
+// It is built as an http.Handler middleware and an http.RoundTripper
+// wrapper, so the proxy needs no tracing code. It never touches
+// OpenTelemetry's global provider or propagator.
+package tracing
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/url"
+
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/exporters/otlp/otlptrace/otlptracehttp"
+	"go.opentelemetry.io/otel/propagation"
+	"go.opentelemetry.io/otel/sdk/resource"
+	sdktrace "go.opentelemetry.io/otel/sdk/trace"
+	"go.opentelemetry.io/otel/trace"
+)
+
+// scope names the instrumentation in every span.
+const scope = "github.com/llmgate/llmgate"
+
+// Options configures New.
+type Options struct {
+	// Endpoint is the OTLP/HTTP collector, e.g. http://127.0.0.1:4318; a URL
+	// without a path gets /v1/traces. Used when Exporter is nil.
+	Endpoint string
+	// ServiceName is the service.name resource attribute. Empty: "llmgate".
+	ServiceName string
+	// Version is the service.version resource attribute. Empty: none.
+	Version string
+	// SampleRatio is the fraction of new traces recorded; a client's
+	// sampled flag is honoured (parent-based). Zero: 1.
+	SampleRatio float64
+	// Exporter replaces the OTLP exporter (tests use an in-memory one).
+	// Its spans are exported synchronously as they end.
+	Exporter sdktrace.SpanExporter
+	// Provider, when set, makes the spans instead of a provider built here
+	// (the fields above are then unused); Shutdown leaves it running.
+	Provider trace.TracerProvider
+}
+
+// Tracer creates the gateway's spans. Safe for concurrent use.
+type Tracer struct {
+	tp   *sdktrace.TracerProvider // nil when Options.Provider was given
+	tr   trace.Tracer
+	prop propagation.TextMapPropagator
+}
+
+// New returns a Tracer exporting to opts.Exporter or, if nil, to the OTLP
+// endpoint in batches. Shutdown flushes and stops it.
+func New(opts Options) (*Tracer, error) {
+	if opts.Provider != nil {
+		return &Tracer{tr: opts.Provider.Tracer(scope), prop: propagation.TraceContext{}}, nil
+	}
+	var sp sdktrace.SpanProcessor
+	if opts.Exporter != nil {
+		sp = sdktrace.NewSimpleSpanProcessor(opts.Exporter)
+	} else {
+		ep, err := endpointURL(opts.Endpoint)
+		if err != nil {
+			return nil, err
+		}
+		exp, err := otlptracehttp.New(context.Background(), otlptracehttp.WithEndpointURL(ep))
+		if err != nil {
+			return nil, fmt.Errorf("tracing: otlp exporter: %w", err)
+		}
+		sp = sdktrace.NewBatchSpanProcessor(exp)
+	}
+	name := opts.ServiceName
+	if name == "" {
+		name = "llmgate"
+	}
+	attrs := []attribute.KeyValue{attribute.String("service.name", name)}
+	if opts.Version != "" {
+		attrs = append(attrs, attribute.String("service.version", opts.Version))
+	}
+	ratio := opts.SampleRatio
+	if ratio <= 0 || ratio > 1 {
+		ratio = 1
+	}
+	tp := sdktrace.NewTracerProvider(
+		sdktrace.WithSpanProcessor(sp),
+		sdktrace.WithResource(resource.NewSchemaless(attrs...)),
+		sdktrace.WithSampler(sdktrace.ParentBased(sdktrace.TraceIDRatioBased(ratio))),
+	)
+	return &Tracer{tp: tp, tr: tp.Tracer(scope), prop: propagation.TraceContext{}}, nil
+}
+
+// endpointURL checks an OTLP/HTTP endpoint and gives it the traces path.
+func endpointURL(s string) (string, error) {
+	if s == "" {
+		return "", errors.New("tracing: no endpoint")
+	}
+	u, err := url.Parse(s)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		return "", fmt.Errorf("tracing: endpoint %q: must be an http or https URL", s)
+	}
+	if u.Path == "" || u.Path == "/" {
+		u.Path = "/v1/traces"
+	}
+	return u.String(), nil
+}
+
+// Shutdown exports the spans still buffered and stops the exporter.
+func (t *Tracer) Shutdown(ctx context.Context) error {
+	if t.tp == nil {
+		return nil
+	}
+	if err := t.tp.Shutdown(ctx); err != nil {
+		return fmt.Errorf("tracing: shutdown: %w", err)
+	}
+	return nil
+}
