@@ -219,6 +219,7 @@ func (a *App) Serve(ctx context.Context, ln net.Listener) error {
 	sctx, stopShared := context.WithCancel(context.WithoutCancel(ctx))
 	var sharedWG sync.WaitGroup
 	sharedWG.Go(func() { a.shared.run(sctx) })
+	sharedWG.Go(func() { a.runHealthChecks(wctx, a.healthClient()) })
 	defer func() {
 		// After the drain: the usage of the last requests is flushed, then the store closed.
 		stopShared()
@@ -288,4 +289,13 @@ type onceCloseListener struct {
 func (l *onceCloseListener) Close() error {
 	l.once.Do(func() { l.err = l.Listener.Close() })
 	return l.err
+}
+
+// healthClient sends active health checks; it never follows redirects.
+func (a *App) healthClient() *http.Client {
+	var rt http.RoundTripper = http.DefaultTransport
+	if a.transport != nil {
+		rt = a.transport
+	}
+	return &http.Client{Transport: rt, CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
 }

@@ -310,6 +310,20 @@ func (s *State) Done(now time.Time, o Outcome, latency time.Duration, probe bool
 	return Transition{Backend: s.Name, From: Closed, To: Open, Reason: reason}, true
 }
 
+// Report feeds an active health check's result back: a failure counts like
+// a failed attempt; a success when the circuit's cool-down is over acts as
+// its probe and closes it.
+func (s *State) Report(now time.Time, healthy bool) (Transition, bool) {
+	ou := s.openUntil.Load()
+	probe := ou != 0 && ou <= now.UnixNano() && s.probing.CompareAndSwap(false, true)
+	s.inflight.Add(1) // Done ends it
+	o := OK
+	if !healthy {
+		o = Failed
+	}
+	return s.Done(now, o, 0, probe)
+}
+
 // Circuit returns the breaker's state at now.
 func (s *State) Circuit(now time.Time) CircuitState {
 	ou := s.openUntil.Load()
