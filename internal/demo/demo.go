@@ -28,9 +28,9 @@ type Options struct {
 	Listen string
 	// Key is the client key. Default: random.
 	Key string
-	// TPM is each region's tokens-per-minute quota. Default 20000.
+	// TPM is each region's tokens-per-minute quota. Default 8000.
 	TPM int
-	// RPM is each region's requests-per-minute quota. Default 120.
+	// RPM is each region's requests-per-minute quota. Default 48.
 	RPM int
 	// TTFT and TokenInterval shape the simulated latency. Defaults 200ms and 20ms.
 	TTFT, TokenInterval time.Duration
@@ -42,8 +42,9 @@ type Options struct {
 
 // Demo is a running demo. Close stops it.
 type Demo struct {
-	URL    string // the gateway's base URL
-	Key    string // the client key
+	URL      string // the gateway's base URL
+	Key      string // the client key
+	AdminKey string // the admin key (status page, metrics)
 	SE, FR *sim.Server
 
 	cancel context.CancelFunc
@@ -61,8 +62,8 @@ func Start(ctx context.Context, o Options) (*Demo, error) {
 		_, _ = rand.Read(b[:])
 		o.Key = "demo-" + hex.EncodeToString(b[:])
 	}
-	o.TPM = cmpOr(o.TPM, 20000)
-	o.RPM = cmpOr(o.RPM, 120)
+	o.TPM = cmpOr(o.TPM, 8000)
+	o.RPM = cmpOr(o.RPM, 48)
 	o.TTFT = cmpOr(o.TTFT, 200*time.Millisecond)
 	o.TokenInterval = cmpOr(o.TokenInterval, 20*time.Millisecond)
 	o.RetryInterval = cmpOr(o.RetryInterval, time.Second)
@@ -70,6 +71,9 @@ func Start(ctx context.Context, o Options) (*Demo, error) {
 	o.RetryMax = cmpOr(o.RetryMax, 8*time.Second)
 
 	d := &Demo{Key: o.Key, done: make(chan error, 1)}
+	var ab [12]byte
+	_, _ = rand.Read(ab[:])
+	d.AdminKey = "admin-" + hex.EncodeToString(ab[:])
 	regionKeys := map[string]string{}
 	urls := map[string]string{}
 	for i, region := range []string{"se", "fr"} {
@@ -99,6 +103,8 @@ listen: %q
 keys:
   - name: demo
     key: ${DEMO_KEY}
+admin:
+  key: ${ADMIN_KEY}
 backends:
   - name: oai-se
     url: %s
@@ -115,7 +121,7 @@ retry:
   max_interval: %s
   first_fast_retry: false
 `, o.Listen, urls["se"], urls["fr"], o.RetryInterval, o.RetryDelta, o.RetryMax)
-	env := map[string]string{"DEMO_KEY": o.Key, "SE_KEY": regionKeys["se"], "FR_KEY": regionKeys["fr"]}
+	env := map[string]string{"DEMO_KEY": o.Key, "ADMIN_KEY": d.AdminKey, "SE_KEY": regionKeys["se"], "FR_KEY": regionKeys["fr"]}
 	cfg, err := config.Parse("demo", []byte(yaml), func(k string) (string, bool) { v, ok := env[k]; return v, ok })
 	if err != nil {
 		d.closeSims()
@@ -176,8 +182,8 @@ func Run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	var o Options
 	fs.StringVar(&o.Listen, "listen", "127.0.0.1:8080", "gateway address (a free port if taken)")
 	fs.StringVar(&o.Key, "key", "", "client key (default: random)")
-	fs.IntVar(&o.TPM, "tpm", 20000, "tokens per minute of each region")
-	fs.IntVar(&o.RPM, "rpm", 120, "requests per minute of each region")
+	fs.IntVar(&o.TPM, "tpm", 8000, "tokens per minute of each region")
+	fs.IntVar(&o.RPM, "rpm", 48, "requests per minute of each region")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -207,9 +213,14 @@ and a stream:
     -d '{"messages":[{"role":"user","content":"Hello!"}],"max_tokens":50,"stream":true}'
 
 Send a few dozen quickly to see throttling and failover in the log below
-(x-llmgate-backend, x-llmgate-attempts and x-llmgate-trail show each request's path).
+(x-llmgate-backend, x-llmgate-attempts and x-llmgate-trail show each request's path):
+
+  for i in $(seq 40); do curl -s -o /dev/null -w '%%{http_code} ' '%s/openai/deployments/gpt-4/chat/completions?api-version=2024-02-01' \
+    -H 'api-key: %s' -H 'content-type: application/json' -d '{"messages":[{"role":"user","content":"Hi"}],"max_tokens":400}' & done; wait; echo
+
+Live status page: %s/status#key=%s
 Ctrl-C stops.
-`, o.TPM, o.RPM, o.TPM, o.RPM, d.URL, d.Key, d.URL, d.Key, d.URL, d.Key)
+`, o.TPM, o.RPM, o.TPM, o.RPM, d.URL, d.Key, d.URL, d.Key, d.URL, d.Key, d.URL, d.Key, d.URL, d.AdminKey)
 	<-ctx.Done()
 	fmt.Fprintln(stdout, "\nstopping...")
 	if err := d.Close(); err != nil && !errors.Is(err, context.Canceled) {
