@@ -124,7 +124,11 @@ func serve(ctx context.Context, args []string, stderr io.Writer) error {
 		return err
 	}
 	logger := slog.New(slog.NewJSONHandler(stderr, nil))
-	a, err := app.New(cfg, app.Options{Logger: logger, ConfigPath: path, Version: version()})
+	// The access log (one JSON line per request) is batched: one write for
+	// many lines, flushed every 100ms and on exit.
+	access := app.NewLineWriter(stderr)
+	defer access.Close()
+	a, err := app.New(cfg, app.Options{Logger: logger, AccessLog: access, ConfigPath: path, Version: version()})
 	if err != nil {
 		return err
 	}

@@ -5,6 +5,7 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"net/http"
@@ -68,6 +69,9 @@ type Options struct {
 	Events proxy.Events
 	// Version is reported in traces (service.version). Empty: none.
 	Version string
+	// AccessLog receives the access log as JSON lines (fast path, e.g. a
+	// LineWriter). Nil: the access log goes to Logger.
+	AccessLog io.Writer
 }
 
 // New builds a gateway from a loaded, valid config.
@@ -122,7 +126,7 @@ func New(cfg *config.Config, opts Options) (*App, error) {
 	if opts.Events != nil {
 		ev = fanout{a.metrics, opts.Events}
 	}
-	a.proxy = proxy.New(proxy.Options{Transport: rt, Logger: a.log, Events: ev,
+	a.proxy = proxy.New(proxy.Options{Transport: rt, Logger: a.log, Events: ev, AccessLog: opts.AccessLog,
 		Store: a.shared.store, Usage: a.shared.usage, OnThrottle: a.shared.onThrottle}, snap)
 	a.api = a.proxy
 	if a.tracer != nil {

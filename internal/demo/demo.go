@@ -45,7 +45,7 @@ type Demo struct {
 	URL      string // the gateway's base URL
 	Key      string // the client key
 	AdminKey string // the admin key (status page, metrics)
-	SE, FR *sim.Server
+	SE, FR   *sim.Server
 
 	cancel context.CancelFunc
 	done   chan error

@@ -63,7 +63,7 @@ func setRetryAfter(h http.Header, d time.Duration) {
 // setGatewayHeaders sets llmgate's own headers on a response the gateway
 // makes itself: attempts so far, the trail, and the last backend tried.
 func setGatewayHeaders(h http.Header, q *request) {
-	h["X-Llmgate-Attempts"] = []string{strconv.Itoa(q.attempts)}
+	h["X-Llmgate-Attempts"] = attemptsValue(q.attempts)
 	h["X-Llmgate-Backend"] = []string{lastBackend(q)}
 	h["X-Llmgate-Trail"] = []string{string(q.trail)}
 }

@@ -351,8 +351,8 @@ func (h *Handler) done(b *Backend, o upstream.Outcome, latency time.Duration, pr
 // may still fail over.
 func (h *Handler) relayStream(ctx context.Context, w http.ResponseWriter, resp *http.Response, b *Backend, q *request, final bool, idle *idleTimer, injected bool) (*failure, bool) {
 	defer resp.Body.Close()
-	bufp := stream.GetBuf()
-	defer stream.PutBuf(bufp)
+	bufp := stream.GetStreamBuf()
+	defer stream.PutStreamBuf(bufp)
 	buf := *bufp
 	body := onRead(resp.Body, idle)
 	n, err := stream.FirstEvent(body, buf)

@@ -44,6 +44,10 @@ type Options struct {
 	// OnThrottle is told when a backend asks to be left alone until a time,
 	// so replicas can share it. Must not block. Nil: not shared.
 	OnThrottle func(backend string, until time.Time)
+	// AccessLog, when set, receives the access log as JSON lines written by
+	// the fast path (one Write per line, safe for concurrent use); Logger
+	// then carries only the other events. Nil: the access log goes to Logger.
+	AccessLog io.Writer
 }
 
 // Handler is the gateway. Safe for concurrent use.
@@ -64,12 +68,13 @@ type Handler struct {
 	usage      *ratelimit.Batcher
 	onThrottle func(string, time.Time)
 	streams    counters
+	accessLog  io.Writer
 }
 
 // New returns a Handler serving cfg.
 func New(opts Options, cfg *Config) *Handler {
 	h := &Handler{transport: opts.Transport, log: opts.Logger, now: opts.Now, rand: opts.Rand, events: opts.Events,
-		store: opts.Store, usage: opts.Usage, onThrottle: opts.OnThrottle}
+		store: opts.Store, usage: opts.Usage, onThrottle: opts.OnThrottle, accessLog: opts.AccessLog}
 	if h.log == nil {
 		h.log = slog.New(slog.DiscardHandler)
 	}
@@ -120,6 +125,7 @@ type request struct {
 	backend   string // the backend that answered last
 	// usage reported upstream, 0 if unknown
 	promptTokens, completionTokens int64
+	meta                           map[string]string // the key's team and owner
 	// key limits
 	limited                bool
 	remRequests, remTokens int64
@@ -154,7 +160,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		writeUnauthorized(w, &q)
 		return
 	}
-	q.key = key.ID
+	q.key, q.meta = key.ID, key.Meta
 	if r.Method == http.MethodGet && q.suffix == "/models" && q.style != provider.Azure && q.style != provider.AzureOther {
 		h.listModels(w, cfg, key, &q)
 		return
@@ -351,6 +357,10 @@ func (h *Handler) logAccess(r *http.Request, q *request) {
 			PromptTokens: q.promptTokens, CompletionTokens: q.completionTokens,
 		})
 	}
+	if h.accessLog != nil {
+		h.writeAccessLine(h.accessLog, r, q, h.now())
+		return
+	}
 	level := slog.LevelInfo
 	if q.status >= 500 || q.status == statusClientClosed {
 		level = slog.LevelWarn
@@ -371,6 +381,11 @@ func (h *Handler) logAccess(r *http.Request, q *request) {
 		slog.Duration("latency", h.now().Sub(q.start)),
 		slog.Int64("bytes_in", q.bytesIn),
 		slog.Int64("bytes_out", q.bytesOut),
+	}
+	for _, k := range [...]string{"team", "owner"} {
+		if v := q.meta[k]; v != "" {
+			attrs = append(attrs, slog.String(k, v))
+		}
 	}
 	if q.promptTokens != 0 || q.completionTokens != 0 {
 		attrs = append(attrs, slog.Int64("prompt_tokens", q.promptTokens), slog.Int64("completion_tokens", q.completionTokens))

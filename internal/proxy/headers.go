@@ -144,10 +144,27 @@ func (h *Handler) writeHeaderWith(w http.ResponseWriter, status int, up http.Hea
 	}
 	setRemaining(dst, q)
 	dst["X-Llmgate-Backend"] = []string{backend}
-	dst["X-Llmgate-Attempts"] = []string{strconv.Itoa(q.attempts)}
+	dst["X-Llmgate-Attempts"] = attemptsValue(q.attempts)
 	dst["X-Llmgate-Trail"] = []string{string(q.trail)}
 	q.status = status
 	q.backend = backend
 	q.ttfb = h.now().Sub(q.start)
 	w.WriteHeader(status)
+}
+
+// attemptValues are the x-llmgate-attempts values of the usual counts,
+// shared (header values are never modified after they are set).
+var attemptValues = func() [16][]string {
+	var v [16][]string
+	for i := range v {
+		v[i] = []string{strconv.Itoa(i)}
+	}
+	return v
+}()
+
+func attemptsValue(n int) []string {
+	if n >= 0 && n < len(attemptValues) {
+		return attemptValues[n]
+	}
+	return []string{strconv.Itoa(n)}
 }

@@ -11,16 +11,30 @@ import (
 	"sync"
 )
 
-// BufSize is the relay's read buffer; pooled, so a relay allocates nothing per chunk.
-const BufSize = 32 << 10
+// BufSize is the copy buffer for whole bodies; StreamBufSize the relay's,
+// held for a stream's life, so small (an event larger than it passes
+// through in pieces). Both pooled: a relay allocates nothing per chunk.
+const (
+	BufSize       = 32 << 10
+	StreamBufSize = 8 << 10
+)
 
-var bufPool = sync.Pool{New: func() any { b := make([]byte, BufSize); return &b }}
+var (
+	bufPool       = sync.Pool{New: func() any { b := make([]byte, BufSize); return &b }}
+	streamBufPool = sync.Pool{New: func() any { b := make([]byte, StreamBufSize); return &b }}
+)
 
-// GetBuf returns a pooled relay buffer; PutBuf returns it.
+// GetBuf returns a pooled copy buffer; PutBuf returns it.
 func GetBuf() *[]byte { return bufPool.Get().(*[]byte) }
 
 // PutBuf returns a buffer from GetBuf to the pool.
 func PutBuf(b *[]byte) { bufPool.Put(b) }
+
+// GetStreamBuf returns a pooled relay buffer; PutStreamBuf returns it.
+func GetStreamBuf() *[]byte { return streamBufPool.Get().(*[]byte) }
+
+// PutStreamBuf returns a buffer from GetStreamBuf to the pool.
+func PutStreamBuf(b *[]byte) { streamBufPool.Put(b) }
 
 // Tail remembers the last bytes written, to tell whether the stream is at an
 // event boundary and whether it ended with [DONE].
@@ -214,8 +228,10 @@ func CopyFiltered(dst Writer, src io.Reader, buf []byte, pre int, tail *Tail, f 
 			if f.Tap != nil {
 				_, _ = f.Tap.Write(buf[off : off+n])
 			}
+			prev := off
 			off += n
-			end := lastBoundary(buf[:off])
+			// Only the new bytes (and the 3 before them) can hold a new boundary.
+			end := lastBoundaryFrom(buf[:off], max(prev-3, 0))
 			if end < 0 && off == len(buf) {
 				end = off
 			}
@@ -237,6 +253,20 @@ func CopyFiltered(dst Writer, src io.Reader, buf []byte, pre int, tail *Tail, f 
 			return written, rerr
 		}
 	}
+}
+
+// lastBoundaryFrom is lastBoundary for a boundary that ends after from.
+func lastBoundaryFrom(b []byte, from int) int {
+	i := bytes.LastIndex(b[from:], []byte("\n\n"))
+	if i >= 0 {
+		i += from + 2
+	}
+	if bytes.IndexByte(b[from:], '\r') >= 0 {
+		if j := bytes.LastIndex(b[from:], []byte("\r\n\r\n")); j >= 0 && from+j+4 > i {
+			i = from + j + 4
+		}
+	}
+	return i
 }
 
 // lastBoundary returns the index just past the last blank line in b, or -1.

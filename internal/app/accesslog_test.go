@@ -1,0 +1,79 @@
+package app_test
+
+import (
+	"bytes"
+	"encoding/json"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/llmgate/llmgate/internal/app"
+)
+
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
+
+// TestAccessLogFastPath: the batched access log writes one JSON line per
+// request with the same fields as the slog path, and never the key.
+func TestAccessLogFastPath(t *testing.T) {
+	rec := newRecorder()
+	up := rec.upstream(t, "a", ok())
+	cfg := parseConfig(t, []backend{be("a", up.URL)}, fastRetry)
+	var out lockedBuffer
+	lw := app.NewLineWriter(&out)
+	a, err := app.New(cfg, app.Options{AccessLog: lw})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(a.Handler())
+	defer srv.Close()
+	for _, key := range []string{clientKey, "wrong-key"} {
+		req, _ := http.NewRequest("POST", srv.URL+chatPath, strings.NewReader(chatBody))
+		req.Header.Set("api-key", key)
+		res, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		res.Body.Close()
+	}
+	if err := lw.Close(); err != nil {
+		t.Fatal(err)
+	}
+	lines := strings.Split(strings.TrimSpace(out.String()), "\n")
+	if len(lines) != 2 {
+		t.Fatalf("got %d lines, want 2:\n%s", len(lines), out.String())
+	}
+	for i, want := range []float64{200, 401} {
+		var m map[string]any
+		if err := json.Unmarshal([]byte(lines[i]), &m); err != nil {
+			t.Fatalf("line %d is not JSON: %v\n%s", i, err, lines[i])
+		}
+		for _, k := range []string{"time", "level", "msg", "request_id", "method", "route", "key_id", "deployment", "backends", "status", "attempts", "stream", "latency", "bytes_in", "bytes_out"} {
+			if _, ok := m[k]; !ok {
+				t.Errorf("line %d lacks %q: %s", i, k, lines[i])
+			}
+		}
+		if m["status"] != want || m["msg"] != "request" {
+			t.Errorf("line %d: status %v msg %v", i, m["status"], m["msg"])
+		}
+	}
+	if strings.Contains(out.String(), clientKey) || strings.Contains(out.String(), "wrong-key") {
+		t.Error("a key reached the access log")
+	}
+}
