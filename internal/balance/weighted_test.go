@@ -91,3 +91,16 @@ func BenchmarkPick(b *testing.B) {
 		Pick(cands, Set(0).With(1), r>>1)
 	}
 }
+
+// TestPickAllocBudget: selection allocates nothing.
+func TestPickAllocBudget(t *testing.T) {
+	cands := []Candidate{{Weight: 75}, {Weight: 25}, {Weight: 10, Priority: 2}}
+	load := []float64{1, 2, 3}
+	allocs := testing.AllocsPerRun(1000, func() {
+		Pick(cands, Set(0).With(1), 12345)
+		PickLeast(cands, load, 0, 6789)
+	})
+	if allocs != 0 {
+		t.Errorf("Pick allocated %.1f times, budget 0", allocs)
+	}
+}

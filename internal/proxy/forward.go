@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"net"
@@ -41,11 +42,6 @@ func (h *Handler) forward(w http.ResponseWriter, r *http.Request, cfg *Config, r
 		q.deadline = q.start.Add(d)
 	} else if cfg.Total > 0 {
 		q.deadline = q.start.Add(cfg.Total)
-	}
-	if !q.deadline.IsZero() {
-		var cancel context.CancelFunc
-		ctx, cancel = context.WithDeadline(ctx, q.deadline)
-		defer cancel()
 	}
 	retries := cfg.Retries
 	if n := r.Header.Get("X-Stainless-Retry-Count"); n != "" && n != "0" {
@@ -137,7 +133,7 @@ func (h *Handler) forward(w http.ResponseWriter, r *http.Request, cfg *Config, r
 		if f.class == retry.Auth && !canSwitch {
 			break
 		}
-		if ctx.Err() != nil {
+		if !q.deadline.IsZero() && !h.now().Before(q.deadline) {
 			break // the deadline passed
 		}
 	}
@@ -184,6 +180,8 @@ func (h *Handler) attempt(ctx context.Context, w http.ResponseWriter, r *http.Re
 	b := &cfg.Backends[m.Backend]
 	actx, cancel := context.WithCancel(ctx)
 	defer cancel()
+	idle := newGuard(cfg.StreamIdle, q.deadline, cancel)
+	defer idle.stop()
 	start := h.now()
 	out, injected, err := h.outbound(actx, r, b, m, body, q)
 	if err != nil {
@@ -219,6 +217,9 @@ func (h *Handler) attempt(ctx context.Context, w http.ResponseWriter, r *http.Re
 		latency = h.now().Sub(start)
 		reason := "conn_error"
 		label = OutcomeConnection
+		if idle.fired() {
+			err = fmt.Errorf("the request's deadline passed: %w", context.DeadlineExceeded)
+		}
 		if isTimeout(err) {
 			reason, label = "timeout", OutcomeTimeout
 		}
@@ -258,8 +259,7 @@ func (h *Handler) attempt(ctx context.Context, w http.ResponseWriter, r *http.Re
 		outcome, label = upstream.Failed, OutcomeServerError
 	}
 
-	idle := newIdleTimer(cfg.StreamIdle, cancel)
-	defer idle.stop()
+	idle.startReading()
 
 	if class == retry.Success && isEventStream(resp.Header) {
 		f, done := h.relayStream(ctx, w, resp, b, q, final, idle, injected)
@@ -349,7 +349,7 @@ func (h *Handler) done(b *Backend, o upstream.Outcome, latency time.Duration, pr
 // relayStream relays a 200 text/event-stream answer. Its first event is read
 // before anything reaches the client: an error event there is a failure that
 // may still fail over.
-func (h *Handler) relayStream(ctx context.Context, w http.ResponseWriter, resp *http.Response, b *Backend, q *request, final bool, idle *idleTimer, injected bool) (*failure, bool) {
+func (h *Handler) relayStream(ctx context.Context, w http.ResponseWriter, resp *http.Response, b *Backend, q *request, final bool, idle *guard, injected bool) (*failure, bool) {
 	defer resp.Body.Close()
 	bufp := stream.GetStreamBuf()
 	defer stream.PutStreamBuf(bufp)

@@ -2,7 +2,6 @@ package usage
 
 import (
 	"bytes"
-	"strconv"
 )
 
 // Counts are the tokens a response reported.
@@ -73,11 +72,10 @@ func (s *Sniffer) keep(p []byte) {
 		s.ncarry = copy(s.carry[:], p[len(p)-k:])
 		return
 	}
-	all := append(s.carry[:s.ncarry:s.ncarry], p...)
-	if len(all) > k {
-		all = all[len(all)-k:]
-	}
-	s.ncarry = copy(s.carry[:], all)
+	// Keep the last k bytes of carry+p, in place.
+	drop := max(s.ncarry+len(p)-k, 0)
+	n := copy(s.carry[:], s.carry[drop:s.ncarry])
+	s.ncarry = n + copy(s.carry[n:], p)
 }
 
 // feed captures the value after a "usage" key: a null, or an object up to
@@ -181,11 +179,14 @@ func intAfter(obj []byte, key string) (int64, bool) {
 				for k < len(obj) && obj[k] >= '0' && obj[k] <= '9' {
 					k++
 				}
-				if k > j {
-					v, err := strconv.ParseInt(string(obj[j:k]), 10, 64)
-					return v, err == nil
+				if k == j || k-j > 18 {
+					return 0, false
 				}
-				return 0, false
+				var v int64
+				for _, d := range obj[j:k] {
+					v = v*10 + int64(d-'0')
+				}
+				return v, true
 			}
 			inStr = true
 		}

@@ -75,3 +75,19 @@ func BenchmarkSniffer(b *testing.B) {
 		_, _ = s.Write(chunk)
 	}
 }
+
+// TestSnifferAllocBudget: usage extraction allocates nothing per chunk.
+func TestSnifferAllocBudget(t *testing.T) {
+	chunk := []byte(`data: {"choices":[{"delta":{"content":"x"}}],"usage":null}` + "\n\n")
+	last := []byte(`data: {"choices":[],"usage":{"prompt_tokens":7,"completion_tokens":3,"total_tokens":10}}` + "\n\n")
+	var s Sniffer
+	allocs := testing.AllocsPerRun(100, func() {
+		for range 10 {
+			_, _ = s.Write(chunk)
+		}
+		_, _ = s.Write(last)
+	})
+	if allocs != 0 {
+		t.Errorf("sniffing 11 chunks allocated %.1f times, budget 0", allocs)
+	}
+}
