@@ -293,33 +293,117 @@ func (h *Handler) attempt(ctx context.Context, w http.ResponseWriter, r *http.Re
 
 	// Success, a caller fault, or the final attempt: relay as it is.
 	defer resp.Body.Close()
+	buf := stream.GetBuf()
+	defer stream.PutBuf(buf)
+	var sn usage.Sniffer
+	rbody := onRead(resp.Body, idle)
+	var pre []byte // the start of a success read ahead, while a retry is still possible
+	if class == retry.Success {
+		// Read a success ahead (up to the buffer) before committing: an
+		// upstream that breaks mid-body can then still fail over, or, on
+		// the last attempt, be answered with a clear error.
+		m, rerr := readAhead(rbody, *buf)
+		switch {
+		case rerr == io.EOF && !partial(resp, m):
+			pre, rbody = (*buf)[:m], eofReader{}
+		case rerr == nil:
+			pre = (*buf)[:m] // larger than the buffer: the rest streams
+		default:
+			if rerr == io.EOF {
+				rerr = io.ErrUnexpectedEOF
+			}
+			outcome, label = upstream.Failed, OutcomeStreamCut
+			q.trail = appendTrail(q.trail, b.Name, "200+cut", 0)
+			return &failure{err: fmt.Errorf("%w: %w", errBodyCut, rerr), class: retry.Transient}, false
+		}
+	}
 	q.trail = appendTrail(q.trail, b.Name, strconv.Itoa(resp.StatusCode), ra)
 	if final && class != retry.Success && class != retry.CallerFault {
 		w.Header().Set("X-Should-Retry", "false")
 	}
 	h.writeHeader(w, resp.StatusCode, resp.Header, b.Name, q)
-	buf := stream.GetBuf()
-	defer stream.PutBuf(buf)
-	var sn usage.Sniffer
+	if len(pre) > 0 {
+		m, werr := w.Write(pre)
+		q.bytesOut += int64(m)
+		_, _ = sn.Write(pre)
+		if werr != nil {
+			q.err = werr
+			return nil, true
+		}
+		if _, ok := rbody.(eofReader); !ok {
+			// The buffer is full of the head of the body; copy the rest with a fresh one.
+			nb := stream.GetBuf()
+			defer stream.PutBuf(nb)
+			buf = nb
+		}
+	}
 	var dst io.Writer = writerOnly{w}
 	if class == retry.Success {
 		dst = teeWriter{w: w, tap: &sn}
 	}
-	n, err := io.CopyBuffer(dst, onRead(resp.Body, idle), *buf)
+	src := &readErr{r: rbody}
+	n, err := io.CopyBuffer(dst, src, *buf)
 	q.bytesOut += n
 	if class == retry.Success {
 		h.account(b, q, &sn)
 	}
 	if err != nil {
 		q.err = err
-		if r.Context().Err() == nil {
-			outcome = upstream.Failed
+		if src.err != nil && r.Context().Err() == nil {
+			// The upstream broke after the headers went out: abort the
+			// client's response so it can never pass for a complete one.
+			outcome, label = upstream.Failed, OutcomeStreamCut
+			h.log.Warn("upstream body broke", slog.String("request_id", q.id), slog.String("backend", b.Name), slog.Any("err", err))
+			panic(http.ErrAbortHandler)
 		}
 	}
 	return nil, true
 }
 
+// readAhead reads into buf until it is full (err nil) or the body ends
+// (io.EOF) or fails (the error).
+func readAhead(r io.Reader, buf []byte) (int, error) {
+	n := 0
+	for n < len(buf) {
+		m, err := r.Read(buf[n:])
+		n += m
+		if err != nil {
+			return n, err
+		}
+	}
+	return n, nil
+}
+
+// partial reports whether a body read to its end with m bytes fell short of
+// its declared Content-Length (the upstream broke).
+func partial(resp *http.Response, m int) bool {
+	return resp.ContentLength >= 0 && int64(m) < resp.ContentLength
+}
+
+// eofReader is an empty body.
+type eofReader struct{}
+
+func (eofReader) Read([]byte) (int, error) { return 0, io.EOF }
+
+// readErr remembers a read error, to tell an upstream that broke from a
+// client that went away.
+type readErr struct {
+	r   io.Reader
+	err error
+}
+
+func (e *readErr) Read(p []byte) (int, error) {
+	n, err := e.r.Read(p)
+	if err != nil && err != io.EOF {
+		e.err = err
+	}
+	return n, err
+}
+
 var errRedirect = errors.New("upstream redirect refused")
+
+// errBodyCut marks an upstream answer that broke before it was complete.
+var errBodyCut = errors.New("upstream answer broke before it was complete")
 
 // credentialError is a failure to get a backend's credential (an Entra ID token).
 type credentialError struct {
@@ -355,7 +439,9 @@ func (h *Handler) relayStream(ctx context.Context, w http.ResponseWriter, resp *
 	defer stream.PutStreamBuf(bufp)
 	buf := *bufp
 	body := onRead(resp.Body, idle)
-	n, err := stream.FirstEvent(body, buf)
+	// Read past Azure's prompt-filter chunk (no choices) to the first event
+	// that says something: only then is the stream committed.
+	n, err := stream.Leading(body, buf, noChoices)
 	if err != nil && n == 0 {
 		if ctx.Err() != nil && !idle.fired() {
 			q.status, q.err = statusClientClosed, errClientGone
@@ -368,7 +454,7 @@ func (h *Handler) relayStream(ctx context.Context, w http.ResponseWriter, resp *
 		q.trail = appendTrail(q.trail, b.Name, reason, 0)
 		return &failure{err: err, class: retry.Transient}, false
 	}
-	if !final && (err != nil || stream.IsErrorEvent(buf[:n])) {
+	if !final && (err != nil || stream.HasErrorEvent(buf[:n])) {
 		q.trail = appendTrail(q.trail, b.Name, "200+error", 0)
 		data := bytes.Clone(buf[:n])
 		if err == nil {
@@ -416,6 +502,12 @@ func (h *Handler) relayStream(ctx context.Context, w http.ResponseWriter, resp *
 		h.log.Warn("upstream stream broke", slog.String("request_id", q.id), slog.String("backend", b.Name), slog.Any("err", cerr))
 	}
 	return nil, true
+}
+
+// noChoices reports whether an event is a chunk with empty choices and no
+// usage: Azure's opening prompt-filter chunk.
+func noChoices(ev []byte) bool {
+	return bytes.Contains(ev, []byte(`"choices":[]`)) && !bytes.Contains(ev, []byte(`"usage":{`)) && !stream.IsErrorEvent(ev)
 }
 
 // usageOnly reports whether an event is the usage chunk the gateway asked
@@ -504,6 +596,10 @@ func (h *Handler) answerFailure(w http.ResponseWriter, f *failure, q *request, e
 	if isTimeout(f.err) {
 		q.status = http.StatusGatewayTimeout
 		writeError(w, q, q.status, typeServer, "upstream_timeout", "Every upstream attempt timed out.")
+		return
+	}
+	if errors.Is(f.err, errBodyCut) {
+		writeError(w, q, http.StatusBadGateway, typeServer, "upstream_body_broken", "The upstream's answer broke before it was complete.")
 		return
 	}
 	q.status = http.StatusBadGateway

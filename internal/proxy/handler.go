@@ -166,12 +166,26 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 
+	// The request's total time bounds reading its body too (a client
+	// trickling its body must not hold the gateway past it).
+	rc := http.NewResponseController(w)
+	deadlineSet := cfg.Total > 0 && rc.SetReadDeadline(q.start.Add(cfg.Total)) == nil
 	body, status, msg := readBody(r, cfg.MaxBody)
+	if deadlineSet && status == 0 {
+		// Read in time; on a failure the deadline stays, so that net/http's
+		// discard of the unread rest cannot hold the connection either.
+		_ = rc.SetReadDeadline(time.Time{})
+	}
 	if status != 0 {
 		code := "request_too_large"
-		if status != http.StatusRequestEntityTooLarge {
+		switch {
+		case status == http.StatusBadRequest && deadlineSet && !h.now().Before(q.start.Add(cfg.Total)):
+			status, code, msg = http.StatusRequestTimeout, "request_timeout", "The request body did not arrive within the gateway's time limit."
+		case status != http.StatusRequestEntityTooLarge:
 			code = "invalid_body"
 		}
+		// The rest of the body is not worth reading: close the connection.
+		w.Header().Set("Connection", "close")
 		writeError(w, &q, status, typeInvalidRequest, code, msg)
 		return
 	}

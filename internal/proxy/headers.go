@@ -6,6 +6,7 @@ import (
 	"io"
 	"net/http"
 	"net/textproto"
+	"net/url"
 	"strconv"
 	"strings"
 	"time"
@@ -65,7 +66,7 @@ func (h *Handler) outbound(ctx context.Context, r *http.Request, b *Backend, m M
 	if name == "" {
 		name = q.canon
 	}
-	pr := provider.Request{Style: q.style, Op: q.suffix, Name: name, RawQuery: r.URL.RawQuery}
+	pr := provider.Request{Style: q.style, Op: q.suffix, Name: name, RawQuery: dropCredentials(r.URL.RawQuery)}
 	u := b.Provider.URL(pr)
 	if name != "" && name != q.bodyModel && b.Provider.ModelInBody(q.style) {
 		if nb, err := setModel(body, r.Header.Get("Content-Type"), name); err == nil {
@@ -167,4 +168,24 @@ func attemptsValue(n int) []string {
 		return attemptValues[n]
 	}
 	return []string{strconv.Itoa(n)}
+}
+
+// dropCredentials removes a client credential sent in the query string
+// (api-key, or API Management's subscription-key): like the credential
+// headers, it never reaches an upstream.
+func dropCredentials(raw string) string {
+	if !strings.Contains(strings.ToLower(raw), "key=") {
+		return raw
+	}
+	v, err := url.ParseQuery(raw)
+	if err != nil {
+		return ""
+	}
+	for k := range v {
+		switch strings.ToLower(k) {
+		case "api-key", "subscription-key", "api_key", "key":
+			v.Del(k)
+		}
+	}
+	return v.Encode()
 }

@@ -74,12 +74,27 @@ func (t *Tail) Done() bool {
 // blank line) or is full, and returns the bytes read. A read error other
 // than io.EOF is returned with whatever was read.
 func FirstEvent(r io.Reader, buf []byte) (int, error) {
+	return Leading(r, buf, nil)
+}
+
+// Leading is FirstEvent that also reads past leading events for which
+// skip returns true (such as Azure's prompt-filter chunk, which carries no
+// choices), so that the first event that says something is in buf.
+func Leading(r io.Reader, buf []byte, skip func(event []byte) bool) (int, error) {
 	n := 0
+	from := 0 // start of the first event not yet judged
 	for n < len(buf) {
 		m, err := r.Read(buf[n:])
 		n += m
-		if i := EventEnd(buf[:n]); i >= 0 {
-			return n, nil
+		for {
+			i := EventEnd(buf[from:n])
+			if i < 0 {
+				break
+			}
+			if skip == nil || !skip(buf[from:from+i]) {
+				return n, nil
+			}
+			from += i
 		}
 		if err != nil {
 			if errors.Is(err, io.EOF) {
@@ -105,6 +120,21 @@ func EventEnd(b []byte) int {
 		return j + 4
 	}
 	return -1
+}
+
+// HasErrorEvent reports whether any whole event in b carries an error.
+func HasErrorEvent(b []byte) bool {
+	for len(b) > 0 {
+		i := EventEnd(b)
+		if i < 0 {
+			i = len(b)
+		}
+		if IsErrorEvent(b[:i]) {
+			return true
+		}
+		b = b[i:]
+	}
+	return false
 }
 
 // IsErrorEvent reports whether the first event in b carries an error: an
