@@ -225,7 +225,9 @@ func (a *App) Serve(ctx context.Context, ln net.Listener) error {
 	sharedWG.Go(func() { a.shared.run(sctx) })
 	sharedWG.Go(func() { a.runHealthChecks(wctx, a.healthClient()) })
 	defer func() {
-		// After the drain: the usage of the last requests is flushed, then the store closed.
+		// After the drain: the last requests' reconciliations finish, their
+		// usage is flushed, then the store closed.
+		a.proxy.Wait()
 		stopShared()
 		sharedWG.Wait()
 		a.shared.close()

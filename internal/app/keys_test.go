@@ -192,6 +192,9 @@ func TestTPMReconcilesWithTrueUsage(t *testing.T) {
 					t.Fatalf("stream %d: no chunks", i)
 				}
 			}
+			// Reconciliation with a remote store runs after each answer, in the
+			// background: give the last ones their moment.
+			time.Sleep(300 * time.Millisecond)
 			stats := s.Stats()
 			true_ := int64(stats.PromptTokens + stats.CompletionTokens)
 			// The key's remaining tokens reflect the true usage.

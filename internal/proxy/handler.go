@@ -69,6 +69,7 @@ type Handler struct {
 	onThrottle func(string, time.Time)
 	streams    counters
 	accessLog  io.Writer
+	bg         sync.WaitGroup // reconciliations still running after their request
 }
 
 // New returns a Handler serving cfg.

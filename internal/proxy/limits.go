@@ -98,12 +98,30 @@ func (h *Handler) settle(r *http.Request, cfg *Config, q *request) {
 	if used == 0 && answered {
 		return // no usage reported: the estimate stands
 	}
-	ctx, cancel := context.WithTimeout(context.WithoutCancel(r.Context()), cfg.StoreTimeout)
-	defer cancel()
-	if err := q.limiter.Reconcile(ctx, string(q.key), q.limits, q.reservation, q.estimate, actual); err != nil {
-		h.storeFailed(err)
+	// Off the request path: the client has its answer, and a keep-alive
+	// connection its next request, without waiting for the store.
+	// A local store is reconciled at once; a remote one (Redis) in the
+	// background, so the next request's admission may briefly see the
+	// estimate instead of the true count (the safe side of a limit).
+	key, lim, res, est, lr := string(q.key), q.limits, q.reservation, q.estimate, q.limiter
+	reconcile := func(ctx context.Context) {
+		ctx, cancel := context.WithTimeout(ctx, cfg.StoreTimeout)
+		defer cancel()
+		if err := lr.Reconcile(ctx, key, lim, res, est, actual); err != nil {
+			h.storeFailed(err)
+		}
 	}
+	ctx := context.WithoutCancel(r.Context())
+	if _, local := lr.(*ratelimit.Memory); local {
+		reconcile(ctx)
+		return
+	}
+	h.bg.Go(func() { reconcile(ctx) })
 }
+
+// Wait waits for the work requests left running after their answer
+// (reconciling key limits); each is bounded by the store timeout.
+func (h *Handler) Wait() { h.bg.Wait() }
 
 // usageModel names the model for usage counters: the name after aliases.
 func (q *request) usageModel() string {
