@@ -464,9 +464,3 @@ func (r *Registry) Retain(names map[string]bool) {
 		}
 	}
 }
-
-// Begin counts an attempt in flight without claiming a probe. Prefer Acquire.
-func (s *State) Begin() { s.inflight.Add(1); s.Requests.Add(1) }
-
-// End ends an attempt counted by Begin.
-func (s *State) End() { s.inflight.Add(-1) }
