@@ -163,9 +163,6 @@ func (a *App) serveHTTP(w http.ResponseWriter, r *http.Request) {
 		a.admin.ServeHTTP(w, r)
 	default:
 		a.api.ServeHTTP(w, r)
-		if t := w.Header()["X-Llmgate-Trail"]; len(t) == 1 {
-			a.metrics.ObserveTrail(t[0])
-		}
 	}
 }
 

@@ -9,7 +9,6 @@ package metrics
 import (
 	"net/http"
 	"strconv"
-	"strings"
 	"sync"
 	"time"
 
@@ -204,6 +203,9 @@ func (g *Gateway) Attempt(a *proxy.AttemptInfo) {
 		c.latency.Observe(a.Latency.Seconds())
 	}
 	c.recent.add(g.now(), a.Outcome, a.Latency)
+	if a.PrevBackend != "" {
+		g.retries.WithLabelValues(g.labels.backend(a.PrevBackend), retryReason(a.PrevOutcome)).Inc()
+	}
 }
 
 func (g *Gateway) attempt(k attKey) *attChildren {
@@ -292,26 +294,6 @@ func (g *Gateway) request(k reqKey) *reqChildren {
 	return c
 }
 
-// ObserveTrail counts the retries recorded in a request's x-llmgate-trail
-// header ("oai-se:429(ra=3s),oai-fr:200"): every attempt but the last was
-// followed by another, so each one is a retry caused by that backend, for
-// the reason its outcome names.
-func (g *Gateway) ObserveTrail(trail string) {
-	for {
-		i := strings.IndexByte(trail, ',')
-		if i < 0 {
-			return // the last attempt was not retried
-		}
-		step := trail[:i]
-		trail = trail[i+1:]
-		j := strings.LastIndexByte(step, ':')
-		if j < 0 {
-			continue
-		}
-		g.retries.WithLabelValues(g.labels.backend(step[:j]), retryReason(step[j+1:])).Inc()
-	}
-}
-
 func orNone(s string) string {
 	if s == "" {
 		return None
@@ -333,23 +315,19 @@ func outcomeLabel(o string) string {
 // retryReason maps one trail step's outcome ("429(ra=3s)", "503",
 // "timeout", "conn_error", "200+error", "stream_error") to a reason label.
 func retryReason(outcome string) string {
-	if i := strings.IndexByte(outcome, '('); i >= 0 {
-		outcome = outcome[:i]
-	}
 	switch outcome {
-	case "429":
+	case proxy.OutcomeThrottled:
 		return "429"
-	case "timeout":
-		return "timeout"
-	case "conn_error":
-		return "connection"
-	case "200+error", "stream_error":
-		return "error_event"
-	case "401", "403", "credential_error":
-		return "auth"
-	}
-	if len(outcome) == 3 && outcome[0] == '5' {
+	case proxy.OutcomeServerError:
 		return "5xx"
+	case proxy.OutcomeTimeout:
+		return "timeout"
+	case proxy.OutcomeConnection:
+		return "connection"
+	case proxy.OutcomeErrorEvent, proxy.OutcomeStreamCut:
+		return "error_event"
+	case proxy.OutcomeAuth:
+		return "auth"
 	}
 	return Other
 }

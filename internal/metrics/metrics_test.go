@@ -83,10 +83,10 @@ func TestGatewayCountsEvents(t *testing.T) {
 	g := metrics.New(metrics.Options{})
 	g.Configure([]string{"gpt-4o"}, []string{"a", "b"})
 	g.Attempt(&proxy.AttemptInfo{Backend: "a", Model: "gpt-4o", Outcome: proxy.OutcomeThrottled, Status: 429, Latency: 20 * time.Millisecond})
-	g.Attempt(&proxy.AttemptInfo{Backend: "b", Model: "gpt-4o", Outcome: proxy.OutcomeOK, Status: 200, Retry: true, Latency: 30 * time.Millisecond})
+	g.Attempt(&proxy.AttemptInfo{Backend: "b", Model: "gpt-4o", Outcome: proxy.OutcomeOK, Status: 200, Retry: true, Latency: 30 * time.Millisecond,
+		PrevBackend: "a", PrevOutcome: proxy.OutcomeThrottled})
 	g.Request(&proxy.RequestInfo{Route: "chat/completions", Model: "gpt-4o", Key: "team", Backend: "b", Status: 200,
 		Attempts: 2, Stream: true, Duration: time.Second, TTFB: 100 * time.Millisecond, PromptTokens: 7, CompletionTokens: 11})
-	g.ObserveTrail("a:429(ra=3s),b:200")
 	g.Request(&proxy.RequestInfo{Route: "other", Status: 401, Duration: time.Millisecond, TTFB: time.Millisecond})
 	g.Transition(upstream.Transition{Backend: "a", From: upstream.Closed, To: upstream.Open})
 	g.Reloaded(false)
@@ -155,19 +155,24 @@ func TestLabelsAreBounded(t *testing.T) {
 	expect(t, f, 1, "llmgate_requests_total", "route", "chat/completions", "model", "gpt-4o", "key", "k", "backend", "other", "status", "200")
 }
 
-func TestObserveTrailCountsRetriesByReason(t *testing.T) {
+func TestRetriesCountedByReason(t *testing.T) {
 	t.Parallel()
 	g := metrics.New(metrics.Options{})
 	g.Configure(nil, []string{"a", "b", "c:x"})
-	for _, trail := range []string{
-		"a:200",                          // no retry
-		"a:429(ra=2s),b:200",             // 429
-		"a:503,b:500,a:502",              // 5xx twice; the last is not retried
-		"a:timeout,b:conn_error,c:x:200", // timeout, connection; names may hold colons
-		"a:200+error,b:stream_error,a:401,b:200",
-		"",
+	// Each request's attempts, in order: a retry's reason is the outcome of
+	// the attempt it retries.
+	for _, attempts := range [][][2]string{
+		{{"a", proxy.OutcomeOK}},
+		{{"a", proxy.OutcomeThrottled}, {"b", proxy.OutcomeOK}},
+		{{"a", proxy.OutcomeServerError}, {"b", proxy.OutcomeServerError}, {"a", proxy.OutcomeServerError}},
+		{{"a", proxy.OutcomeTimeout}, {"b", proxy.OutcomeConnection}, {"c:x", proxy.OutcomeOK}},
+		{{"a", proxy.OutcomeErrorEvent}, {"b", proxy.OutcomeStreamCut}, {"a", proxy.OutcomeAuth}, {"b", proxy.OutcomeOK}},
 	} {
-		g.ObserveTrail(trail)
+		prevB, prevO := "", ""
+		for i, at := range attempts {
+			g.Attempt(&proxy.AttemptInfo{Backend: at[0], Outcome: at[1], Retry: i > 0, PrevBackend: prevB, PrevOutcome: prevO})
+			prevB, prevO = at[0], at[1]
+		}
 	}
 	f := scrape(t, g)
 	for _, c := range []struct {
@@ -184,7 +189,7 @@ func TestObserveTrailCountsRetriesByReason(t *testing.T) {
 		total += m.Counter.GetValue()
 	}
 	if total != 8 {
-		t.Errorf("retries: got %v, want 8", total)
+		t.Errorf("retries total = %v, want 8", total)
 	}
 }
 

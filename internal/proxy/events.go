@@ -43,7 +43,9 @@ type AttemptInfo struct {
 	Retry bool
 	// Latency is from sending to the response headers.
 	Latency time.Duration
-	// Span lets a tracer end the attempt's span; set by StartAttempt hooks. May be nil.
+	// PrevBackend and PrevOutcome describe the attempt this one retries
+	// (empty for a request's first): the retry's reason.
+	PrevBackend, PrevOutcome string
 }
 
 // RequestInfo describes one finished client request. Valid only during the call.

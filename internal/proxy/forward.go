@@ -190,8 +190,10 @@ func (h *Handler) attempt(ctx context.Context, w http.ResponseWriter, r *http.Re
 		h.log.Error("backend credential unavailable", slog.String("backend", b.Name), slog.Any("err", err))
 		h.done(b, upstream.Failed, 0, probe)
 		if h.events != nil {
-			h.events.Attempt(&AttemptInfo{Backend: b.Name, Model: q.deployment, Outcome: OutcomeAuth, Retry: q.attempts > 1})
+			h.events.Attempt(&AttemptInfo{Backend: b.Name, Model: q.deployment, Outcome: OutcomeAuth, Retry: q.attempts > 1,
+				PrevBackend: q.lastBackend, PrevOutcome: q.lastOutcome})
 		}
+		q.lastBackend, q.lastOutcome = b.Name, OutcomeAuth
 		return &failure{err: &credentialError{backend: b.Name, err: err}, class: retry.Auth}, false
 	}
 	b.State.Reserve(q.estimate, start)
@@ -203,8 +205,9 @@ func (h *Handler) attempt(ctx context.Context, w http.ResponseWriter, r *http.Re
 		h.done(b, outcome, h.now().Sub(start), probe)
 		if h.events != nil {
 			h.events.Attempt(&AttemptInfo{Backend: b.Name, Model: q.deployment, Outcome: label, Status: status,
-				Retry: q.attempts > 1, Latency: latency})
+				Retry: q.attempts > 1, Latency: latency, PrevBackend: q.lastBackend, PrevOutcome: q.lastOutcome})
 		}
+		q.lastBackend, q.lastOutcome = b.Name, label
 	}()
 
 	resp, err := h.transport.RoundTrip(out)

@@ -124,6 +124,8 @@ type request struct {
 	deadline  time.Time
 	ttfb      time.Duration
 	backend   string // the backend that answered last
+	// the last attempt's backend and outcome: the next attempt's retry reason
+	lastBackend, lastOutcome string
 	// usage reported upstream, 0 if unknown
 	promptTokens, completionTokens int64
 	meta                           map[string]string // the key's team and owner
