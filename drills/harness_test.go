@@ -15,7 +15,6 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"os"
-	"runtime"
 	"slices"
 	"strconv"
 	"strings"
@@ -28,6 +27,7 @@ import (
 
 	"github.com/llmgate/llmgate/internal/app"
 	"github.com/llmgate/llmgate/internal/config"
+	"github.com/llmgate/llmgate/internal/leakcheck"
 	"github.com/llmgate/llmgate/internal/sim"
 )
 
@@ -72,7 +72,7 @@ func TestMain(m *testing.M) {
 	code := m.Run()
 	stopWatch()
 	if code == 0 {
-		if err := checkGoroutines(10 * time.Second); err != nil {
+		if err := leakcheck.Wait(10 * time.Second); err != nil {
 			fmt.Fprintln(os.Stderr, err)
 			code = 1
 		}
@@ -134,41 +134,6 @@ func (s *stallWatch) worst(from, to time.Time) time.Duration {
 		}
 	}
 	return w
-}
-
-// checkGoroutines waits up to d for every goroutine of the gateway, the
-// simulators and their HTTP servers and transports to end.
-func checkGoroutines(d time.Duration) error {
-	suspicious := []string{
-		"github.com/llmgate/llmgate/internal/",
-		"net/http.(*conn).serve",
-		"net/http.(*persistConn)",
-	}
-	deadline := time.Now().Add(d)
-	for {
-		buf := make([]byte, 4<<20)
-		buf = buf[:runtime.Stack(buf, true)]
-		var leaked []string
-		for g := range strings.SplitSeq(string(buf), "\n\n") {
-			if strings.Contains(g, "TestMain") || strings.Contains(g, "checkGoroutines") {
-				continue
-			}
-			for _, s := range suspicious {
-				if strings.Contains(g, s) {
-					leaked = append(leaked, g)
-					break
-				}
-			}
-		}
-		if len(leaked) == 0 {
-			return nil
-		}
-		if time.Now().After(deadline) {
-			return fmt.Errorf("drills: %d goroutine(s) leaked:\n\n%s", len(leaked), strings.Join(leaked, "\n\n"))
-		}
-		http.DefaultTransport.(*http.Transport).CloseIdleConnections()
-		time.Sleep(50 * time.Millisecond)
-	}
 }
 
 // ---------------------------------------------------------------------------

@@ -12,7 +12,6 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"os"
-	"runtime"
 	"strconv"
 	"strings"
 	"sync"
@@ -21,6 +20,7 @@ import (
 
 	"github.com/llmgate/llmgate/internal/app"
 	"github.com/llmgate/llmgate/internal/config"
+	"github.com/llmgate/llmgate/internal/leakcheck"
 )
 
 // The client key and its name, as the gateway's config knows them. The key
@@ -40,47 +40,12 @@ func backendKey(name string) string { return "bk-" + name + "-UPSTREAM-SECRET" }
 func TestMain(m *testing.M) {
 	code := m.Run()
 	if code == 0 {
-		if err := checkGoroutines(5 * time.Second); err != nil {
+		if err := leakcheck.Wait(5 * time.Second); err != nil {
 			fmt.Fprintln(os.Stderr, err)
 			code = 1
 		}
 	}
 	os.Exit(code)
-}
-
-// checkGoroutines waits up to d for every goroutine started by the gateway
-// or its HTTP servers and transports to end, and reports those left.
-func checkGoroutines(d time.Duration) error {
-	suspicious := []string{
-		"github.com/llmgate/llmgate/internal/",
-		"net/http.(*conn).serve",
-		"net/http.(*persistConn)",
-	}
-	deadline := time.Now().Add(d)
-	for {
-		buf := make([]byte, 1<<20)
-		buf = buf[:runtime.Stack(buf, true)]
-		var leaked []string
-		for g := range strings.SplitSeq(string(buf), "\n\n") {
-			if strings.Contains(g, "TestMain") || strings.Contains(g, "checkGoroutines") {
-				continue
-			}
-			for _, s := range suspicious {
-				if strings.Contains(g, s) {
-					leaked = append(leaked, g)
-					break
-				}
-			}
-		}
-		if len(leaked) == 0 {
-			return nil
-		}
-		if time.Now().After(deadline) {
-			return fmt.Errorf("%d goroutine(s) leaked:\n\n%s", len(leaked), strings.Join(leaked, "\n\n"))
-		}
-		http.DefaultTransport.(*http.Transport).CloseIdleConnections()
-		time.Sleep(20 * time.Millisecond)
-	}
 }
 
 // call is one request an upstream received.

@@ -209,29 +209,37 @@ func (g *Gateway) Attempt(a *proxy.AttemptInfo) {
 }
 
 func (g *Gateway) attempt(k attKey) *attChildren {
-	g.mu.RLock()
-	c, ok := g.attCache[k]
-	g.mu.RUnlock()
+	return cached(&g.mu, g.attCache, k, func() *attChildren {
+		r := g.backends[k.backend]
+		if r == nil {
+			r = &recent{}
+			g.backends[k.backend] = r
+		}
+		return &attChildren{
+			attempts: g.attempts.WithLabelValues(k.backend, k.outcome),
+			latency:  g.upLatency.WithLabelValues(k.backend),
+			recent:   r,
+		}
+	})
+}
+
+// cached returns m[k], building it with build (under mu's write lock) the
+// first time: the hot path takes only the read lock.
+func cached[K comparable, V any](mu *sync.RWMutex, m map[K]V, k K, build func() V) V {
+	mu.RLock()
+	v, ok := m[k]
+	mu.RUnlock()
 	if ok {
-		return c
+		return v
 	}
-	g.mu.Lock()
-	defer g.mu.Unlock()
-	if c, ok := g.attCache[k]; ok {
-		return c
+	mu.Lock()
+	defer mu.Unlock()
+	if v, ok := m[k]; ok {
+		return v
 	}
-	r := g.backends[k.backend]
-	if r == nil {
-		r = &recent{}
-		g.backends[k.backend] = r
-	}
-	c = &attChildren{
-		attempts: g.attempts.WithLabelValues(k.backend, k.outcome),
-		latency:  g.upLatency.WithLabelValues(k.backend),
-		recent:   r,
-	}
-	g.attCache[k] = c
-	return c
+	v = build()
+	m[k] = v
+	return v
 }
 
 // Request implements proxy.Events.
@@ -262,36 +270,26 @@ func (g *Gateway) Request(r *proxy.RequestInfo) {
 }
 
 func (g *Gateway) request(k reqKey) *reqChildren {
-	g.mu.RLock()
-	c, ok := g.reqCache[k]
-	g.mu.RUnlock()
-	if ok {
-		return c
-	}
-	g.mu.Lock()
-	defer g.mu.Unlock()
-	if c, ok := g.reqCache[k]; ok {
-		return c
-	}
-	stream := strconv.FormatBool(k.stream)
-	c = &reqChildren{
-		requests: g.requests.WithLabelValues(k.route, k.model, k.key, k.backend, strconv.Itoa(k.status)),
-		duration: g.duration.WithLabelValues(k.route, k.model, stream),
-		ttfb:     g.ttfb.WithLabelValues(k.route, k.model, stream),
-		prompt:   g.tokens.WithLabelValues(k.key, k.model, k.backend, "prompt"),
-		complete: g.tokens.WithLabelValues(k.key, k.model, k.backend, "completion"),
-	}
-	if k.key != None {
-		km := keyModel{k.key, k.model}
-		u := g.keys[km]
-		if u == nil {
-			u = &keyCounters{}
-			g.keys[km] = u
+	return cached(&g.mu, g.reqCache, k, func() *reqChildren {
+		stream := strconv.FormatBool(k.stream)
+		c := &reqChildren{
+			requests: g.requests.WithLabelValues(k.route, k.model, k.key, k.backend, strconv.Itoa(k.status)),
+			duration: g.duration.WithLabelValues(k.route, k.model, stream),
+			ttfb:     g.ttfb.WithLabelValues(k.route, k.model, stream),
+			prompt:   g.tokens.WithLabelValues(k.key, k.model, k.backend, "prompt"),
+			complete: g.tokens.WithLabelValues(k.key, k.model, k.backend, "completion"),
 		}
-		c.usage = u
-	}
-	g.reqCache[k] = c
-	return c
+		if k.key != None {
+			km := keyModel{k.key, k.model}
+			u := g.keys[km]
+			if u == nil {
+				u = &keyCounters{}
+				g.keys[km] = u
+			}
+			c.usage = u
+		}
+		return c
+	})
 }
 
 func orNone(s string) string {

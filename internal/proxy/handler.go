@@ -116,9 +116,10 @@ type request struct {
 	err        error
 	// set once the request is parsed
 	style     provider.Style
-	suffix    string // the operation: path after /openai/deployments/{id}, /v1 or /openai/v1; for AzureOther the whole path
-	canon     string // the deployment or model name after aliases
-	bodyModel string // the model the body carries, if any
+	suffix    string      // the operation: path after /openai/deployments/{id}, /v1 or /openai/v1; for AzureOther the whole path
+	canon     string      // the deployment or model name after aliases
+	bodyModel string      // the model the body carries, if any
+	rewritten bodyVariant // the last body rewritten for an upstream
 	fields    reqbody.Fields
 	estimate  int64 // tokens estimated at admission
 	deadline  time.Time

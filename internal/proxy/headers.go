@@ -68,16 +68,12 @@ func (h *Handler) outbound(ctx context.Context, r *http.Request, b *Backend, m M
 	}
 	pr := provider.Request{Style: q.style, Op: q.suffix, Name: name, RawQuery: dropCredentials(r.URL.RawQuery)}
 	u := b.Provider.URL(pr)
+	model := ""
 	if name != "" && name != q.bodyModel && b.Provider.ModelInBody(q.style) {
-		if nb, err := setModel(body, r.Header.Get("Content-Type"), name); err == nil {
-			body = nb
-		}
+		model = name
 	}
-	if q.stream && !q.fields.IncludeUsage && b.Provider.StreamUsage(pr) {
-		if nb, err := reqbody.IncludeUsage(body); err == nil {
-			body, injected = nb, true
-		}
-	}
+	body, injected = q.variant(body, r.Header.Get("Content-Type"), model,
+		q.stream && !q.fields.IncludeUsage && b.Provider.StreamUsage(pr))
 	out = &http.Request{
 		Method:        r.Method,
 		URL:           u,
@@ -188,4 +184,40 @@ func dropCredentials(raw string) string {
 		}
 	}
 	return v.Encode()
+}
+
+// bodyVariant is the request body as one kind of upstream needs it: the
+// model set to a backend's name, the usage chunk asked for. A request keeps
+// the last one made, so retries to the same kind of backend reuse it.
+type bodyVariant struct {
+	model    string
+	usage    bool
+	body     []byte
+	injected bool
+	made     bool
+}
+
+// variant returns body with the model set to model (unless "") and the
+// stream's usage chunk asked for (if usage); injected reports the latter.
+func (q *request) variant(body []byte, contentType, model string, usage bool) ([]byte, bool) {
+	if model == "" && !usage {
+		return body, false
+	}
+	v := &q.rewritten
+	if v.made && v.model == model && v.usage == usage {
+		return v.body, v.injected
+	}
+	out, injected := body, false
+	if model != "" {
+		if nb, err := setModel(out, contentType, model); err == nil {
+			out = nb
+		}
+	}
+	if usage {
+		if nb, err := reqbody.IncludeUsage(out); err == nil {
+			out, injected = nb, true
+		}
+	}
+	*v = bodyVariant{model: model, usage: usage, body: out, injected: injected, made: true}
+	return out, injected
 }
