@@ -15,6 +15,7 @@ import (
 
 	"github.com/llmgate/llmgate/internal/admin"
 	"github.com/llmgate/llmgate/internal/config"
+	"github.com/llmgate/llmgate/internal/h1"
 	"github.com/llmgate/llmgate/internal/metrics"
 	"github.com/llmgate/llmgate/internal/proxy"
 	"github.com/llmgate/llmgate/internal/tracing"
@@ -27,7 +28,7 @@ type App struct {
 	log       *slog.Logger
 	registry  *upstream.Registry
 	proxy     *proxy.Handler
-	transport *http.Transport // nil when Options.Transport was given
+	transport *h1.Transport // nil when Options.Transport was given
 	cfg       atomic.Pointer[config.Config]
 	draining  atomic.Bool
 

@@ -10,6 +10,7 @@ import (
 	"github.com/llmgate/llmgate/internal/auth"
 	"github.com/llmgate/llmgate/internal/balance"
 	"github.com/llmgate/llmgate/internal/config"
+	"github.com/llmgate/llmgate/internal/h1"
 	"github.com/llmgate/llmgate/internal/provider"
 	"github.com/llmgate/llmgate/internal/proxy"
 	"github.com/llmgate/llmgate/internal/ratelimit"
@@ -159,12 +160,14 @@ func adapter(b config.Backend) (provider.Adapter, error) {
 	return provider.NewAzure(o)
 }
 
-// newTransport returns the upstream transport: warm keep-alive pools, HTTP/2
-// to TLS upstreams, no transparent decompression (bodies pass through as
-// they are), and the configured connect and header timeouts.
-func newTransport(t config.Timeouts) *http.Transport {
+// newTransport returns the upstream transport: warm keep-alive pools, no
+// transparent decompression (bodies pass through as they are), and the
+// configured connect and header timeouts. Plain-HTTP upstreams go over
+// h1's lean HTTP/1.1 client; TLS upstreams (HTTP/2) and proxied ones over
+// net/http's Transport.
+func newTransport(t config.Timeouts) *h1.Transport {
 	d := &net.Dialer{Timeout: t.Connect.D(), KeepAlive: 30 * time.Second}
-	return &http.Transport{
+	fallback := &http.Transport{
 		Proxy:                 http.ProxyFromEnvironment,
 		DialContext:           d.DialContext,
 		TLSHandshakeTimeout:   t.Connect.D(),
@@ -176,4 +179,13 @@ func newTransport(t config.Timeouts) *http.Transport {
 		ForceAttemptHTTP2:     true,
 		DisableCompression:    true,
 	}
+	return h1.New(h1.Options{
+		Fallback:              fallback,
+		Proxy:                 http.ProxyFromEnvironment,
+		DialTimeout:           t.Connect.D(),
+		KeepAlive:             30 * time.Second,
+		ResponseHeaderTimeout: t.ResponseHeader.D(),
+		IdleConnTimeout:       90 * time.Second,
+		MaxIdleConnsPerHost:   1024,
+	})
 }

@@ -1,0 +1,310 @@
+package h1
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// conn is one upstream connection. It is used by one request at a time.
+type conn struct {
+	t         *Transport
+	h         *host
+	nc        net.Conn
+	br        *bufio.Reader
+	idleSince time.Time
+	reused    bool
+}
+
+// nothingWritten wraps a failure to write a request of which no byte left.
+type nothingWritten struct{ err error }
+
+func (e nothingWritten) Error() string { return e.err.Error() }
+func (e nothingWritten) Unwrap() error { return e.err }
+
+// maxInline is the largest body sent in the same write as the head.
+const maxInline = 256 << 10
+
+var headPool = sync.Pool{New: func() any { b := make([]byte, 0, 2048); return &b }}
+
+// aLongTimeAgo is a deadline in the past: it interrupts blocked I/O.
+var aLongTimeAgo = time.Unix(1, 0)
+
+// roundTrip writes head (with the body when inline) and, when not inline,
+// req's body, then reads the response's head. On success the body owns the
+// connection and returns it to the pool when read to its end; on error the
+// connection is closed.
+func (c *conn) roundTrip(ctx context.Context, req *http.Request, head []byte, inline bool, headerTimeout time.Duration) (*http.Response, error) {
+	// A cancelled context interrupts whatever I/O is blocked on the connection.
+	stop := context.AfterFunc(ctx, func() { _ = c.nc.SetDeadline(aLongTimeAgo) })
+	fail := func(err error) (*http.Response, error) {
+		stop()
+		_ = c.nc.Close()
+		if cerr := ctx.Err(); cerr != nil {
+			return nil, cerr
+		}
+		return nil, err
+	}
+	if n, err := c.nc.Write(head); err != nil {
+		if n == 0 {
+			err = nothingWritten{err}
+		}
+		return fail(err)
+	}
+	if !inline && req.Body != nil && req.Body != http.NoBody {
+		n, err := io.Copy(c.nc, io.LimitReader(req.Body, req.ContentLength))
+		if err == nil && n < req.ContentLength {
+			err = fmt.Errorf("h1: request body is %d bytes, shorter than its ContentLength %d", n, req.ContentLength)
+		}
+		if err != nil {
+			return fail(err)
+		}
+	}
+	if headerTimeout > 0 {
+		_ = c.nc.SetReadDeadline(time.Now().Add(headerTimeout))
+	}
+	resp, err := http.ReadResponse(c.br, req)
+	for err == nil && resp.StatusCode >= 100 && resp.StatusCode < 200 && resp.StatusCode != http.StatusSwitchingProtocols {
+		resp, err = http.ReadResponse(c.br, req) // an interim answer (100 Continue, 103 Early Hints)
+	}
+	if err != nil {
+		if c.reused && errors.Is(err, io.EOF) {
+			err = fmt.Errorf("h1: upstream closed a kept-alive connection: %w", io.ErrUnexpectedEOF)
+		}
+		return fail(err)
+	}
+	if headerTimeout > 0 {
+		_ = c.nc.SetReadDeadline(time.Time{})
+	}
+	reusable := !resp.Close && !req.Close && resp.StatusCode != http.StatusSwitchingProtocols
+	if resp.Body == http.NoBody {
+		c.release(stop, reusable)
+		return resp, nil
+	}
+	resp.Body = &body{c: c, rc: resp.Body, ctx: ctx, stop: stop, reusable: reusable}
+	return resp, nil
+}
+
+// release returns c to the pool when it can carry another request, else closes it.
+func (c *conn) release(stop func() bool, reusable bool) {
+	// stop reports false when the context's callback ran or is running:
+	// the connection's deadline may be in the past, so it is not reused.
+	if stop() && reusable {
+		c.t.put(c)
+		return
+	}
+	_ = c.nc.Close()
+}
+
+// encode renders req's head into b and, when the body is small, the body
+// after it (inline), so that a request goes out in one write and can be
+// written again without its body being read again.
+func encode(b []byte, req *http.Request) (_ []byte, inline bool, err error) {
+	b, err = appendHead(b, req)
+	if err != nil {
+		return nil, false, err
+	}
+	if req.Body == nil || req.Body == http.NoBody || req.ContentLength > maxInline {
+		return b, false, nil
+	}
+	n := len(b)
+	b = append(b, make([]byte, req.ContentLength)...)
+	if _, err := io.ReadFull(req.Body, b[n:]); err != nil {
+		return nil, false, fmt.Errorf("h1: reading the request body: %w", err)
+	}
+	_ = req.Body.Close()
+	return b, true, nil
+}
+
+// appendHead appends req's request line and headers. Header names and
+// values that could split the request are refused.
+func appendHead(b []byte, req *http.Request) ([]byte, error) {
+	method := req.Method
+	if method == "" {
+		method = http.MethodGet
+	}
+	b = append(b, method...)
+	b = append(b, ' ')
+	uri := req.URL.RequestURI()
+	if !validURI(uri) {
+		return nil, errors.New("h1: invalid request URI")
+	}
+	b = append(b, uri...)
+	b = append(b, " HTTP/1.1\r\nHost: "...)
+	host := req.Host
+	if host == "" {
+		host = req.URL.Host
+	}
+	if !validHost(host) {
+		return nil, fmt.Errorf("h1: invalid Host %q", host)
+	}
+	b = append(b, host...)
+	b = append(b, "\r\n"...)
+	for k, vs := range req.Header {
+		if ownHeader(k) {
+			continue // framing and hop-by-hop: this transport writes its own
+		}
+		if !validName(k) {
+			return nil, fmt.Errorf("h1: invalid header name %q", k)
+		}
+		for _, v := range vs {
+			if !validValue(v) {
+				return nil, fmt.Errorf("h1: invalid value for header %q", k)
+			}
+			b = append(b, k...)
+			b = append(b, ": "...)
+			b = append(b, v...)
+			b = append(b, "\r\n"...)
+		}
+	}
+	if req.Body != nil && req.Body != http.NoBody {
+		b = append(b, "Content-Length: "...)
+		b = itoa(b, req.ContentLength)
+		b = append(b, "\r\n"...)
+	} else if method == http.MethodPost || method == http.MethodPut || method == http.MethodPatch {
+		b = append(b, "Content-Length: 0\r\n"...)
+	}
+	if req.Close {
+		b = append(b, "Connection: close\r\n"...)
+	}
+	return append(b, "\r\n"...), nil
+}
+
+// validName reports whether k is an RFC 9110 token.
+func validName(k string) bool {
+	if k == "" {
+		return false
+	}
+	for i := 0; i < len(k); i++ {
+		c := k[i]
+		if c <= ' ' || c >= 0x7f || strings.IndexByte("\"(),/:;<=>?@[\\]{}", c) >= 0 {
+			return false
+		}
+	}
+	return true
+}
+
+// ownHeaders are the request headers this transport writes itself (framing)
+// or never sends (hop-by-hop), in any letter case.
+var ownHeaders = [...]string{"Host", "Content-Length", "Transfer-Encoding", "Connection", "Expect", "Trailer", "Te", "Upgrade", "Keep-Alive", "Proxy-Connection"}
+
+func ownHeader(k string) bool {
+	for _, o := range ownHeaders {
+		if len(k) == len(o) && strings.EqualFold(k, o) {
+			return true
+		}
+	}
+	return false
+}
+
+// validURI reports whether uri is an origin-form request target: a path
+// from "/" with no space or control character.
+func validURI(uri string) bool {
+	if !strings.HasPrefix(uri, "/") {
+		return false
+	}
+	for i := 0; i < len(uri); i++ {
+		if c := uri[i]; c <= ' ' || c == 0x7f {
+			return false
+		}
+	}
+	return true
+}
+
+// validHost reports whether h is a host[:port] of RFC 3986's characters
+// (a reg-name or an IP literal).
+func validHost(h string) bool {
+	if h == "" {
+		return false
+	}
+	for i := 0; i < len(h); i++ {
+		c := h[i]
+		switch {
+		case 'a' <= c && c <= 'z', 'A' <= c && c <= 'Z', '0' <= c && c <= '9':
+		case strings.IndexByte("-._~%!$&'()*+,;=:[]", c) >= 0:
+		default:
+			return false
+		}
+	}
+	return true
+}
+
+// validValue reports whether v has no control character but tab.
+func validValue(v string) bool {
+	for i := 0; i < len(v); i++ {
+		if c := v[i]; (c < ' ' && c != '\t') || c == 0x7f {
+			return false
+		}
+	}
+	return true
+}
+
+// body is a response body read from its connection. Reading it to its end
+// returns the connection to the pool; closing it early closes the connection.
+type body struct {
+	c        *conn
+	rc       io.ReadCloser // the standard library's framing (length, chunked)
+	ctx      context.Context
+	stop     func() bool
+	reusable bool
+	state    atomic.Int32 // bodyOpen, bodyEOF, bodyFailed or bodyClosed
+	err      error        // the read error that ended it (bodyFailed)
+}
+
+const (
+	bodyOpen int32 = iota
+	bodyEOF
+	bodyFailed
+	bodyClosed
+)
+
+func (b *body) Read(p []byte) (int, error) {
+	switch b.state.Load() {
+	case bodyEOF:
+		return 0, io.EOF
+	case bodyFailed:
+		return 0, b.err
+	case bodyClosed:
+		return 0, errBodyClosed
+	}
+	n, err := b.rc.Read(p)
+	switch {
+	case err == io.EOF:
+		b.finish(bodyEOF, b.reusable)
+	case err != nil:
+		if cerr := b.ctx.Err(); cerr != nil {
+			err = cerr
+		}
+		b.err = err
+		if !b.finish(bodyFailed, false) {
+			err = errBodyClosed
+		}
+	}
+	return n, err
+}
+
+// Close ends the body; a body not read to its end closes the connection
+// (nothing is drained).
+func (b *body) Close() error {
+	b.finish(bodyClosed, false)
+	return nil
+}
+
+// finish moves an open body to state and releases its connection, once.
+func (b *body) finish(state int32, reusable bool) bool {
+	if !b.state.CompareAndSwap(bodyOpen, state) {
+		return false
+	}
+	b.c.release(b.stop, reusable)
+	return true
+}
+
+var errBodyClosed = errors.New("h1: read on closed response body")
