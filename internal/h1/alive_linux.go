@@ -5,24 +5,37 @@ import (
 	"syscall"
 )
 
-// alive reports whether an idle connection is still open: a peek that must
-// find nothing to read (the upstream sent nothing) and no end of stream.
-func alive(nc net.Conn) bool {
+// prober tells whether an idle connection is still open, with a peek that
+// must find nothing to read (the upstream sent nothing) and no end of
+// stream. Built once per connection, so a check allocates nothing.
+type prober struct {
+	rc  syscall.RawConn
+	fn  func(fd uintptr) bool
+	ok  bool
+	buf [1]byte
+}
+
+func newProber(nc net.Conn) *prober {
+	p := &prober{}
 	sc, ok := nc.(syscall.Conn)
 	if !ok {
+		return p
+	}
+	if rc, err := sc.SyscallConn(); err == nil {
+		p.rc = rc
+	}
+	p.fn = func(fd uintptr) bool {
+		_, _, e := syscall.Recvfrom(int(fd), p.buf[:], syscall.MSG_PEEK|syscall.MSG_DONTWAIT)
+		p.ok = e == syscall.EAGAIN || e == syscall.EWOULDBLOCK
+		return true // never wait for readiness
+	}
+	return p
+}
+
+func (p *prober) alive() bool {
+	if p.rc == nil {
 		return true
 	}
-	rc, err := sc.SyscallConn()
-	if err != nil {
-		return false
-	}
-	var buf [1]byte
-	ok = false
-	err = rc.Read(func(fd uintptr) bool {
-		n, _, e := syscall.Recvfrom(int(fd), buf[:], syscall.MSG_PEEK|syscall.MSG_DONTWAIT)
-		_ = n
-		ok = e == syscall.EAGAIN || e == syscall.EWOULDBLOCK
-		return true // never wait for readiness
-	})
-	return err == nil && ok
+	p.ok = false
+	return p.rc.Read(p.fn) == nil && p.ok
 }

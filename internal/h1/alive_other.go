@@ -4,6 +4,10 @@ package h1
 
 import "net"
 
-// alive cannot look at an idle connection here: it is taken as open, and
+// prober cannot look at an idle connection here: it is taken as open, and
 // a failed write on it is retried on a new connection.
-func alive(net.Conn) bool { return true }
+type prober struct{}
+
+func newProber(net.Conn) *prober { return &prober{} }
+
+func (*prober) alive() bool { return true }

@@ -22,6 +22,7 @@ type conn struct {
 	br        *bufio.Reader
 	idleSince time.Time
 	reused    bool
+	probe     *prober
 }
 
 // nothingWritten wraps a failure to write a request of which no byte left.

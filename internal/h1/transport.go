@@ -192,7 +192,7 @@ func (t *Transport) get(ctx context.Context, h *host) (*conn, error) {
 		h.idle = h.idle[:n-1]
 		h.mu.Unlock()
 		idle := now.Sub(c.idleSince)
-		if idle > t.opts.IdleConnTimeout || (idle > staleCheckAfter && !alive(c.nc)) {
+		if idle > t.opts.IdleConnTimeout || (idle > staleCheckAfter && !c.probe.alive()) {
 			_ = c.nc.Close()
 			continue
 		}
@@ -203,7 +203,7 @@ func (t *Transport) get(ctx context.Context, h *host) (*conn, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &conn{t: t, h: h, nc: nc, br: bufio.NewReaderSize(nc, 4096)}, nil
+	return &conn{t: t, h: h, nc: nc, br: bufio.NewReaderSize(nc, 4096), probe: newProber(nc)}, nil
 }
 
 // put returns c to its host's idle pool, or closes it.

@@ -8,14 +8,18 @@ import (
 
 // guard cancels an attempt when the request's deadline passes (from before
 // the request is sent) or, once the response has started, when its body
-// goes quiet for longer than the idle timeout. One timer does both: each
-// read pushes it back to the earlier of now+idle and the deadline. A nil
-// *guard does nothing.
+// goes quiet for longer than the idle timeout. One timer does both, and it
+// is re-armed lazily: a read only records its time, and the timer, when it
+// goes off, fires only if the body has really been quiet (else it sleeps
+// again for what is left). A nil *guard does nothing.
 type guard struct {
 	idle     time.Duration
 	deadline time.Time // zero: none
+	base     time.Time // monotonic origin of lastRead
+	cancel   func()
 	t        *time.Timer
-	reading  bool
+	reading  atomic.Bool
+	lastRead atomic.Int64 // since base, ns
 	hasFired atomic.Bool
 }
 
@@ -25,41 +29,49 @@ func newGuard(idle time.Duration, deadline time.Time, cancel func()) *guard {
 	if idle <= 0 && deadline.IsZero() {
 		return nil
 	}
-	g := &guard{idle: idle, deadline: deadline}
-	d := time.Until(deadline)
-	if deadline.IsZero() {
-		d = time.Duration(1<<63 - 1)
-	}
-	g.t = time.AfterFunc(max(d, 0), func() {
-		g.hasFired.Store(true)
-		cancel()
-	})
+	g := &guard{idle: idle, deadline: deadline, base: time.Now(), cancel: cancel}
+	g.t = time.AfterFunc(g.next(), g.expire)
 	return g
 }
 
-// next is the time until the timer should fire from now.
+// next is the time from now until the guard is due: the deadline, or the
+// idle timeout after the last read, whichever comes first.
 func (g *guard) next() time.Duration {
+	now := time.Since(g.base)
 	d := time.Duration(1<<63 - 1)
-	if g.reading && g.idle > 0 {
-		d = g.idle
+	if g.reading.Load() && g.idle > 0 {
+		d = max(time.Duration(g.lastRead.Load())+g.idle-now, 0)
 	}
 	if !g.deadline.IsZero() {
-		d = min(d, max(time.Until(g.deadline), 0))
+		d = min(d, max(g.deadline.Sub(g.base)-now, 0))
 	}
 	return d
+}
+
+// expire runs when the timer goes off: a read since it was armed (or a
+// switch to idle timing) leaves time, and the timer sleeps again.
+func (g *guard) expire() {
+	if d := g.next(); d > 0 {
+		g.t.Reset(d)
+		return
+	}
+	g.hasFired.Store(true)
+	g.cancel()
 }
 
 // startReading switches the guard to idle timing: the response has begun.
 func (g *guard) startReading() {
 	if g != nil {
-		g.reading = true
-		g.t.Reset(g.next())
+		g.lastRead.Store(int64(time.Since(g.base)))
+		g.reading.Store(true)
+		g.t.Reset(g.next()) // idle timing may be due before the deadline
 	}
 }
 
-func (g *guard) reset() {
+// touch records a read: the body is not quiet.
+func (g *guard) touch() {
 	if g != nil {
-		g.t.Reset(g.next())
+		g.lastRead.Store(int64(time.Since(g.base)))
 	}
 }
 
@@ -81,7 +93,7 @@ type guardedReader struct {
 func (gr guardedReader) Read(p []byte) (int, error) {
 	n, err := gr.r.Read(p)
 	if n > 0 {
-		gr.g.reset()
+		gr.g.touch()
 	}
 	return n, err
 }
