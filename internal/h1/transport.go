@@ -173,6 +173,11 @@ func hostPort(u *url.URL) string {
 	return net.JoinHostPort(u.Hostname(), "80")
 }
 
+// readBufSize is a connection's read buffer: room for a typical response
+// head and an SSE chunk line; larger reads go straight to the caller's
+// buffer, and a longer head is read in more than one piece.
+const readBufSize = 2048
+
 // staleCheckAfter is how long a connection sits idle before it is checked
 // for a close from the upstream before reuse.
 const staleCheckAfter = 0
@@ -203,7 +208,7 @@ func (t *Transport) get(ctx context.Context, h *host) (*conn, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &conn{t: t, h: h, nc: nc, br: bufio.NewReaderSize(nc, 4096), probe: newProber(nc)}, nil
+	return &conn{t: t, h: h, nc: nc, br: bufio.NewReaderSize(nc, readBufSize), probe: newProber(nc)}, nil
 }
 
 // put returns c to its host's idle pool, or closes it.

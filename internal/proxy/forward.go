@@ -185,16 +185,7 @@ func (h *Handler) attempt(ctx context.Context, w http.ResponseWriter, r *http.Re
 	start := h.now()
 	out, injected, err := h.outbound(actx, r, b, m, body, q)
 	if err != nil {
-		// The backend's credential could not be had (e.g. an Entra token).
-		q.trail = appendTrail(q.trail, b.Name, "credential_error", 0)
-		h.log.Error("backend credential unavailable", slog.String("backend", b.Name), slog.Any("err", err))
-		h.done(b, upstream.Failed, 0, probe)
-		if h.events != nil {
-			h.events.Attempt(&AttemptInfo{Backend: b.Name, Model: q.deployment, Outcome: OutcomeAuth, Retry: q.attempts > 1,
-				PrevBackend: q.lastBackend, PrevOutcome: q.lastOutcome})
-		}
-		q.lastBackend, q.lastOutcome = b.Name, OutcomeAuth
-		return &failure{err: &credentialError{backend: b.Name, err: err}, class: retry.Auth}, false
+		return h.credentialFailed(b, q, err, probe), false
 	}
 	b.State.Reserve(q.estimate, start)
 	outcome := upstream.Abandoned
@@ -218,16 +209,8 @@ func (h *Handler) attempt(ctx context.Context, w http.ResponseWriter, r *http.Re
 		}
 		outcome = upstream.Failed
 		latency = h.now().Sub(start)
-		reason := "conn_error"
-		label = OutcomeConnection
-		if idle.fired() {
-			err = fmt.Errorf("the request's deadline passed: %w", context.DeadlineExceeded)
-		}
-		if isTimeout(err) {
-			reason, label = "timeout", OutcomeTimeout
-		}
-		q.trail = appendTrail(q.trail, b.Name, reason, 0)
-		return &failure{err: err, class: retry.Transient}, false
+		f, label = sendFailed(b, q, err, idle)
+		return f, false
 	}
 	now := h.now()
 	latency = now.Sub(start)
@@ -255,9 +238,7 @@ func (h *Handler) attempt(ctx context.Context, w http.ResponseWriter, r *http.Re
 		outcome, label = upstream.Failed, OutcomeRedirect
 	case retry.Auth:
 		outcome, label = upstream.AuthFailed, OutcomeAuth
-		h.log.Error("backend refused its credential: check its api_key",
-			slog.String("backend", b.Name), slog.Int("status", resp.StatusCode),
-			slog.Duration("cooldown", b.State.Settings().AuthCooldown))
+		h.logAuthRefused(b, resp.StatusCode)
 	default:
 		outcome, label = upstream.Failed, OutcomeServerError
 	}
@@ -281,20 +262,92 @@ func (h *Handler) attempt(ctx context.Context, w http.ResponseWriter, r *http.Re
 
 	retryable := class.Retryable() || (class == retry.Auth && canSwitch)
 	if class == retry.Redirect || (retryable && !final) {
-		defer resp.Body.Close()
-		data, rerr := io.ReadAll(io.LimitReader(onRead(resp.Body, idle), maxErrorBody))
-		q.trail = appendTrail(q.trail, b.Name, strconv.Itoa(resp.StatusCode), ra)
-		if class == retry.Redirect {
-			// Upstream redirects are refused: the api-key must not follow one.
-			return &failure{err: errRedirect, class: retry.Transient}, false
-		}
-		if rerr != nil {
-			return &failure{err: rerr, class: retry.Transient}, false
-		}
-		return &failure{status: resp.StatusCode, header: resp.Header, body: data, class: class}, false
+		return keepFailed(resp, b, q, class, idle, ra), false
 	}
 
 	// Success, a caller fault, or the final attempt: relay as it is.
+	x := bodyRelay{w: w, r: r, resp: resp, b: b, q: q, class: class, final: final, idle: idle, ra: ra}
+	defer func() {
+		if x.cut { // also when relayBody panics to abort the client's response
+			outcome, label = upstream.Failed, OutcomeStreamCut
+		}
+	}()
+	return h.relayBody(&x)
+}
+
+// bodyRelay is what relayBody works on; cut reports an upstream that broke.
+type bodyRelay struct {
+	w     http.ResponseWriter
+	r     *http.Request
+	resp  *http.Response
+	b     *Backend
+	q     *request
+	class retry.Class
+	final bool
+	idle  *guard
+	ra    time.Duration
+	cut   bool
+}
+
+// credentialFailed records an attempt that could not start: the backend's
+// credential could not be had (e.g. an Entra token).
+func (h *Handler) credentialFailed(b *Backend, q *request, err error, probe bool) *failure {
+	q.trail = appendTrail(q.trail, b.Name, "credential_error", 0)
+	h.log.Error("backend credential unavailable", slog.String("backend", b.Name), slog.Any("err", err))
+	h.done(b, upstream.Failed, 0, probe)
+	if h.events != nil {
+		h.events.Attempt(&AttemptInfo{Backend: b.Name, Model: q.deployment, Outcome: OutcomeAuth, Retry: q.attempts > 1,
+			PrevBackend: q.lastBackend, PrevOutcome: q.lastOutcome})
+	}
+	q.lastBackend, q.lastOutcome = b.Name, OutcomeAuth
+	return &failure{err: &credentialError{backend: b.Name, err: err}, class: retry.Auth}
+}
+
+// sendFailed describes an attempt that got no response: a connection
+// error or a timeout (the guard's deadline counts as one).
+func sendFailed(b *Backend, q *request, err error, idle *guard) (*failure, string) {
+	reason, label := "conn_error", OutcomeConnection
+	if idle.fired() {
+		err = fmt.Errorf("the request's deadline passed: %w", context.DeadlineExceeded)
+	}
+	if isTimeout(err) {
+		reason, label = "timeout", OutcomeTimeout
+	}
+	q.trail = appendTrail(q.trail, b.Name, reason, 0)
+	return &failure{err: err, class: retry.Transient}, label
+}
+
+// logAuthRefused logs a backend that refused its credential.
+func (h *Handler) logAuthRefused(b *Backend, status int) {
+	h.log.Error("backend refused its credential: check its api_key",
+		slog.String("backend", b.Name), slog.Int("status", status),
+		slog.Duration("cooldown", b.State.Settings().AuthCooldown))
+}
+
+// keepFailed reads a failed answer that will be retried, keeping it (up to
+// maxErrorBody) for the client should every attempt fail.
+func keepFailed(resp *http.Response, b *Backend, q *request, class retry.Class, idle *guard, ra time.Duration) *failure {
+	defer resp.Body.Close()
+	data, rerr := io.ReadAll(io.LimitReader(onRead(resp.Body, idle), maxErrorBody))
+	q.trail = appendTrail(q.trail, b.Name, strconv.Itoa(resp.StatusCode), ra)
+	if class == retry.Redirect {
+		// Upstream redirects are refused: the api-key must not follow one.
+		return &failure{err: errRedirect, class: retry.Transient}
+	}
+	if rerr != nil {
+		return &failure{err: rerr, class: retry.Transient}
+	}
+	return &failure{status: resp.StatusCode, header: resp.Header, body: data, class: class}
+}
+
+// relayBody relays a non-streamed answer: a success is read ahead (up to
+// the buffer) before anything is committed, so an upstream that breaks
+// mid-body can still fail over; a break after the headers went out aborts
+// the client's response.
+// (A function of its own, so its buffers and locals are off the stack the
+// attempt keeps while a stream is relayed.)
+func (h *Handler) relayBody(x *bodyRelay) (*failure, bool) {
+	w, r, resp, b, q, class, final, idle, ra := x.w, x.r, x.resp, x.b, x.q, x.class, x.final, x.idle, x.ra
 	defer resp.Body.Close()
 	buf := stream.GetBuf()
 	defer stream.PutBuf(buf)
@@ -315,7 +368,7 @@ func (h *Handler) attempt(ctx context.Context, w http.ResponseWriter, r *http.Re
 			if rerr == io.EOF {
 				rerr = io.ErrUnexpectedEOF
 			}
-			outcome, label = upstream.Failed, OutcomeStreamCut
+			x.cut = true
 			q.trail = appendTrail(q.trail, b.Name, "200+cut", 0)
 			return &failure{err: fmt.Errorf("%w: %w", errBodyCut, rerr), class: retry.Transient}, false
 		}
@@ -355,7 +408,7 @@ func (h *Handler) attempt(ctx context.Context, w http.ResponseWriter, r *http.Re
 		if src.err != nil && r.Context().Err() == nil {
 			// The upstream broke after the headers went out: abort the
 			// client's response so it can never pass for a complete one.
-			outcome, label = upstream.Failed, OutcomeStreamCut
+			x.cut = true
 			h.log.Warn("upstream body broke", slog.String("request_id", q.id), slog.String("backend", b.Name), slog.Any("err", err))
 			panic(http.ErrAbortHandler)
 		}

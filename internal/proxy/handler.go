@@ -144,30 +144,58 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	w.Header()["X-Llmgate-Request-Id"] = []string{q.id}
 	defer h.logAccess(r, &q)
 
+	route, key, body := h.prepare(w, r, cfg, &q)
+	if route == nil {
+		return
+	}
+	if q.stream {
+		if max := cfg.MaxStreams[key.ID]; max > 0 {
+			n := h.streams.add(key.ID, 1)
+			defer h.streams.add(key.ID, -1)
+			if n > max {
+				w.Header().Set("X-Should-Retry", "false")
+				writeError(w, &q, http.StatusTooManyRequests, typeRateLimit, "too_many_streams",
+					"This key already has "+strconv.FormatInt(max, 10)+" streams open, its limit.")
+				return
+			}
+		}
+	}
+	if !h.admit(w, r, cfg, key, &q) {
+		return
+	}
+	h.forward(w, r, cfg, route, body, &q)
+	h.settle(r, cfg, &q)
+}
+
+// prepare checks and reads a request up to the choice of its route: path,
+// key, body, model. It answers the client itself, and returns a nil route,
+// when the request goes no further. (A function of its own, so its locals
+// are off the stack that a relayed stream keeps.)
+func (h *Handler) prepare(w http.ResponseWriter, r *http.Request, cfg *Config, q *request) (*Route, *auth.Key, []byte) {
 	path := r.URL.Path
 	if !cleanPath(r.URL) {
-		writeError(w, &q, http.StatusBadRequest, typeInvalidRequest, "invalid_path", "The request path is not a valid API path.")
-		return
+		writeError(w, q, http.StatusBadRequest, typeInvalidRequest, "invalid_path", "The request path is not a valid API path.")
+		return nil, nil, nil
 	}
 	var ok bool
 	if q.style, q.deployment, q.suffix, ok = parsePath(path); !ok {
-		writeError(w, &q, http.StatusNotFound, typeInvalidRequest, "404", "Resource not found: llmgate serves the Azure OpenAI API under /openai/ and the OpenAI API under /v1/.")
-		return
+		writeError(w, q, http.StatusNotFound, typeInvalidRequest, "404", "Resource not found: llmgate serves the Azure OpenAI API under /openai/ and the OpenAI API under /v1/.")
+		return nil, nil, nil
 	}
 	if cfg.MaxHeader > 0 && headerSize(r.Header) > cfg.MaxHeader {
-		writeError(w, &q, http.StatusRequestHeaderFieldsTooLarge, typeInvalidRequest, "headers_too_large",
+		writeError(w, q, http.StatusRequestHeaderFieldsTooLarge, typeInvalidRequest, "headers_too_large",
 			"The request headers are larger than the gateway's limit of "+strconv.Itoa(cfg.MaxHeader)+" bytes.")
-		return
+		return nil, nil, nil
 	}
 	key := cfg.Keys.Lookup(auth.FromRequest(r.Header))
 	if key == nil {
-		writeUnauthorized(w, &q)
-		return
+		writeUnauthorized(w, q)
+		return nil, nil, nil
 	}
 	q.key, q.meta = key.ID, key.Meta
 	if r.Method == http.MethodGet && q.suffix == "/models" && q.style != provider.Azure && q.style != provider.AzureOther {
-		h.listModels(w, cfg, key, &q)
-		return
+		h.listModels(w, cfg, key, q)
+		return nil, nil, nil
 	}
 
 	// The request's total time bounds reading its body too (a client
@@ -190,8 +218,8 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 		// The rest of the body is not worth reading: close the connection.
 		w.Header().Set("Connection", "close")
-		writeError(w, &q, status, typeInvalidRequest, code, msg)
-		return
+		writeError(w, q, status, typeInvalidRequest, code, msg)
+		return nil, nil, nil
 	}
 	q.bytesIn = int64(len(body))
 	q.fields.MaxTokens = -1
@@ -216,32 +244,16 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		q.bodyModel = q.deployment
 	}
 	q.estimate = usage.Estimate(len(body), q.fields.MaxTokens)
-	route := resolve(cfg, &q)
+	route := resolve(cfg, q)
 	if q.deployment != "" && !key.Allows(q.deployment, q.canon) {
-		writeError(w, &q, http.StatusForbidden, "permission_error", "model_not_allowed", "This key may not use "+strconv.Quote(q.deployment)+".")
-		return
+		writeError(w, q, http.StatusForbidden, "permission_error", "model_not_allowed", "This key may not use "+strconv.Quote(q.deployment)+".")
+		return nil, nil, nil
 	}
 	if route == nil {
-		writeError(w, &q, http.StatusNotFound, typeInvalidRequest, "DeploymentNotFound", "The API deployment for this resource does not exist: no backend serves "+strconv.Quote(q.deployment)+".")
-		return
+		writeError(w, q, http.StatusNotFound, typeInvalidRequest, "DeploymentNotFound", "The API deployment for this resource does not exist: no backend serves "+strconv.Quote(q.deployment)+".")
+		return nil, nil, nil
 	}
-	if q.stream {
-		if max := cfg.MaxStreams[key.ID]; max > 0 {
-			n := h.streams.add(key.ID, 1)
-			defer h.streams.add(key.ID, -1)
-			if n > max {
-				w.Header().Set("X-Should-Retry", "false")
-				writeError(w, &q, http.StatusTooManyRequests, typeRateLimit, "too_many_streams",
-					"This key already has "+strconv.FormatInt(max, 10)+" streams open, its limit.")
-				return
-			}
-		}
-	}
-	if !h.admit(w, r, cfg, key, &q) {
-		return
-	}
-	h.forward(w, r, cfg, route, body, &q)
-	h.settle(r, cfg, &q)
+	return route, key, body
 }
 
 // parsePath tells the style of a request path and splits it into the

@@ -16,7 +16,7 @@ import (
 // through in pieces). Both pooled: a relay allocates nothing per chunk.
 const (
 	BufSize       = 32 << 10
-	StreamBufSize = 8 << 10
+	StreamBufSize = 4 << 10
 )
 
 var (
