@@ -19,10 +19,39 @@ type conn struct {
 	t         *Transport
 	h         *host
 	nc        net.Conn
+	lr        limitReader // what br reads from: nc, bounded while a head is read
 	br        *bufio.Reader
 	idleSince time.Time
 	reused    bool
 	probe     *prober
+}
+
+// maxHeadBytes bounds what is read for a response's head (interim answers
+// included), so an upstream sending endless headers cannot exhaust memory.
+const maxHeadBytes = 1 << 20
+
+// errHeadTooLarge ends a response head longer than maxHeadBytes.
+var errHeadTooLarge = errors.New("h1: upstream response headers larger than 1 MiB")
+
+// limitReader reads from r, at most left bytes while left ≥ 0.
+type limitReader struct {
+	r    io.Reader
+	left int64 // < 0: no limit
+}
+
+func (l *limitReader) Read(p []byte) (int, error) {
+	if l.left < 0 {
+		return l.r.Read(p)
+	}
+	if l.left == 0 {
+		return 0, errHeadTooLarge
+	}
+	if int64(len(p)) > l.left {
+		p = p[:l.left]
+	}
+	n, err := l.r.Read(p)
+	l.left -= int64(n)
+	return n, err
 }
 
 // nothingWritten wraps a failure to write a request of which no byte left.
@@ -72,10 +101,12 @@ func (c *conn) roundTrip(ctx context.Context, req *http.Request, head []byte, in
 	if headerTimeout > 0 {
 		_ = c.nc.SetReadDeadline(time.Now().Add(headerTimeout))
 	}
+	c.lr.left = maxHeadBytes
 	resp, err := http.ReadResponse(c.br, req)
 	for err == nil && resp.StatusCode >= 100 && resp.StatusCode < 200 && resp.StatusCode != http.StatusSwitchingProtocols {
 		resp, err = http.ReadResponse(c.br, req) // an interim answer (100 Continue, 103 Early Hints)
 	}
+	c.lr.left = -1
 	if err != nil {
 		if c.reused && errors.Is(err, io.EOF) {
 			err = fmt.Errorf("h1: upstream closed a kept-alive connection: %w", io.ErrUnexpectedEOF)

@@ -208,7 +208,9 @@ func (t *Transport) get(ctx context.Context, h *host) (*conn, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &conn{t: t, h: h, nc: nc, br: bufio.NewReaderSize(nc, readBufSize), probe: newProber(nc)}, nil
+	c := &conn{t: t, h: h, nc: nc, lr: limitReader{r: nc, left: -1}, probe: newProber(nc)}
+	c.br = bufio.NewReaderSize(&c.lr, readBufSize)
+	return c, nil
 }
 
 // put returns c to its host's idle pool, or closes it.

@@ -515,3 +515,33 @@ func TestConcurrentRequests(t *testing.T) {
 	}
 	t.Logf("800 requests from 16 goroutines over %d connections (4 kept idle)", conns.Load())
 }
+
+func TestEndlessResponseHeadersAreCut(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	go func() {
+		c, err := ln.Accept()
+		if err != nil {
+			return
+		}
+		defer c.Close()
+		if _, err := http.ReadRequest(bufio.NewReader(c)); err != nil {
+			return
+		}
+		io.WriteString(c, "HTTP/1.1 200 OK\r\n")
+		line := []byte("X-Filler: " + strings.Repeat("y", 1000) + "\r\n")
+		for range 4096 { // 4 MiB of headers, never ending the head
+			if _, err := c.Write(line); err != nil {
+				return
+			}
+		}
+	}()
+	tr := newTransport(t, h1.Options{})
+	_, err = post(t, context.Background(), tr, "http://"+ln.Addr().String(), "{}")
+	if err == nil || !strings.Contains(err.Error(), "larger than 1 MiB") {
+		t.Fatalf("err %v, want the head cut at 1 MiB", err)
+	}
+}
