@@ -21,7 +21,7 @@ type conn struct {
 	nc        net.Conn
 	lr        limitReader // what br reads from: nc, bounded while a head is read
 	br        *bufio.Reader
-	idleSince time.Time
+	idleSince time.Duration // mono() when it went idle
 	reused    bool
 	probe     *prober
 }

@@ -178,13 +178,19 @@ func hostPort(u *url.URL) string {
 // buffer, and a longer head is read in more than one piece.
 const readBufSize = 2048
 
+// clockBase is the origin of mono.
+var clockBase = time.Now()
+
+// mono reads the monotonic clock only (time.Now reads the wall clock too).
+func mono() time.Duration { return time.Since(clockBase) }
+
 // staleCheckAfter is how long a connection sits idle before it is checked
 // for a close from the upstream before reuse.
 const staleCheckAfter = 0
 
 // get returns an idle connection to h, or dials a new one.
 func (t *Transport) get(ctx context.Context, h *host) (*conn, error) {
-	now := time.Now()
+	now := mono()
 	for {
 		h.mu.Lock()
 		n := len(h.idle)
@@ -196,7 +202,7 @@ func (t *Transport) get(ctx context.Context, h *host) (*conn, error) {
 		h.idle[n-1] = nil
 		h.idle = h.idle[:n-1]
 		h.mu.Unlock()
-		idle := now.Sub(c.idleSince)
+		idle := now - c.idleSince
 		if idle > t.opts.IdleConnTimeout || (idle > staleCheckAfter && !c.probe.alive()) {
 			_ = c.nc.Close()
 			continue
@@ -216,13 +222,13 @@ func (t *Transport) get(ctx context.Context, h *host) (*conn, error) {
 // put returns c to its host's idle pool, or closes it.
 func (t *Transport) put(c *conn) {
 	h := c.h
-	now := time.Now()
+	now := mono()
 	c.idleSince = now
 	h.mu.Lock()
 	// Connections at the bottom of the stack are the longest idle: close
 	// the expired ones while here.
 	var expired []*conn
-	for len(h.idle) > 0 && now.Sub(h.idle[0].idleSince) > t.opts.IdleConnTimeout {
+	for len(h.idle) > 0 && now-h.idle[0].idleSince > t.opts.IdleConnTimeout {
 		expired = append(expired, h.idle[0])
 		h.idle[0] = nil
 		h.idle = h.idle[1:]

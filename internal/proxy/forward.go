@@ -65,9 +65,12 @@ func (h *Handler) forward(w http.ResponseWriter, r *http.Request, cfg *Config, r
 		}
 		c := choice{member: -1}
 		var probe bool
-		waitStart := h.now()
-		for { // a lost race for the last slot or the probe re-chooses, within MaxWait
-			now = h.now()
+		now = h.now()
+		waitStart := now
+		for again := false; ; again = true { // a lost race for the last slot or the probe re-chooses, within MaxWait
+			if again {
+				now = h.now()
+			}
 			c = h.choose(cfg, rt, q, tried, last, attempt, now, prefer)
 			if c.blocked {
 				h.answerBlocked(w, lastFail, c, q)
@@ -193,7 +196,8 @@ func (h *Handler) attempt(ctx context.Context, w http.ResponseWriter, r *http.Re
 	status := 0
 	var latency time.Duration
 	defer func() {
-		h.done(b, outcome, h.now().Sub(start), probe)
+		end := h.now()
+		h.doneAt(b, end, outcome, end.Sub(start), probe)
 		if h.events != nil {
 			h.events.Attempt(&AttemptInfo{Backend: b.Name, Model: q.deployment, Outcome: label, Status: status,
 				Retry: q.attempts > 1, Latency: latency, PrevBackend: q.lastBackend, PrevOutcome: q.lastOutcome})
@@ -475,7 +479,12 @@ func (e *credentialError) Unwrap() error { return e.err }
 // done feeds an attempt's outcome back to the backend's state and reports
 // any circuit transition.
 func (h *Handler) done(b *Backend, o upstream.Outcome, latency time.Duration, probe bool) {
-	tr, changed := b.State.Done(h.now(), o, latency, probe)
+	h.doneAt(b, h.now(), o, latency, probe)
+}
+
+// doneAt is done at a time the caller read already.
+func (h *Handler) doneAt(b *Backend, now time.Time, o upstream.Outcome, latency time.Duration, probe bool) {
+	tr, changed := b.State.Done(now, o, latency, probe)
 	if !changed {
 		return
 	}

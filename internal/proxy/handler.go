@@ -380,15 +380,16 @@ func readBody(r *http.Request, max int64) ([]byte, int, string) {
 
 func (h *Handler) logAccess(r *http.Request, q *request) {
 	ctx := r.Context()
+	now := h.now()
 	if h.events != nil {
 		h.events.Request(&RequestInfo{
 			Route: opLabel(q.suffix), Model: q.deployment, Key: string(q.key), Backend: q.backend,
-			Status: q.status, Attempts: q.attempts, Stream: q.stream, Duration: h.now().Sub(q.start), TTFB: q.ttfb,
+			Status: q.status, Attempts: q.attempts, Stream: q.stream, Duration: now.Sub(q.start), TTFB: q.ttfb,
 			PromptTokens: q.promptTokens, CompletionTokens: q.completionTokens,
 		})
 	}
 	if h.accessLog != nil {
-		h.writeAccessLine(h.accessLog, r, q, h.now())
+		h.writeAccessLine(h.accessLog, r, q, now)
 		return
 	}
 	level := slog.LevelInfo
@@ -408,7 +409,7 @@ func (h *Handler) logAccess(r *http.Request, q *request) {
 		slog.Int("status", q.status),
 		slog.Int("attempts", q.attempts),
 		slog.Bool("stream", q.stream),
-		slog.Duration("latency", h.now().Sub(q.start)),
+		slog.Duration("latency", now.Sub(q.start)),
 		slog.Int64("bytes_in", q.bytesIn),
 		slog.Int64("bytes_out", q.bytesOut),
 	}
