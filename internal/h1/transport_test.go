@@ -282,17 +282,16 @@ func TestResponseHeaderTimeout(t *testing.T) {
 	}
 }
 
-// oneShotServer answers each request and then closes the connection
-// without saying so (no Connection: close), like an upstream whose idle
-// timeout is shorter than ours.
-func oneShotServer(t *testing.T) (string, *atomic.Int32) {
+// rawServer is an upstream that answers by hand: for every connection,
+// answer gets the connection and the request read from it, and the
+// connection closes when answer returns. It returns the server's base URL.
+func rawServer(t *testing.T, answer func(c net.Conn, req *http.Request)) string {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { ln.Close() })
-	var served atomic.Int32
 	go func() {
 		for {
 			c, err := ln.Accept()
@@ -305,13 +304,25 @@ func oneShotServer(t *testing.T) (string, *atomic.Int32) {
 				if err != nil {
 					return
 				}
-				io.Copy(io.Discard, req.Body)
-				served.Add(1)
-				io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+				answer(c, req)
 			}()
 		}
 	}()
-	return "http://" + ln.Addr().String(), &served
+	return "http://" + ln.Addr().String()
+}
+
+// oneShotServer answers each request and then closes the connection
+// without saying so (no Connection: close), like an upstream whose idle
+// timeout is shorter than ours.
+func oneShotServer(t *testing.T) (string, *atomic.Int32) {
+	t.Helper()
+	var served atomic.Int32
+	u := rawServer(t, func(c net.Conn, req *http.Request) {
+		io.Copy(io.Discard, req.Body)
+		served.Add(1)
+		io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+	})
+	return u, &served
 }
 
 func TestAConnectionTheUpstreamClosedIsNotUsed(t *testing.T) {
@@ -333,26 +344,13 @@ func TestAConnectionTheUpstreamClosedIsNotUsed(t *testing.T) {
 }
 
 func TestInterimResponsesAreSkipped(t *testing.T) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	go func() {
-		c, err := ln.Accept()
-		if err != nil {
-			return
-		}
-		defer c.Close()
-		if _, err := http.ReadRequest(bufio.NewReader(c)); err != nil {
-			return
-		}
+	u := rawServer(t, func(c net.Conn, _ *http.Request) {
 		io.WriteString(c, "HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 103 Early Hints\r\nLink: </a>\r\n\r\n"+
 			"HTTP/1.1 201 Created\r\nContent-Length: 4\r\n\r\ndone")
 		time.Sleep(100 * time.Millisecond)
-	}()
+	})
 	tr := newTransport(t, h1.Options{})
-	resp, err := post(t, context.Background(), tr, "http://"+ln.Addr().String(), "{}")
+	resp, err := post(t, context.Background(), tr, u, "{}")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -517,20 +515,7 @@ func TestConcurrentRequests(t *testing.T) {
 }
 
 func TestEndlessResponseHeadersAreCut(t *testing.T) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	go func() {
-		c, err := ln.Accept()
-		if err != nil {
-			return
-		}
-		defer c.Close()
-		if _, err := http.ReadRequest(bufio.NewReader(c)); err != nil {
-			return
-		}
+	u := rawServer(t, func(c net.Conn, _ *http.Request) {
 		io.WriteString(c, "HTTP/1.1 200 OK\r\n")
 		line := []byte("X-Filler: " + strings.Repeat("y", 1000) + "\r\n")
 		for range 4096 { // 4 MiB of headers, never ending the head
@@ -538,9 +523,9 @@ func TestEndlessResponseHeadersAreCut(t *testing.T) {
 				return
 			}
 		}
-	}()
+	})
 	tr := newTransport(t, h1.Options{})
-	_, err = post(t, context.Background(), tr, "http://"+ln.Addr().String(), "{}")
+	_, err := post(t, context.Background(), tr, u, "{}")
 	if err == nil || !strings.Contains(err.Error(), "larger than 1 MiB") {
 		t.Fatalf("err %v, want the head cut at 1 MiB", err)
 	}
