@@ -1,10 +1,8 @@
 package drills
 
 import (
-	"bufio"
 	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
@@ -28,6 +26,7 @@ import (
 	"github.com/llmgate/llmgate/internal/app"
 	"github.com/llmgate/llmgate/internal/config"
 	"github.com/llmgate/llmgate/internal/leakcheck"
+	"github.com/llmgate/llmgate/internal/logtest"
 	"github.com/llmgate/llmgate/internal/sim"
 )
 
@@ -516,18 +515,7 @@ func (l *logBuffer) String() string {
 // lines returns every log line kept, decoded; a line that is not JSON fails the test.
 func (l *logBuffer) lines(t testing.TB) []map[string]any {
 	t.Helper()
-	var out []map[string]any
-	sc := bufio.NewScanner(strings.NewReader(l.String()))
-	sc.Buffer(make([]byte, 1<<20), 1<<20)
-	for sc.Scan() {
-		var m map[string]any
-		if err := json.Unmarshal(sc.Bytes(), &m); err != nil {
-			t.Errorf("log line is not JSON: %q: %v", sc.Text(), err)
-			continue
-		}
-		out = append(out, m)
-	}
-	return out
+	return logtest.Decode(t, l.String())
 }
 
 // lineCount counts the log lines written.

@@ -1,33 +1,15 @@
 package app_test
 
 import (
-	"bytes"
 	"encoding/json"
 	"net/http"
 	"net/http/httptest"
 	"strings"
-	"sync"
 	"testing"
 
 	"github.com/llmgate/llmgate/internal/app"
+	"github.com/llmgate/llmgate/internal/logtest"
 )
-
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
 
 // TestAccessLogFastPath: the batched access log writes one JSON line per
 // request with the same fields as the slog path, and never the key.
@@ -35,7 +17,7 @@ func TestAccessLogFastPath(t *testing.T) {
 	rec := newRecorder()
 	up := rec.upstream(t, "a", ok())
 	cfg := parseConfig(t, []backend{be("a", up.URL)}, fastRetry)
-	var out lockedBuffer
+	var out logtest.Buffer
 	lw := app.NewLineWriter(&out)
 	a, err := app.New(cfg, app.Options{AccessLog: lw})
 	if err != nil {

@@ -1,7 +1,6 @@
 package app_test
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"encoding/json"
@@ -21,6 +20,7 @@ import (
 	"github.com/llmgate/llmgate/internal/app"
 	"github.com/llmgate/llmgate/internal/config"
 	"github.com/llmgate/llmgate/internal/leakcheck"
+	"github.com/llmgate/llmgate/internal/logtest"
 )
 
 // The client key and its name, as the gateway's config knows them. The key
@@ -213,34 +213,15 @@ func parseConfig(t testing.TB, bs []backend, extra string) *config.Config {
 	return cfg
 }
 
-// syncBuffer is a bytes.Buffer safe for the logger's concurrent writes.
-type syncBuffer struct {
-	mu sync.Mutex // guards b
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
+// syncBuffer is the gateway's log: a buffer safe for the logger's
+// concurrent writes.
+type syncBuffer struct{ logtest.Buffer }
 
 // accessLines returns the decoded access-log lines ("msg":"request").
 func (s *syncBuffer) accessLines(t testing.TB) []map[string]any {
 	t.Helper()
 	var out []map[string]any
-	sc := bufio.NewScanner(strings.NewReader(s.String()))
-	for sc.Scan() {
-		var m map[string]any
-		if err := json.Unmarshal(sc.Bytes(), &m); err != nil {
-			t.Fatalf("log line is not JSON: %q: %v", sc.Text(), err)
-		}
+	for _, m := range s.Lines(t) {
 		if m["msg"] == "request" {
 			out = append(out, m)
 		}

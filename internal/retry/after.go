@@ -69,14 +69,8 @@ func positive(d time.Duration) (time.Duration, bool) {
 // or an HTTP date.
 func RetryAfter(v string, now time.Time) (time.Duration, bool) {
 	v = strings.TrimSpace(v)
-	if v == "" {
-		return 0, false
-	}
-	if f, err := strconv.ParseFloat(v, 64); err == nil {
-		if f <= 0 || f != f {
-			return 0, false
-		}
-		return positive(clamp(f * float64(time.Second)))
+	if d, ok, number := seconds(v); number {
+		return d, ok
 	}
 	t, err := http.ParseTime(v)
 	if err != nil {
@@ -93,20 +87,32 @@ func RetryAfter(v string, now time.Time) (time.Duration, bool) {
 // style duration ("6m0s", "250ms", "1h2m3.5s").
 func Reset(v string) (time.Duration, bool) {
 	v = strings.TrimSpace(v)
-	if v == "" {
-		return 0, false
-	}
-	if f, err := strconv.ParseFloat(v, 64); err == nil {
-		if f <= 0 || f != f {
-			return 0, false
-		}
-		return positive(clamp(f * float64(time.Second)))
+	if d, ok, number := seconds(v); number {
+		return d, ok
 	}
 	d, err := time.ParseDuration(v)
 	if err != nil || d <= 0 {
 		return 0, false
 	}
 	return clamp(float64(d)), true
+}
+
+// seconds parses v as a number of seconds (fractions accepted). number
+// reports that v was a number (or empty), so the caller need not try its
+// other forms; ok, that it was a usable delay.
+func seconds(v string) (d time.Duration, ok, number bool) {
+	if v == "" {
+		return 0, false, true
+	}
+	f, err := strconv.ParseFloat(v, 64)
+	if err != nil {
+		return 0, false, false
+	}
+	if f <= 0 || f != f {
+		return 0, false, true
+	}
+	d, ok = positive(clamp(f * float64(time.Second)))
+	return d, ok, true
 }
 
 func clamp(ns float64) time.Duration {

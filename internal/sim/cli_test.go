@@ -10,34 +10,17 @@ import (
 	"io"
 	"net/http"
 	"strings"
-	"sync"
 	"testing"
 	"time"
+
+	"github.com/llmgate/llmgate/internal/logtest"
 )
 
-// lockedBuffer is a bytes.Buffer safe for concurrent writers.
-type lockedBuffer struct {
-	mu sync.Mutex // guards b
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
-
 // startRun runs Run in the background and returns the URL it prints and its result channel.
-func startRun(t *testing.T, ctx context.Context, args ...string) (string, <-chan error, *lockedBuffer) {
+func startRun(t *testing.T, ctx context.Context, args ...string) (string, <-chan error, *logtest.Buffer) {
 	t.Helper()
 	pr, pw := io.Pipe()
-	stderr := &lockedBuffer{}
+	stderr := &logtest.Buffer{}
 	done := make(chan error, 1)
 	go func() {
 		err := Run(ctx, args, pw, stderr)

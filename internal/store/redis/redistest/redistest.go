@@ -4,7 +4,6 @@ package redistest
 
 import (
 	"bufio"
-	"bytes"
 	"errors"
 	"fmt"
 	"net"
@@ -14,6 +13,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/llmgate/llmgate/internal/logtest"
 )
 
 const (
@@ -29,10 +30,10 @@ type Server struct {
 	dir  string
 	port int
 
-	mu   sync.Mutex    // guards cmd and done
-	cmd  *exec.Cmd     // nil while stopped
-	done chan struct{} // closed when cmd has exited
-	log  syncBuffer    // the server's output, shown when it fails
+	mu   sync.Mutex     // guards cmd and done
+	cmd  *exec.Cmd      // nil while stopped
+	done chan struct{}  // closed when cmd has exited
+	log  logtest.Buffer // the server's output, shown when it fails
 }
 
 // Start runs redis-server on a free port and stops it when the test ends.
@@ -177,22 +178,4 @@ func freePort() (int, error) {
 		return 0, fmt.Errorf("listener address %v is not TCP", l.Addr())
 	}
 	return a.Port, nil
-}
-
-// syncBuffer is a bytes.Buffer safe for concurrent use.
-type syncBuffer struct {
-	mu  sync.Mutex // guards buf
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
 }
