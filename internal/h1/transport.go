@@ -81,10 +81,11 @@ type host struct {
 var errClosed = errors.New("h1: transport closed")
 
 // RoundTrip sends req. http:// requests with a known or no body go over
-// this transport's connections; anything else goes to the fallback.
+// this transport's connections; anything else (https, a proxy, a URL with
+// user info, which the fallback turns into Basic auth) goes to the fallback.
 func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 	u := req.URL
-	if u == nil || u.Scheme != "http" || u.Host == "" || (req.Body != nil && req.Body != http.NoBody && req.ContentLength <= 0) {
+	if u == nil || u.Scheme != "http" || u.Host == "" || u.User != nil || (req.Body != nil && req.Body != http.NoBody && req.ContentLength <= 0) {
 		return t.fallback.RoundTrip(req)
 	}
 	h := t.host(req)

@@ -449,7 +449,7 @@ func TestWhatIsNotPlainHTTPGoesToTheFallback(t *testing.T) {
 		}
 		return nil, nil
 	}})
-	for _, u := range []string{"https://" + proxied + "/", "http://via-proxy.test/"} {
+	for _, u := range []string{"https://" + proxied + "/", "http://via-proxy.test/", "http://user:pw@" + proxied + "/"} {
 		req, _ := http.NewRequest(http.MethodGet, u, nil)
 		resp, err := tr.RoundTrip(req)
 		if err != nil || resp.StatusCode != 299 {
@@ -462,8 +462,8 @@ func TestWhatIsNotPlainHTTPGoesToTheFallback(t *testing.T) {
 	if resp, err := tr.RoundTrip(req); err != nil || resp.StatusCode != 299 {
 		t.Fatalf("unknown length: %v %v", resp, err)
 	}
-	if n := fb.n.Load(); n != 3 {
-		t.Fatalf("fallback used %d times, want 3", n)
+	if n := fb.n.Load(); n != 4 {
+		t.Fatalf("fallback used %d times, want 4", n)
 	}
 	if n := conns.Load(); n != 0 {
 		t.Fatalf("direct connections: %d", n)
