@@ -356,16 +356,16 @@ func (h *Handler) relayBody(x *bodyRelay) (*failure, bool) {
 	buf := stream.GetBuf()
 	defer stream.PutBuf(buf)
 	var sn usage.Sniffer
-	rbody := onRead(resp.Body, idle)
 	var pre []byte // the start of a success read ahead, while a retry is still possible
+	ended := false // the whole body is in pre
 	if class == retry.Success {
 		// Read a success ahead (up to the buffer) before committing: an
 		// upstream that breaks mid-body can then still fail over, or, on
 		// the last attempt, be answered with a clear error.
-		m, rerr := readAhead(rbody, *buf)
+		m, rerr := readAhead(resp.Body, *buf, idle)
 		switch {
 		case rerr == io.EOF && !partial(resp, m):
-			pre, rbody = (*buf)[:m], eofReader{}
+			pre, ended = (*buf)[:m], true
 		case rerr == nil:
 			pre = (*buf)[:m] // larger than the buffer: the rest streams
 		default:
@@ -382,6 +382,7 @@ func (h *Handler) relayBody(x *bodyRelay) (*failure, bool) {
 		w.Header().Set("X-Should-Retry", "false")
 	}
 	h.writeHeader(w, resp.StatusCode, resp.Header, b.Name, q)
+	tap := class == retry.Success
 	if len(pre) > 0 {
 		m, werr := w.Write(pre)
 		q.bytesOut += int64(m)
@@ -390,42 +391,60 @@ func (h *Handler) relayBody(x *bodyRelay) (*failure, bool) {
 			q.err = werr
 			return nil, true
 		}
-		if _, ok := rbody.(eofReader); !ok {
+		if !ended {
 			// The buffer is full of the head of the body; copy the rest with a fresh one.
 			nb := stream.GetBuf()
 			defer stream.PutBuf(nb)
 			buf = nb
 		}
 	}
-	var dst io.Writer = writerOnly{w}
-	if class == retry.Success {
-		dst = teeWriter{w: w, tap: &sn}
+	// Copy the rest by hand (no io.Writer/io.Reader wrappers to allocate),
+	// telling an upstream that broke from a client that went away.
+	var rerr error
+	for !ended {
+		n, err := resp.Body.Read(*buf)
+		if n > 0 {
+			idle.touch()
+			m, werr := w.Write((*buf)[:n])
+			q.bytesOut += int64(m)
+			if tap {
+				_, _ = sn.Write((*buf)[:m])
+			}
+			if werr != nil {
+				q.err = werr
+				break
+			}
+		}
+		if err != nil {
+			if err != io.EOF {
+				rerr = err
+				q.err = err
+			}
+			break
+		}
 	}
-	src := &readErr{r: rbody}
-	n, err := io.CopyBuffer(dst, src, *buf)
-	q.bytesOut += n
-	if class == retry.Success {
+	if tap {
 		h.account(b, q, &sn)
 	}
-	if err != nil {
-		q.err = err
-		if src.err != nil && r.Context().Err() == nil {
-			// The upstream broke after the headers went out: abort the
-			// client's response so it can never pass for a complete one.
-			x.cut = true
-			h.log.Warn("upstream body broke", slog.String("request_id", q.id), slog.String("backend", b.Name), slog.Any("err", err))
-			panic(http.ErrAbortHandler)
-		}
+	if rerr != nil && r.Context().Err() == nil {
+		// The upstream broke after the headers went out: abort the
+		// client's response so it can never pass for a complete one.
+		x.cut = true
+		h.log.Warn("upstream body broke", slog.String("request_id", q.id), slog.String("backend", b.Name), slog.Any("err", rerr))
+		panic(http.ErrAbortHandler)
 	}
 	return nil, true
 }
 
 // readAhead reads into buf until it is full (err nil) or the body ends
 // (io.EOF) or fails (the error).
-func readAhead(r io.Reader, buf []byte) (int, error) {
+func readAhead(r io.Reader, buf []byte, idle *guard) (int, error) {
 	n := 0
 	for n < len(buf) {
 		m, err := r.Read(buf[n:])
+		if m > 0 {
+			idle.touch()
+		}
 		n += m
 		if err != nil {
 			return n, err
@@ -438,26 +457,6 @@ func readAhead(r io.Reader, buf []byte) (int, error) {
 // its declared Content-Length (the upstream broke).
 func partial(resp *http.Response, m int) bool {
 	return resp.ContentLength >= 0 && int64(m) < resp.ContentLength
-}
-
-// eofReader is an empty body.
-type eofReader struct{}
-
-func (eofReader) Read([]byte) (int, error) { return 0, io.EOF }
-
-// readErr remembers a read error, to tell an upstream that broke from a
-// client that went away.
-type readErr struct {
-	r   io.Reader
-	err error
-}
-
-func (e *readErr) Read(p []byte) (int, error) {
-	n, err := e.r.Read(p)
-	if err != nil && err != io.EOF {
-		e.err = err
-	}
-	return n, err
 }
 
 var errRedirect = errors.New("upstream redirect refused")
@@ -606,19 +605,6 @@ func (h *Handler) account(b *Backend, q *request, sn *usage.Sniffer) {
 	b.State.Reconcile(q.start, q.estimate, c.Total)
 }
 
-// teeWriter writes to w and shows the bytes to tap; it hides w's ReadFrom
-// so io.CopyBuffer uses the pooled buffer.
-type teeWriter struct {
-	w   io.Writer
-	tap io.Writer
-}
-
-func (t teeWriter) Write(p []byte) (int, error) {
-	n, err := t.w.Write(p)
-	_, _ = t.tap.Write(p[:n])
-	return n, err
-}
-
 // expectsDone reports whether an operation's stream must end with [DONE]
 // (chat completions and completions); other streams end as they please.
 func expectsDone(suffix string) bool {
@@ -733,9 +719,6 @@ func isEventStream(h http.Header) bool {
 	ct := h.Get("Content-Type")
 	return len(ct) >= 17 && (ct[:17] == "text/event-stream")
 }
-
-// writerOnly hides ResponseWriter's ReadFrom so io.CopyBuffer uses our buffer.
-type writerOnly struct{ io.Writer }
 
 type nopFlusher struct{ http.ResponseWriter }
 
