@@ -129,7 +129,9 @@ func (c *conn) roundTrip(ctx context.Context, req *http.Request, head []byte, in
 func (c *conn) release(stop func() bool, reusable bool) {
 	// stop reports false when the context's callback ran or is running:
 	// the connection's deadline may be in the past, so it is not reused.
-	if stop() && reusable {
+	// Bytes already buffered past the response are nothing a request asked
+	// for: such a connection is not reused either.
+	if stop() && reusable && c.br.Buffered() == 0 {
 		c.t.put(c)
 		return
 	}

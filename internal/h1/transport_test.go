@@ -530,3 +530,33 @@ func TestEndlessResponseHeadersAreCut(t *testing.T) {
 		t.Fatalf("err %v, want the head cut at 1 MiB", err)
 	}
 }
+
+func TestUnsolicitedBytesRetireTheConnection(t *testing.T) {
+	var conns atomic.Int32
+	u := rawServer(t, func(c net.Conn, req *http.Request) {
+		conns.Add(1)
+		br := bufio.NewReader(c)
+		for {
+			io.Copy(io.Discard, req.Body)
+			// An answer with garbage after it, as a broken upstream might send.
+			io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nokHTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nbogus")
+			var err error
+			if req, err = http.ReadRequest(br); err != nil {
+				return
+			}
+		}
+	})
+	tr := newTransport(t, h1.Options{})
+	for i := range 3 {
+		resp, err := post(t, context.Background(), tr, u, "{}")
+		if err != nil {
+			t.Fatalf("request %d: %v", i, err)
+		}
+		if s := readAll(t, resp); s != "ok" {
+			t.Fatalf("request %d: body %q, want ok (never the unsolicited answer)", i, s)
+		}
+	}
+	if n := conns.Load(); n != 3 {
+		t.Fatalf("%d connections, want 3 (none reused after unsolicited bytes)", n)
+	}
+}
