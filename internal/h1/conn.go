@@ -97,6 +97,7 @@ func (c *conn) roundTrip(ctx context.Context, req *http.Request, head []byte, in
 		if err != nil {
 			return fail(err)
 		}
+		_ = req.Body.Close() // a RoundTripper closes the body it sent
 	}
 	if headerTimeout > 0 {
 		_ = c.nc.SetReadDeadline(time.Now().Add(headerTimeout))

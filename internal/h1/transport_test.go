@@ -429,13 +429,18 @@ func TestLargeBodiesAreStreamed(t *testing.T) {
 	})
 	tr := newTransport(t, h1.Options{})
 	body := bytes.Repeat([]byte("x"), 3<<20)
-	req, _ := http.NewRequest(http.MethodPost, srv.URL, bytes.NewReader(body))
+	closed := &closeRecorder{Reader: bytes.NewReader(body)}
+	req, _ := http.NewRequest(http.MethodPost, srv.URL, closed)
+	req.ContentLength = int64(len(body))
 	resp, err := tr.RoundTrip(req)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if s := readAll(t, resp); s != fmt.Sprint(len(body)) {
 		t.Fatalf("upstream read %s bytes, want %d", s, len(body))
+	}
+	if !closed.closed.Load() {
+		t.Fatal("the request body was not closed")
 	}
 }
 
@@ -560,3 +565,11 @@ func TestUnsolicitedBytesRetireTheConnection(t *testing.T) {
 		t.Fatalf("%d connections, want 3 (none reused after unsolicited bytes)", n)
 	}
 }
+
+// closeRecorder is a request body that records its Close.
+type closeRecorder struct {
+	io.Reader
+	closed atomic.Bool
+}
+
+func (c *closeRecorder) Close() error { c.closed.Store(true); return nil }
