@@ -423,6 +423,13 @@ func (h *Handler) relayBody(x *bodyRelay) (*failure, bool) {
 			break
 		}
 	}
+	if rerr == nil && q.err == nil && resp.ContentLength >= 0 {
+		// The whole answer is written and its length is known: send it now,
+		// before the bookkeeping below and after the handler (usage, limits,
+		// metrics, the access log), which would otherwise hold it in
+		// net/http's buffer until the handler returns.
+		_ = http.NewResponseController(w).Flush()
+	}
 	if tap {
 		h.account(b, q, &sn)
 	}
