@@ -179,118 +179,152 @@ func (h *Handler) stickyKey(cfg *Config, r *http.Request, q *request) string {
 
 // attempt makes one upstream call to member m. done reports that the client
 // has its answer (or is gone); otherwise f describes the failure to retry.
+//
+// A relayed stream keeps this frame (and its callers') on its goroutine's
+// stack for its whole life, so the work before and after the relay is in
+// functions of their own and the bookkeeping is one deferred call: a stack
+// small enough at the wait is halved by the garbage collector.
 func (h *Handler) attempt(ctx context.Context, w http.ResponseWriter, r *http.Request, cfg *Config, m Member, body []byte, q *request, final, canSwitch, probe bool) (f *failure, done bool) {
-	b := &cfg.Backends[m.Backend]
+	var a attemptRun // field by field: a literal would take a temporary on this frame too
+	a.b, a.q, a.probe = &cfg.Backends[m.Backend], q, probe
+	a.outcome, a.label = upstream.Abandoned, OutcomeCanceled
 	actx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	idle := newGuard(cfg.StreamIdle, q.deadline, cancel)
-	defer idle.stop()
-	start := h.now()
-	out, injected, err := h.outbound(actx, r, b, m, body, q)
-	if err != nil {
-		return h.credentialFailed(b, q, err, probe), false
+	a.cancel = cancel
+	a.idle = newGuard(cfg.StreamIdle, q.deadline, cancel)
+	defer h.finish(&a)
+	resp, injected, f, done := h.send(actx, r, m, body, &a)
+	if resp == nil {
+		return f, done
 	}
-	b.State.Reserve(q.estimate, start)
-	outcome := upstream.Abandoned
-	label := OutcomeCanceled
-	status := 0
-	var latency time.Duration
-	defer func() {
-		end := h.now()
-		h.doneAt(b, end, outcome, end.Sub(start), probe)
-		if h.events != nil {
-			h.events.Attempt(&AttemptInfo{Backend: b.Name, Model: q.deployment, Outcome: label, Status: status,
-				Retry: q.attempts > 1, Latency: latency, PrevBackend: q.lastBackend, PrevOutcome: q.lastOutcome})
-		}
-		q.lastBackend, q.lastOutcome = b.Name, label
-	}()
+	if a.class == retry.Success && isEventStream(resp.Header) {
+		f, done = h.relayStream(ctx, w, resp, a.b, q, final, a.idle, injected)
+		a.streamEnded(f, ctx)
+		return f, done
+	}
+	retryable := a.class.Retryable() || (a.class == retry.Auth && canSwitch)
+	if a.class == retry.Redirect || (retryable && !final) {
+		return keepFailed(resp, a.b, q, a.class, a.idle, a.ra), false
+	}
+	// Success, a caller fault, or the final attempt: relay as it is.
+	a.w, a.r, a.resp, a.final = w, r, resp, final
+	return h.relayBody(&a)
+}
 
-	resp, err := h.transport.RoundTrip(out)
+// attemptRun is one attempt's state, reported by finish when it ends.
+type attemptRun struct {
+	b       *Backend
+	q       *request
+	cancel  context.CancelFunc
+	idle    *guard
+	start   time.Time
+	latency time.Duration
+	ra      time.Duration // the upstream's Retry-After, if it failed with one
+	status  int
+	class   retry.Class
+	outcome upstream.Outcome
+	label   string
+	probe   bool
+	sent    bool // the request left: finish does the bookkeeping
+	// for relayBody
+	w     http.ResponseWriter
+	r     *http.Request
+	resp  *http.Response
+	final bool
+	cut   bool // the upstream broke off its answer
+}
+
+// send makes the upstream call and classifies its answer. A nil response
+// means the attempt is over: done and f are its result.
+//
+//go:noinline
+func (h *Handler) send(ctx context.Context, r *http.Request, m Member, body []byte, a *attemptRun) (resp *http.Response, injected bool, f *failure, done bool) {
+	b, q := a.b, a.q
+	a.start = h.now()
+	out, injected, err := h.outbound(ctx, r, b, m, body, q)
+	if err != nil {
+		return nil, false, h.credentialFailed(b, q, err, a.probe), false
+	}
+	b.State.Reserve(q.estimate, a.start)
+	a.sent = true
+	resp, err = h.transport.RoundTrip(out)
 	if err != nil {
 		if r.Context().Err() != nil {
 			q.status, q.err = statusClientClosed, errClientGone
-			return nil, true
+			return nil, false, nil, true
 		}
-		outcome = upstream.Failed
-		latency = h.now().Sub(start)
-		f, label = sendFailed(b, q, err, idle)
-		return f, false
+		a.outcome = upstream.Failed
+		a.latency = h.now().Sub(a.start)
+		f, a.label = sendFailed(b, q, err, a.idle)
+		return nil, false, f, false
 	}
 	now := h.now()
-	latency = now.Sub(start)
-	status = resp.StatusCode
+	a.latency = now.Sub(a.start)
+	a.status = resp.StatusCode
 	b.State.Observe(resp.Header, now)
-	class := retry.Classify(resp.StatusCode)
-	var ra time.Duration
-	if class != retry.Success {
+	a.class = retry.Classify(resp.StatusCode)
+	if a.class != retry.Success {
 		if d, ok := retry.After(resp.Header, now); ok {
-			ra = d
+			a.ra = d
 			b.State.Throttle(now.Add(d))
 			if h.onThrottle != nil {
 				h.onThrottle(b.Name, now.Add(d))
 			}
 		}
 	}
-	switch class {
+	switch a.class {
 	case retry.Success:
-		outcome, label = upstream.OK, OutcomeOK
+		a.outcome, a.label = upstream.OK, OutcomeOK
 	case retry.CallerFault:
-		outcome, label = upstream.OK, OutcomeClientError
+		a.outcome, a.label = upstream.OK, OutcomeClientError
 	case retry.RateLimited:
-		outcome, label = upstream.Throttled, OutcomeThrottled
+		a.outcome, a.label = upstream.Throttled, OutcomeThrottled
 	case retry.Redirect:
-		outcome, label = upstream.Failed, OutcomeRedirect
+		a.outcome, a.label = upstream.Failed, OutcomeRedirect
 	case retry.Auth:
-		outcome, label = upstream.AuthFailed, OutcomeAuth
+		a.outcome, a.label = upstream.AuthFailed, OutcomeAuth
 		h.logAuthRefused(b, resp.StatusCode)
 	default:
-		outcome, label = upstream.Failed, OutcomeServerError
+		a.outcome, a.label = upstream.Failed, OutcomeServerError
 	}
-
-	idle.startReading()
-
-	if class == retry.Success && isEventStream(resp.Header) {
-		f, done := h.relayStream(ctx, w, resp, b, q, final, idle, injected)
-		switch {
-		case f != nil && idle.fired():
-			outcome, label = upstream.Failed, OutcomeTimeout
-		case f != nil:
-			outcome, label = upstream.Failed, OutcomeErrorEvent
-		case q.err == errClientGone:
-			outcome, label = upstream.Abandoned, OutcomeCanceled
-		case q.err != nil:
-			outcome, label = upstream.Failed, OutcomeStreamCut
-		}
-		return f, done
-	}
-
-	retryable := class.Retryable() || (class == retry.Auth && canSwitch)
-	if class == retry.Redirect || (retryable && !final) {
-		return keepFailed(resp, b, q, class, idle, ra), false
-	}
-
-	// Success, a caller fault, or the final attempt: relay as it is.
-	x := bodyRelay{w: w, r: r, resp: resp, b: b, q: q, class: class, final: final, idle: idle, ra: ra}
-	defer func() {
-		if x.cut { // also when relayBody panics to abort the client's response
-			outcome, label = upstream.Failed, OutcomeStreamCut
-		}
-	}()
-	return h.relayBody(&x)
+	a.idle.startReading()
+	return resp, injected, nil, false
 }
 
-// bodyRelay is what relayBody works on; cut reports an upstream that broke.
-type bodyRelay struct {
-	w     http.ResponseWriter
-	r     *http.Request
-	resp  *http.Response
-	b     *Backend
-	q     *request
-	class retry.Class
-	final bool
-	idle  *guard
-	ra    time.Duration
-	cut   bool
+// streamEnded sets the outcome of an attempt whose stream relay returned.
+func (a *attemptRun) streamEnded(f *failure, ctx context.Context) {
+	switch {
+	case f != nil && a.idle.fired():
+		a.outcome, a.label = upstream.Failed, OutcomeTimeout
+	case f != nil:
+		a.outcome, a.label = upstream.Failed, OutcomeErrorEvent
+	case a.q.err == errClientGone:
+		a.outcome, a.label = upstream.Abandoned, OutcomeCanceled
+	case a.q.err != nil:
+		a.outcome, a.label = upstream.Failed, OutcomeStreamCut
+	}
+}
+
+// finish reports an attempt that ended (also by a panic that aborts the
+// client's response): the backend's state, the events, the next attempt's
+// retry reason; then it stops the attempt's guard and context.
+//
+//go:noinline
+func (h *Handler) finish(a *attemptRun) {
+	if a.sent {
+		if a.cut {
+			a.outcome, a.label = upstream.Failed, OutcomeStreamCut
+		}
+		b, q := a.b, a.q
+		end := h.now()
+		h.doneAt(b, end, a.outcome, end.Sub(a.start), a.probe)
+		if h.events != nil {
+			h.events.Attempt(&AttemptInfo{Backend: b.Name, Model: q.deployment, Outcome: a.label, Status: a.status,
+				Retry: q.attempts > 1, Latency: a.latency, PrevBackend: q.lastBackend, PrevOutcome: q.lastOutcome})
+		}
+		q.lastBackend, q.lastOutcome = b.Name, a.label
+	}
+	a.idle.stop()
+	a.cancel()
 }
 
 // credentialFailed records an attempt that could not start: the backend's
@@ -350,7 +384,7 @@ func keepFailed(resp *http.Response, b *Backend, q *request, class retry.Class, 
 // the client's response.
 // (A function of its own, so its buffers and locals are off the stack the
 // attempt keeps while a stream is relayed.)
-func (h *Handler) relayBody(x *bodyRelay) (*failure, bool) {
+func (h *Handler) relayBody(x *attemptRun) (*failure, bool) {
 	w, r, resp, b, q, class, final, idle, ra := x.w, x.r, x.resp, x.b, x.q, x.class, x.final, x.idle, x.ra
 	defer resp.Body.Close()
 	buf := stream.GetBuf()
@@ -503,27 +537,61 @@ func (h *Handler) doneAt(b *Backend, now time.Time, o upstream.Outcome, latency 
 
 // relayStream relays a 200 text/event-stream answer. Its first event is read
 // before anything reaches the client: an error event there is a failure that
-// may still fail over.
+// may still fail over. (The work before and after the copy is in functions
+// of their own: see attempt.)
 func (h *Handler) relayStream(ctx context.Context, w http.ResponseWriter, resp *http.Response, b *Backend, q *request, final bool, idle *guard, injected bool) (*failure, bool) {
 	defer resp.Body.Close()
 	bufp := stream.GetStreamBuf()
 	defer stream.PutStreamBuf(bufp)
 	buf := *bufp
 	body := onRead(resp.Body, idle)
+	n, f, done := h.openStream(ctx, w, resp, body, buf, b, q, final, idle)
+	if f != nil || done {
+		return f, done
+	}
+	fl, ok := w.(stream.Writer)
+	if !ok {
+		fl = nopFlusher{w}
+	}
+	var tail stream.Tail
+	sn := new(usage.Sniffer)
+	filter := stream.Filter{Tap: sn}
+	if injected {
+		filter.Drop, filter.Trim = usageOnly, trimUsageNull
+	}
+	written, cerr := stream.CopyFiltered(fl, body, buf, n, &tail, filter)
+	q.bytesOut += written
+	h.account(b, q, sn)
+	if cerr == nil && !tail.Done() && expectsDone(q.suffix) {
+		cerr = io.ErrUnexpectedEOF
+	}
+	if cerr != nil {
+		h.streamBroke(ctx, fl, &tail, cerr, b, q, idle)
+	}
+	return nil, true
+}
+
+// openStream reads a stream's leading events into buf and, when they say
+// nothing is wrong, sends the client the response head: n bytes of buf are
+// then the stream's start, still to be relayed. Otherwise f is the failure
+// to retry, or done says the client is gone.
+//
+//go:noinline
+func (h *Handler) openStream(ctx context.Context, w http.ResponseWriter, resp *http.Response, body io.Reader, buf []byte, b *Backend, q *request, final bool, idle *guard) (n int, f *failure, done bool) {
 	// Read past Azure's prompt-filter chunk (no choices) to the first event
 	// that says something: only then is the stream committed.
 	n, err := stream.Leading(body, buf, noChoices)
 	if err != nil && n == 0 {
 		if ctx.Err() != nil && !idle.fired() {
 			q.status, q.err = statusClientClosed, errClientGone
-			return nil, true
+			return 0, nil, true
 		}
 		reason := "stream_error"
 		if idle.fired() {
 			reason = "timeout"
 		}
 		q.trail = appendTrail(q.trail, b.Name, reason, 0)
-		return &failure{err: err, class: retry.Transient}, false
+		return 0, &failure{err: err, class: retry.Transient}, false
 	}
 	if !final && (err != nil || stream.HasErrorEvent(buf[:n])) {
 		q.trail = appendTrail(q.trail, b.Name, "200+error", 0)
@@ -532,47 +600,39 @@ func (h *Handler) relayStream(ctx context.Context, w http.ResponseWriter, resp *
 			rest, _ := io.ReadAll(io.LimitReader(body, maxErrorBody))
 			data = append(data, rest...)
 		}
-		return &failure{status: resp.StatusCode, header: resp.Header, body: data, err: err, class: retry.Transient}, false
+		return 0, &failure{status: resp.StatusCode, header: resp.Header, body: data, err: err, class: retry.Transient}, false
 	}
 	q.trail = appendTrail(q.trail, b.Name, "200", 0)
-	fl, ok := w.(stream.Writer)
-	if !ok {
-		fl = nopFlusher{w}
-	}
 	h.writeHeader(w, resp.StatusCode, resp.Header, b.Name, q)
-	fl.Flush()
-	var tail stream.Tail
-	var sn usage.Sniffer
-	filter := stream.Filter{Tap: &sn}
-	if injected {
-		filter.Drop, filter.Trim = usageOnly, trimUsageNull
-	}
-	written, cerr := stream.CopyFiltered(fl, body, buf, n, &tail, filter)
-	q.bytesOut += written
-	h.account(b, q, &sn)
-	if cerr == nil && !tail.Done() && expectsDone(q.suffix) {
-		cerr = io.ErrUnexpectedEOF
-	}
-	if cerr != nil {
-		var we *stream.WriteError
-		if errors.As(cerr, &we) || (ctx.Err() != nil && !idle.fired()) {
-			q.err = errClientGone
-			return nil, true
-		}
-		msg := "The upstream stream from backend " + b.Name + " broke before it was complete."
-		code := "upstream_stream_broken"
-		if idle.fired() {
-			msg = "The upstream stream from backend " + b.Name + " stalled longer than the idle timeout."
-			code = "upstream_stream_timeout"
-		}
-		ev := stream.ErrorEvent(&tail, msg, code)
-		m, _ := fl.Write(ev)
-		q.bytesOut += int64(m)
+	if fl, ok := w.(http.Flusher); ok {
 		fl.Flush()
-		q.err = cerr
-		h.log.Warn("upstream stream broke", slog.String("request_id", q.id), slog.String("backend", b.Name), slog.Any("err", cerr))
 	}
-	return nil, true
+	return n, nil, false
+}
+
+// streamBroke ends a committed stream that could not be relayed to its end:
+// a client that went away, or an upstream that broke off or stalled, which
+// the client learns from a final error event.
+//
+//go:noinline
+func (h *Handler) streamBroke(ctx context.Context, fl stream.Writer, tail *stream.Tail, cerr error, b *Backend, q *request, idle *guard) {
+	var we *stream.WriteError
+	if errors.As(cerr, &we) || (ctx.Err() != nil && !idle.fired()) {
+		q.err = errClientGone
+		return
+	}
+	msg := "The upstream stream from backend " + b.Name + " broke before it was complete."
+	code := "upstream_stream_broken"
+	if idle.fired() {
+		msg = "The upstream stream from backend " + b.Name + " stalled longer than the idle timeout."
+		code = "upstream_stream_timeout"
+	}
+	ev := stream.ErrorEvent(tail, msg, code)
+	m, _ := fl.Write(ev)
+	q.bytesOut += int64(m)
+	fl.Flush()
+	q.err = cerr
+	h.log.Warn("upstream stream broke", slog.String("request_id", q.id), slog.String("backend", b.Name), slog.Any("err", cerr))
 }
 
 // noChoices reports whether an event is a chunk with empty choices and no

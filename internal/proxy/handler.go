@@ -140,11 +140,15 @@ type request struct {
 
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	cfg := h.cfg.Load()
-	q := request{start: h.now(), id: h.idPrefix + strconv.FormatUint(h.seq.Add(1), 36)}
+	// Field by field: a composite literal would be built in a temporary on
+	// this frame, which a relayed stream keeps on its stack for its life.
+	q := new(request)
+	q.start = h.now()
+	q.id = h.idPrefix + strconv.FormatUint(h.seq.Add(1), 36)
 	w.Header()["X-Llmgate-Request-Id"] = []string{q.id}
-	defer h.logAccess(r, &q)
+	defer h.logAccess(r, q)
 
-	route, key, body := h.prepare(w, r, cfg, &q)
+	route, key, body := h.prepare(w, r, cfg, q)
 	if route == nil {
 		return
 	}
@@ -154,17 +158,17 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			defer h.streams.add(key.ID, -1)
 			if n > max {
 				w.Header().Set("X-Should-Retry", "false")
-				writeError(w, &q, http.StatusTooManyRequests, typeRateLimit, "too_many_streams",
+				writeError(w, q, http.StatusTooManyRequests, typeRateLimit, "too_many_streams",
 					"This key already has "+strconv.FormatInt(max, 10)+" streams open, its limit.")
 				return
 			}
 		}
 	}
-	if !h.admit(w, r, cfg, key, &q) {
+	if !h.admit(w, r, cfg, key, q) {
 		return
 	}
-	h.forward(w, r, cfg, route, body, &q)
-	h.settle(r, cfg, &q)
+	h.forward(w, r, cfg, route, body, q)
+	h.settle(r, cfg, q)
 }
 
 // prepare checks and reads a request up to the choice of its route: path,
