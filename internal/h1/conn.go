@@ -326,6 +326,18 @@ func (b *body) Read(p []byte) (int, error) {
 	return n, err
 }
 
+// Wait blocks until the connection has bytes for the body (or fails)
+// without reading them: a relay waiting for a stream's next event need not
+// hold a buffer (stream.Waiter). It returns at once when bytes are buffered
+// or the body is over; a read error is left for the next Read to report.
+func (b *body) Wait() error {
+	if b.state.Load() != bodyOpen {
+		return nil
+	}
+	_, err := b.c.br.Peek(1)
+	return err
+}
+
 // Close ends the body; a body not read to its end closes the connection
 // (nothing is drained).
 func (b *body) Close() error {

@@ -573,3 +573,67 @@ type closeRecorder struct {
 }
 
 func (c *closeRecorder) Close() error { c.closed.Store(true); return nil }
+
+// TestBodyWaitsForBytesWithoutReadingThem: a response body waits until the
+// upstream sends (stream.Waiter), leaves the bytes for Read, returns at
+// once when the body is over, and a cancelled request ends the wait.
+func TestBodyWaitsForBytesWithoutReadingThem(t *testing.T) {
+	next := make(chan string)
+	u := rawServer(t, func(c net.Conn, _ *http.Request) {
+		io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nTransfer-Encoding: chunked\r\n\r\n")
+		for s := range next {
+			io.WriteString(c, s)
+		}
+	})
+	tr := newTransport(t, h1.Options{})
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	resp, err := post(t, ctx, tr, u, "{}")
+	if err != nil {
+		t.Fatal(err)
+	}
+	w, ok := resp.Body.(interface{ Wait() error })
+	if !ok {
+		t.Fatalf("body %T has no Wait", resp.Body)
+	}
+	waited := make(chan error, 1)
+	go func() { waited <- w.Wait() }()
+	select {
+	case err := <-waited:
+		t.Fatalf("Wait returned %v before the upstream sent anything", err)
+	case <-time.After(50 * time.Millisecond):
+	}
+	next <- "5\r\nhello\r\n"
+	if err := <-waited; err != nil {
+		t.Fatalf("Wait: %v", err)
+	}
+	buf := make([]byte, 16)
+	if n, err := resp.Body.Read(buf); err != nil || string(buf[:n]) != "hello" {
+		t.Fatalf("Read after Wait: %q %v", buf[:n], err)
+	}
+	next <- "0\r\n\r\n"
+	close(next)
+	if n, err := resp.Body.Read(buf); err != io.EOF || n != 0 {
+		t.Fatalf("end: %d %v, want EOF", n, err)
+	}
+	if err := w.Wait(); err != nil {
+		t.Fatalf("Wait on a finished body: %v", err)
+	}
+
+	// A cancelled request ends a wait.
+	quiet := make(chan struct{})
+	u = rawServer(t, func(c net.Conn, _ *http.Request) {
+		io.WriteString(c, "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n")
+		<-quiet
+	})
+	t.Cleanup(func() { close(quiet) })
+	resp, err = post(t, ctx, tr, u, "{}")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	time.AfterFunc(20*time.Millisecond, cancel)
+	if err := resp.Body.(interface{ Wait() error }).Wait(); err == nil {
+		t.Fatal("Wait after cancel: nil error")
+	}
+}

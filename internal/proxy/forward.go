@@ -541,14 +541,16 @@ func (h *Handler) doneAt(b *Backend, now time.Time, o upstream.Outcome, latency 
 // of their own: see attempt.)
 func (h *Handler) relayStream(ctx context.Context, w http.ResponseWriter, resp *http.Response, b *Backend, q *request, final bool, idle *guard, injected bool) (*failure, bool) {
 	defer resp.Body.Close()
-	bufp := stream.GetStreamBuf()
-	defer stream.PutStreamBuf(bufp)
-	buf := *bufp
+	var buf stream.Buf
+	defer buf.Release()
 	body := onRead(resp.Body, idle)
-	n, f, done := h.openStream(ctx, w, resp, body, buf, b, q, final, idle)
+	n, f, done := h.openStream(ctx, w, resp, body, buf.Bytes(), b, q, final, idle)
 	if f != nil || done {
 		return f, done
 	}
+	// The client has the head: drop what only the head needed (the upstream
+	// headers, the request sent) rather than keep it for the stream's life.
+	resp.Header, resp.Request = nil, nil
 	fl, ok := w.(stream.Writer)
 	if !ok {
 		fl = nopFlusher{w}
@@ -559,7 +561,7 @@ func (h *Handler) relayStream(ctx context.Context, w http.ResponseWriter, resp *
 	if injected {
 		filter.Drop, filter.Trim = usageOnly, trimUsageNull
 	}
-	written, cerr := stream.CopyFiltered(fl, body, buf, n, &tail, filter)
+	written, cerr := stream.CopyFiltered(fl, body, &buf, n, &tail, filter)
 	q.bytesOut += written
 	h.account(b, q, sn)
 	if cerr == nil && !tail.Done() && expectsDone(q.suffix) {

@@ -4,6 +4,8 @@ import (
 	"io"
 	"sync/atomic"
 	"time"
+
+	"github.com/llmgate/llmgate/internal/stream"
 )
 
 // guard cancels an attempt when the request's deadline passes (from before
@@ -98,9 +100,20 @@ func (gr guardedReader) Read(p []byte) (int, error) {
 	return n, err
 }
 
+// guardedWaiter is a guardedReader over a stream.Waiter, which it stays.
+type guardedWaiter struct {
+	guardedReader
+	w stream.Waiter
+}
+
+func (gw guardedWaiter) Wait() error { return gw.w.Wait() }
+
 func onRead(r io.Reader, g *guard) io.Reader {
 	if g == nil || g.idle <= 0 {
 		return r
+	}
+	if w, ok := r.(stream.Waiter); ok {
+		return guardedWaiter{guardedReader{r: r, g: g}, w}
 	}
 	return guardedReader{r: r, g: g}
 }

@@ -18,7 +18,7 @@ func (sink) Flush()                      {}
 func TestRelayAllocBudget(t *testing.T) {
 	ev := []byte(`data: {"id":"c","object":"chat.completion.chunk","choices":[{"index":0,"delta":{"content":"hi"}}],"usage":null}` + "\n\n")
 	stream := bytes.Repeat(ev, 100)
-	buf := make([]byte, StreamBufSize)
+	buf := FixedBuf(make([]byte, StreamBufSize))
 	src := bytes.NewReader(nil)
 	filter := Filter{Tap: io.Discard, Drop: func([]byte) bool { return false }, Trim: func(b []byte) []byte { return b }}
 	allocs := testing.AllocsPerRun(50, func() {

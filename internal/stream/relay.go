@@ -36,6 +36,42 @@ func GetStreamBuf() *[]byte { return streamBufPool.Get().(*[]byte) }
 // PutStreamBuf returns a buffer from GetStreamBuf to the pool.
 func PutStreamBuf(b *[]byte) { streamBufPool.Put(b) }
 
+// Buf is a relay buffer taken from the pool when first used. A copy hands it
+// back while its source is quiet (see Waiter), so ten thousand streams
+// waiting for their next event hold no relay buffers; Release returns it
+// for good.
+type Buf struct {
+	p     *[]byte
+	fixed bool
+}
+
+// FixedBuf returns a Buf over p that never goes to the pool.
+func FixedBuf(p []byte) *Buf { return &Buf{p: &p, fixed: true} }
+
+// Bytes returns the buffer, taking one from the pool if b holds none.
+func (b *Buf) Bytes() []byte {
+	if b.p == nil {
+		b.p = GetStreamBuf()
+	}
+	return *b.p
+}
+
+// Release returns the buffer to the pool; Bytes takes another.
+func (b *Buf) Release() {
+	if b.p != nil && !b.fixed {
+		PutStreamBuf(b.p)
+		b.p = nil
+	}
+}
+
+// Waiter is a source that can wait until it has bytes to read without
+// reading them (an upstream connection's buffered reader). A copy from a
+// Waiter holds no buffer while it waits. Wait returns at once when bytes are
+// buffered or the source is over; its error is left for the Read after it.
+type Waiter interface {
+	Wait() error
+}
+
 // Tail remembers the last bytes written, to tell whether the stream is at an
 // event boundary and whether it ended with [DONE].
 type Tail struct {
@@ -177,13 +213,15 @@ type Writer interface {
 // whole events (up to the last blank line read so far) and flushes after
 // each write, so a client never sees half an event, even when the upstream
 // breaks. An event larger than buf is passed through in pieces. buf[:pre]
-// holds bytes already read from src and not yet written. Copy calls onRead
+// holds bytes already read from src and not yet written. When src is a
+// Waiter, buf goes back to the pool whenever no event is pending and src has
+// nothing to read (pre bytes read before are still written first). Copy calls onRead
 // after each successful read (e.g. to extend an idle deadline) and records
 // what was written in tail. It returns the bytes written and the first read
 // or write error (io.EOF is not an error); on a read error, bytes of an
 // unfinished event are dropped.
-func Copy(dst Writer, src io.Reader, buf []byte, pre int, tail *Tail, onRead func()) (int64, error) {
-	return CopyFiltered(dst, src, buf, pre, tail, Filter{})
+func Copy(dst Writer, src io.Reader, buf *Buf, pre int, tail *Tail, onRead func()) (int64, error) {
+	return CopyFiltered(dst, src, buf, pre, tail, Filter{OnRead: onRead})
 }
 
 // Filter observes and trims a relayed stream. Zero fields do nothing.
@@ -200,8 +238,10 @@ type Filter struct {
 }
 
 // CopyFiltered is Copy with a Filter.
-func CopyFiltered(dst Writer, src io.Reader, buf []byte, pre int, tail *Tail, f Filter) (int64, error) {
+func CopyFiltered(dst Writer, src io.Reader, b *Buf, pre int, tail *Tail, f Filter) (int64, error) {
 	var written int64
+	buf := b.Bytes()
+	waiter, _ := src.(Waiter)
 	off := pre
 	if f.Tap != nil && pre > 0 {
 		_, _ = f.Tap.Write(buf[:pre])
@@ -250,6 +290,11 @@ func CopyFiltered(dst Writer, src io.Reader, buf []byte, pre int, tail *Tail, f 
 		}
 	}
 	for {
+		if off == 0 && waiter != nil {
+			b.Release()
+			_ = waiter.Wait()
+			buf = b.Bytes()
+		}
 		n, rerr := src.Read(buf[off:])
 		if n > 0 {
 			if f.OnRead != nil {

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"io"
 	"net/http/httptest"
+	"slices"
 	"strings"
 	"testing"
 )
@@ -43,7 +44,7 @@ func TestCopyWholeEventsOnly(t *testing.T) {
 	var dst recorder
 	var tail Tail
 	buf := make([]byte, 64)
-	n, err := Copy(&dst, src, buf, 0, &tail, nil)
+	n, err := Copy(&dst, src, FixedBuf(buf), 0, &tail, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -66,7 +67,7 @@ func TestCopyDropsPartialEventOnError(t *testing.T) {
 	src := &chunks{parts: []string{"data: {\"a\":1}\n\ndata: {\"b\""}, err: io.ErrUnexpectedEOF}
 	var dst recorder
 	var tail Tail
-	_, err := Copy(&dst, src, make([]byte, 64), 0, &tail, nil)
+	_, err := Copy(&dst, src, FixedBuf(make([]byte, 64)), 0, &tail, nil)
 	if !errors.Is(err, io.ErrUnexpectedEOF) {
 		t.Fatalf("err = %v", err)
 	}
@@ -88,7 +89,7 @@ func TestCopyOversizedEventPassesThrough(t *testing.T) {
 	src := &chunks{parts: []string{big}}
 	var dst recorder
 	var tail Tail
-	if _, err := Copy(&dst, src, make([]byte, 64), 0, &tail, nil); err != nil {
+	if _, err := Copy(&dst, src, FixedBuf(make([]byte, 64)), 0, &tail, nil); err != nil {
 		t.Fatal(err)
 	}
 	if dst.String() != big {
@@ -130,6 +131,51 @@ func TestTail(t *testing.T) {
 	}
 }
 
+// waitingChunks is chunks as a Waiter; it records a Wait made while the
+// copy held its buffer.
+type waitingChunks struct {
+	chunks
+	buf   *Buf
+	waits int
+	held  bool
+}
+
+func (w *waitingChunks) Wait() error {
+	w.waits++
+	if w.buf.p != nil {
+		w.held = true
+	}
+	return nil
+}
+
+// TestCopyHandsBufferBackWhileWaiting: between whole events the relay holds
+// no buffer while its source waits, and an event split across reads is
+// still written whole.
+func TestCopyHandsBufferBackWhileWaiting(t *testing.T) {
+	t.Parallel()
+	parts := []string{"data: {\"a\":1}\n\n", "data: {\"b\"", ":2}\n\n", "data: [DONE]\n\n"}
+	want := strings.Join(parts, "")
+	var buf Buf
+	defer buf.Release()
+	src := &waitingChunks{chunks: chunks{parts: parts}, buf: &buf}
+	var dst recorder
+	var tail Tail
+	n, err := Copy(&dst, src, &buf, 0, &tail, nil)
+	if err != nil || dst.String() != want || n != int64(len(want)) {
+		t.Fatalf("got %q (%d, %v), want %q", dst.String(), n, err, want)
+	}
+	if src.held {
+		t.Error("the copy held its buffer while the source waited")
+	}
+	// Waits before reads 1, 2, 4 and the final EOF; read 3 completes a pending event.
+	if src.waits != 4 {
+		t.Errorf("waited %d times, want 4 (not while an event was pending)", src.waits)
+	}
+	if !tail.Done() {
+		t.Error("tail: want [DONE]")
+	}
+}
+
 func FuzzCopy(f *testing.F) {
 	f.Add([]byte("data: {\"a\":1}\n\ndata: [DONE]\n\n"), uint8(3))
 	f.Add([]byte("event: error\r\ndata: {}\r\n\r\n"), uint8(1))
@@ -140,11 +186,21 @@ func FuzzCopy(f *testing.F) {
 		for i := 0; i < len(in); i += s {
 			parts = append(parts, string(in[i:min(i+s, len(in))]))
 		}
+		again := slices.Clone(parts) // chunks consumes its parts
 		var dst recorder
 		var tail Tail
-		n, err := Copy(&dst, &chunks{parts: parts}, make([]byte, 32), 0, &tail, nil)
+		n, err := Copy(&dst, &chunks{parts: parts}, FixedBuf(make([]byte, 32)), 0, &tail, nil)
 		if err != nil || !bytes.Equal(dst.Bytes(), in) || n != int64(len(in)) {
 			t.Fatalf("Copy changed the stream: err=%v got %q want %q", err, dst.Bytes(), in)
+		}
+		// The same through a pooled buffer handed back while the source waits.
+		var pooled Buf
+		dst.Reset()
+		src := &waitingChunks{chunks: chunks{parts: again}, buf: &pooled}
+		n, err = Copy(&dst, src, &pooled, 0, &tail, nil)
+		pooled.Release()
+		if err != nil || !bytes.Equal(dst.Bytes(), in) || n != int64(len(in)) || src.held {
+			t.Fatalf("Copy over a Waiter changed the stream: err=%v held=%v got %q want %q", err, src.held, dst.Bytes(), in)
 		}
 		IsErrorEvent(in)
 		_ = ErrorEvent(&tail, string(in), "x")
@@ -162,7 +218,7 @@ func BenchmarkCopy(b *testing.B) {
 		src.Reset(ev)
 		w.Body.Reset()
 		var tail Tail
-		if _, err := Copy(w, src, buf, 0, &tail, nil); err != nil {
+		if _, err := Copy(w, src, FixedBuf(buf), 0, &tail, nil); err != nil {
 			b.Fatal(err)
 		}
 	}
