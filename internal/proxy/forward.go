@@ -605,10 +605,8 @@ func (h *Handler) openStream(ctx context.Context, w http.ResponseWriter, resp *h
 		return 0, &failure{status: resp.StatusCode, header: resp.Header, body: data, err: err, class: retry.Transient}, false
 	}
 	q.trail = appendTrail(q.trail, b.Name, "200", 0)
+	// Not flushed here: the copy sends the head with the first event.
 	h.writeHeader(w, resp.StatusCode, resp.Header, b.Name, q)
-	if fl, ok := w.(http.Flusher); ok {
-		fl.Flush()
-	}
 	return n, nil, false
 }
 
