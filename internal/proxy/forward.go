@@ -192,12 +192,14 @@ func (h *Handler) attempt(ctx context.Context, w http.ResponseWriter, r *http.Re
 	a.cancel = cancel
 	a.idle = newGuard(cfg.StreamIdle, q.deadline, cancel)
 	defer h.finish(&a)
-	resp, injected, f, done := h.send(actx, r, m, body, &a)
+	a.w, a.r, a.final = w, r, final
+	resp, injected, f, done := h.send(actx, m, body, &a)
 	if resp == nil {
 		return f, done
 	}
+	a.resp = resp
 	if a.class == retry.Success && isEventStream(resp.Header) {
-		f, done = h.relayStream(ctx, w, resp, a.b, q, final, a.idle, injected)
+		f, done = h.relayStream(ctx, &a, injected)
 		a.streamEnded(f, ctx)
 		return f, done
 	}
@@ -206,7 +208,6 @@ func (h *Handler) attempt(ctx context.Context, w http.ResponseWriter, r *http.Re
 		return keepFailed(resp, a.b, q, a.class, a.idle, a.ra), false
 	}
 	// Success, a caller fault, or the final attempt: relay as it is.
-	a.w, a.r, a.resp, a.final = w, r, resp, final
 	return h.relayBody(&a)
 }
 
@@ -225,7 +226,7 @@ type attemptRun struct {
 	label   string
 	probe   bool
 	sent    bool // the request left: finish does the bookkeeping
-	// for relayBody
+	// the exchange
 	w     http.ResponseWriter
 	r     *http.Request
 	resp  *http.Response
@@ -237,8 +238,8 @@ type attemptRun struct {
 // means the attempt is over: done and f are its result.
 //
 //go:noinline
-func (h *Handler) send(ctx context.Context, r *http.Request, m Member, body []byte, a *attemptRun) (resp *http.Response, injected bool, f *failure, done bool) {
-	b, q := a.b, a.q
+func (h *Handler) send(ctx context.Context, m Member, body []byte, a *attemptRun) (resp *http.Response, injected bool, f *failure, done bool) {
+	b, q, r := a.b, a.q, a.r
 	a.start = h.now()
 	out, injected, err := h.outbound(ctx, r, b, m, body, q)
 	if err != nil {
@@ -539,21 +540,22 @@ func (h *Handler) doneAt(b *Backend, now time.Time, o upstream.Outcome, latency 
 // before anything reaches the client: an error event there is a failure that
 // may still fail over. (The work before and after the copy is in functions
 // of their own: see attempt.)
-func (h *Handler) relayStream(ctx context.Context, w http.ResponseWriter, resp *http.Response, b *Backend, q *request, final bool, idle *guard, injected bool) (*failure, bool) {
+func (h *Handler) relayStream(ctx context.Context, a *attemptRun, injected bool) (*failure, bool) {
+	resp, b, q := a.resp, a.b, a.q
 	defer resp.Body.Close()
 	var buf stream.Buf
 	defer buf.Release()
-	body := onRead(resp.Body, idle)
-	n, f, done := h.openStream(ctx, w, resp, body, buf.Bytes(), b, q, final, idle)
+	body := onRead(resp.Body, a.idle)
+	n, f, done := h.openStream(ctx, a, body, buf.Bytes())
 	if f != nil || done {
 		return f, done
 	}
 	// The client has the head: drop what only the head needed (the upstream
 	// headers, the request sent) rather than keep it for the stream's life.
 	resp.Header, resp.Request = nil, nil
-	fl, ok := w.(stream.Writer)
+	fl, ok := a.w.(stream.Writer)
 	if !ok {
-		fl = nopFlusher{w}
+		fl = nopFlusher{a.w}
 	}
 	var tail stream.Tail
 	sn := new(usage.Sniffer)
@@ -568,7 +570,7 @@ func (h *Handler) relayStream(ctx context.Context, w http.ResponseWriter, resp *
 		cerr = io.ErrUnexpectedEOF
 	}
 	if cerr != nil {
-		h.streamBroke(ctx, fl, &tail, cerr, b, q, idle)
+		h.streamBroke(ctx, a, fl, &tail, cerr)
 	}
 	return nil, true
 }
@@ -579,7 +581,8 @@ func (h *Handler) relayStream(ctx context.Context, w http.ResponseWriter, resp *
 // to retry, or done says the client is gone.
 //
 //go:noinline
-func (h *Handler) openStream(ctx context.Context, w http.ResponseWriter, resp *http.Response, body io.Reader, buf []byte, b *Backend, q *request, final bool, idle *guard) (n int, f *failure, done bool) {
+func (h *Handler) openStream(ctx context.Context, a *attemptRun, body io.Reader, buf []byte) (n int, f *failure, done bool) {
+	w, resp, b, q, idle := a.w, a.resp, a.b, a.q, a.idle
 	// Read past Azure's prompt-filter chunk (no choices) to the first event
 	// that says something: only then is the stream committed.
 	n, err := stream.Leading(body, buf, noChoices)
@@ -595,7 +598,7 @@ func (h *Handler) openStream(ctx context.Context, w http.ResponseWriter, resp *h
 		q.trail = appendTrail(q.trail, b.Name, reason, 0)
 		return 0, &failure{err: err, class: retry.Transient}, false
 	}
-	if !final && (err != nil || stream.HasErrorEvent(buf[:n])) {
+	if !a.final && (err != nil || stream.HasErrorEvent(buf[:n])) {
 		q.trail = appendTrail(q.trail, b.Name, "200+error", 0)
 		data := bytes.Clone(buf[:n])
 		if err == nil {
@@ -605,8 +608,14 @@ func (h *Handler) openStream(ctx context.Context, w http.ResponseWriter, resp *h
 		return 0, &failure{status: resp.StatusCode, header: resp.Header, body: data, err: err, class: retry.Transient}, false
 	}
 	q.trail = appendTrail(q.trail, b.Name, "200", 0)
-	// Not flushed here: the copy sends the head with the first event.
+	// Flushed here, not with the first event in the copy: net/http writes
+	// the head deep down its stack, and from under the copy that grows the
+	// goroutine's stack past 16 KiB, which the stream then keeps for its life
+	// (TestHeldStreamStackBudget).
 	h.writeHeader(w, resp.StatusCode, resp.Header, b.Name, q)
+	if fl, ok := w.(http.Flusher); ok {
+		fl.Flush()
+	}
 	return n, nil, false
 }
 
@@ -615,7 +624,8 @@ func (h *Handler) openStream(ctx context.Context, w http.ResponseWriter, resp *h
 // the client learns from a final error event.
 //
 //go:noinline
-func (h *Handler) streamBroke(ctx context.Context, fl stream.Writer, tail *stream.Tail, cerr error, b *Backend, q *request, idle *guard) {
+func (h *Handler) streamBroke(ctx context.Context, a *attemptRun, fl stream.Writer, tail *stream.Tail, cerr error) {
+	b, q, idle := a.b, a.q, a.idle
 	var we *stream.WriteError
 	if errors.As(cerr, &we) || (ctx.Err() != nil && !idle.fired()) {
 		q.err = errClientGone

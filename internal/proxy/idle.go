@@ -108,6 +108,10 @@ type guardedWaiter struct {
 
 func (gw guardedWaiter) Wait() error { return gw.w.Wait() }
 
+// onRead wraps r so that reads extend g. (Not inlined: its temporaries
+// would sit in the frame a relayed stream keeps.)
+//
+//go:noinline
 func onRead(r io.Reader, g *guard) io.Reader {
 	if g == nil || g.idle <= 0 {
 		return r
