@@ -1,11 +1,11 @@
 package app_test
 
 import (
-	"os"
 	"bufio"
 	"bytes"
 	"net"
 	"net/http"
+	"os"
 	"runtime"
 	"strconv"
 	"testing"
