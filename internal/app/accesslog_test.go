@@ -3,7 +3,6 @@ package app_test
 import (
 	"encoding/json"
 	"net/http"
-	"net/http/httptest"
 	"strings"
 	"testing"
 
@@ -23,7 +22,7 @@ func TestAccessLogFastPath(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv := httptest.NewServer(a.Handler())
+	srv := servePlain(t, a)
 	defer srv.Close()
 	for _, key := range []string{clientKey, "wrong-key"} {
 		req, _ := http.NewRequest("POST", srv.URL+chatPath, strings.NewReader(chatBody))

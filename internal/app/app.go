@@ -175,17 +175,16 @@ func writePlain(w http.ResponseWriter, status int, s string) {
 
 // Server returns an http.Server for the gateway with the config's
 // timeouts and, when TLS is configured, the certificate in use (read
-// again on every reload).
+// again on every reload). Serve uses it for TLS listeners (HTTP/2 and
+// HTTP/1.1 to clients); plain listeners get PlainServer.
 func (a *App) Server() *http.Server {
 	cfg := a.cfg.Load()
 	srv := &http.Server{
 		Handler:           a.Handler(),
 		ReadHeaderTimeout: cfg.Timeouts.ReadHeader.D(),
 		IdleTimeout:       cfg.Timeouts.Idle.D(),
-		// The proxy answers oversized headers with a JSON 431 up to this
-		// hard bound, beyond which net/http answers on its own.
-		MaxHeaderBytes: max(4*cfg.MaxHeaderBytes, 1<<20),
-		ErrorLog:       slog.NewLogLogger(a.log.Handler(), slog.LevelWarn),
+		MaxHeaderBytes:    maxHeaderBytes(cfg),
+		ErrorLog:          slog.NewLogLogger(a.log.Handler(), slog.LevelWarn),
 	}
 	if a.cert.Load() != nil {
 		srv.TLSConfig = &tls.Config{
@@ -198,21 +197,47 @@ func (a *App) Server() *http.Server {
 	return srv
 }
 
+// PlainServer returns the server for plain-HTTP listeners: h1's HTTP/1.1
+// server, with the same timeouts and bounds as Server (see package h1 for
+// what it saves over net/http's).
+func (a *App) PlainServer() *h1.Server {
+	cfg := a.cfg.Load()
+	return &h1.Server{
+		Handler:           a.Handler(),
+		ReadHeaderTimeout: cfg.Timeouts.ReadHeader.D(),
+		IdleTimeout:       cfg.Timeouts.Idle.D(),
+		MaxHeaderBytes:    maxHeaderBytes(cfg),
+		ErrorLog:          slog.NewLogLogger(a.log.Handler(), slog.LevelWarn),
+	}
+}
+
+// maxHeaderBytes is the servers' hard bound on a request head: the proxy
+// answers oversized headers itself (JSON 431) up to it.
+func maxHeaderBytes(cfg *config.Config) int { return max(4*cfg.MaxHeaderBytes, 1<<20) }
+
+// server is what Serve needs of http.Server and h1.Server.
+type server interface {
+	Serve(net.Listener) error
+	Shutdown(context.Context) error
+	Close() error
+}
+
 // Serve serves on ln until ctx is cancelled, then drains in-flight requests
 // (streams included) for up to the configured grace period. While it runs
 // it watches the config file (Options.ConfigPath) and reloads on change.
 func (a *App) Serve(ctx context.Context, ln net.Listener) error {
 	ln = &onceCloseListener{Listener: ln}
-	srv := a.Server()
+	var srv server
 	errc := make(chan error, 1)
-	tlsOn := srv.TLSConfig != nil
-	go func() {
-		if tlsOn {
-			errc <- srv.ServeTLS(ln, "", "")
-			return
-		}
-		errc <- srv.Serve(ln)
-	}()
+	tlsOn := a.cert.Load() != nil
+	if tlsOn {
+		hs := a.Server()
+		srv = hs
+		go func() { errc <- hs.ServeTLS(ln, "", "") }()
+	} else {
+		srv = a.PlainServer()
+		go func() { errc <- srv.Serve(ln) }()
+	}
 	wctx, stopWatch := context.WithCancel(ctx)
 	var wg sync.WaitGroup
 	if a.path != "" && a.watchEvery > 0 {

@@ -232,8 +232,39 @@ func (s *syncBuffer) accessLines(t testing.TB) []map[string]any {
 // gateway is an App served by an httptest server.
 type gateway struct {
 	App *app.App
-	Srv *httptest.Server
+	Srv *plainServer
 	Log *syncBuffer
+}
+
+// plainServer serves an App's handler on a loopback listener with the
+// server App.Serve uses for plain HTTP (h1.Server), like httptest.Server.
+type plainServer struct {
+	URL      string
+	Listener net.Listener
+	srv      interface{ Close() error }
+	done     chan struct{}
+}
+
+func servePlain(t testing.TB, a *app.App) *plainServer {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := a.PlainServer()
+	p := &plainServer{URL: "http://" + ln.Addr().String(), Listener: ln, srv: s, done: make(chan struct{})}
+	go func() {
+		defer close(p.done)
+		_ = s.Serve(ln)
+	}()
+	t.Cleanup(p.Close)
+	return p
+}
+
+// Close closes the listener and every connection, and waits for Serve.
+func (p *plainServer) Close() {
+	_ = p.srv.Close()
+	<-p.done
 }
 
 // newApp builds an App logging JSON to a buffer, at debug level so that a
@@ -253,9 +284,7 @@ func newApp(t testing.TB, cfg *config.Config) (*app.App, *syncBuffer) {
 func startGateway(t testing.TB, bs []backend, extra string) *gateway {
 	t.Helper()
 	a, log := newApp(t, parseConfig(t, bs, extra))
-	srv := httptest.NewServer(a.Handler())
-	t.Cleanup(srv.Close)
-	return &gateway{App: a, Srv: srv, Log: log}
+	return &gateway{App: a, Srv: servePlain(t, a), Log: log}
 }
 
 // request builds a request to the gateway carrying the client key in api-key.

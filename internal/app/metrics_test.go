@@ -5,7 +5,6 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
-	"net/http/httptest"
 	"strings"
 	"testing"
 	"time"
@@ -42,7 +41,7 @@ const opsHead = "listen: 127.0.0.1:0\nkeys:\n  - name: " + keyName + "\n    key:
 // opsGateway is an App behind an httptest server, logging JSON to a buffer.
 type opsGateway struct {
 	App *app.App
-	Srv *httptest.Server
+	Srv *plainServer
 	Log *syncBuffer
 }
 
@@ -54,7 +53,7 @@ func startOps(t testing.TB, cfg *config.Config, opts app.Options) *opsGateway {
 	if err != nil {
 		t.Fatalf("app.New: %v", err)
 	}
-	srv := httptest.NewServer(a.Handler())
+	srv := servePlain(t, a)
 	t.Cleanup(srv.Close)
 	return &opsGateway{App: a, Srv: srv, Log: log}
 }

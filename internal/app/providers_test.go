@@ -68,7 +68,7 @@ func gatewayFrom(t *testing.T, yaml string, env map[string]string) string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv := httptest.NewServer(a.Handler())
+	srv := servePlain(t, a)
 	t.Cleanup(srv.Close)
 	return srv.URL
 }

@@ -234,7 +234,7 @@ func rtStart(t testing.TB, bs []rtBackend, extra string) *rtGateway {
 		t.Fatalf("config.Parse: %v\n%s", err, rtYAML(bs, extra))
 	}
 	a, log := newApp(t, cfg)
-	srv := httptest.NewServer(a.Handler())
+	srv := servePlain(t, a)
 	t.Cleanup(srv.Close)
 	tr := &http.Transport{MaxIdleConnsPerHost: 64, DisableCompression: true}
 	t.Cleanup(tr.CloseIdleConnections)

@@ -33,24 +33,54 @@ const maxHeadBytes = 1 << 20
 // errHeadTooLarge ends a response head longer than maxHeadBytes.
 var errHeadTooLarge = errors.New("h1: upstream response headers larger than 1 MiB")
 
-// limitReader reads from r, at most left bytes while left ≥ 0.
+// limitReader reads from r, at most left bytes while left ≥ 0. While a
+// head is read (left ≥ 0) it reads through a pooled staging buffer, so that
+// a head and the body after it arrive in one read however small the
+// bufio.Reader above is; the staging buffer goes back to its pool as soon
+// as it is drained. Body reads go straight to the caller, so a stream
+// waiting for its next event holds only the small bufio buffer.
 type limitReader struct {
-	r    io.Reader
-	left int64 // < 0: no limit
+	r     io.Reader
+	left  int64 // < 0: no limit
+	stage []byte
+	off   int
+	err   error // r's error after the bytes staged with it
 }
 
 func (l *limitReader) Read(p []byte) (int, error) {
-	if l.left < 0 {
-		return l.r.Read(p)
-	}
 	if l.left == 0 {
 		return 0, errHeadTooLarge
 	}
-	if int64(len(p)) > l.left {
+	if l.left > 0 && int64(len(p)) > l.left {
 		p = p[:l.left]
 	}
-	n, err := l.r.Read(p)
-	l.left -= int64(n)
+	var n int
+	var err error
+	switch {
+	case l.stage != nil:
+		n = copy(p, l.stage[l.off:])
+		l.off += n
+		if l.off == len(l.stage) {
+			putBuf(l.stage)
+			l.stage, l.off = nil, 0
+			err, l.err = l.err, nil
+		}
+	case l.left > 0 && len(p) < bufSize:
+		b := getBuf()
+		m, rerr := l.r.Read(b[:bufSize])
+		n = copy(p, b[:m])
+		if n < m {
+			l.stage, l.off, l.err = b[:m], n, rerr
+		} else {
+			putBuf(b)
+			err = rerr
+		}
+	default:
+		n, err = l.r.Read(p)
+	}
+	if l.left > 0 {
+		l.left -= int64(n)
+	}
 	return n, err
 }
 

@@ -174,10 +174,11 @@ func hostPort(u *url.URL) string {
 	return net.JoinHostPort(u.Hostname(), "80")
 }
 
-// readBufSize is a connection's read buffer: room for a typical response
-// head and an SSE chunk line; larger reads go straight to the caller's
-// buffer, and a longer head is read in more than one piece.
-const readBufSize = 2048
+// readBufSize is a connection's read buffer: room for an SSE event and a
+// chunk line (a head arrives through limitReader's staging buffer, larger
+// body reads go straight to the caller's buffer). Small, because a held
+// stream keeps it.
+const readBufSize = 512
 
 // clockBase is the origin of mono.
 var clockBase = time.Now()

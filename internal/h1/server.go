@@ -1,0 +1,611 @@
+package h1
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"io"
+	"log"
+	"net"
+	"net/http"
+	"runtime"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// Server serves an http.Handler over plain HTTP/1.1: keep-alive,
+// pipelining, chunked and length-framed bodies both ways, Expect:
+// 100-continue, flushes, the read-header and idle timeouts, a request
+// context cancelled when the client goes away, and a graceful drain. It
+// serves no TLS and no HTTP/2: those stay with net/http's http.Server.
+//
+// What it saves over http.Server is per connection and per request: no
+// background reader goroutine for a request that is answered within
+// watchAfter (a slower one gets one, so a client leaving is still noticed),
+// no read buffer held while a handler runs past its body, and no write
+// buffer held between two flushes of a stream.
+//
+// The zero value serves Handler with the defaults documented on each field.
+// Fields must not change after Serve is called. Safe for concurrent use.
+type Server struct {
+	// Handler answers every request. Required.
+	Handler http.Handler
+	// ReadHeaderTimeout bounds reading a request's head, from its first
+	// byte (for a connection's first request, from the accept). Zero: 10s.
+	ReadHeaderTimeout time.Duration
+	// IdleTimeout bounds the wait for the next request on a keep-alive
+	// connection. Zero: ReadHeaderTimeout.
+	IdleTimeout time.Duration
+	// MaxHeaderBytes bounds a request's head; a larger one is answered
+	// with 431 and a JSON error body. Zero: 1 MiB.
+	MaxHeaderBytes int
+	// ErrorLog gets handler panics (other than http.ErrAbortHandler) and
+	// accept errors. Nil: the log package's standard logger.
+	ErrorLog *log.Logger
+
+	mu        sync.Mutex
+	listeners map[net.Listener]struct{}
+	conns     map[*srvConn]struct{}
+	shutdown  atomic.Bool
+}
+
+// watchAfter is how long a handler runs before its connection is watched
+// for the client going away (the watch costs a goroutine and a read).
+const watchAfter = 20 * time.Millisecond
+
+// maxDiscard is the most of a request body left unread by its handler that
+// is read and dropped to keep the connection; more closes it.
+const maxDiscard = 256 << 10
+
+// errClientGone cancels a request's context when its client closed the
+// connection or a write to it failed.
+var errClientGone = errors.New("h1: client connection closed")
+
+func (s *Server) readHeaderTimeout() time.Duration {
+	if s.ReadHeaderTimeout > 0 {
+		return s.ReadHeaderTimeout
+	}
+	return 10 * time.Second
+}
+
+func (s *Server) idleTimeout() time.Duration {
+	if s.IdleTimeout > 0 {
+		return s.IdleTimeout
+	}
+	return s.readHeaderTimeout()
+}
+
+func (s *Server) maxHeaderBytes() int {
+	if s.MaxHeaderBytes > 0 {
+		return s.MaxHeaderBytes
+	}
+	return 1 << 20
+}
+
+func (s *Server) logf(format string, args ...any) {
+	if s.ErrorLog != nil {
+		s.ErrorLog.Printf(format, args...)
+		return
+	}
+	log.Printf(format, args...)
+}
+
+// Serve accepts connections on ln and serves each in its own goroutine
+// until Shutdown or Close, after which it returns http.ErrServerClosed.
+// It closes ln when it returns.
+func (s *Server) Serve(ln net.Listener) error {
+	if !s.track(ln, true) {
+		return http.ErrServerClosed
+	}
+	defer s.track(ln, false)
+	var backoff time.Duration
+	for {
+		nc, err := ln.Accept()
+		if err != nil {
+			if s.shutdown.Load() {
+				return http.ErrServerClosed
+			}
+			var te interface{ Temporary() bool }
+			if errors.As(err, &te) && te.Temporary() {
+				backoff = min(max(2*backoff, 5*time.Millisecond), time.Second)
+				s.logf("h1: accept error: %v; retrying in %v", err, backoff)
+				time.Sleep(backoff)
+				continue
+			}
+			return err
+		}
+		backoff = 0
+		c := &srvConn{srv: s, nc: nc, accepted: time.Now()}
+		c.src.nc = nc
+		c.src.left = -1
+		if !s.trackConn(c, true) {
+			_ = nc.Close()
+			return http.ErrServerClosed
+		}
+		go c.serve()
+	}
+}
+
+// track adds or removes a listener; it refuses to add one after Shutdown.
+func (s *Server) track(ln net.Listener, add bool) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if !add {
+		if _, ok := s.listeners[ln]; ok {
+			delete(s.listeners, ln)
+			_ = ln.Close()
+		}
+		return true
+	}
+	if s.shutdown.Load() {
+		return false
+	}
+	if s.listeners == nil {
+		s.listeners = make(map[net.Listener]struct{})
+	}
+	s.listeners[ln] = struct{}{}
+	return true
+}
+
+func (s *Server) trackConn(c *srvConn, add bool) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if !add {
+		delete(s.conns, c)
+		return true
+	}
+	if s.shutdown.Load() {
+		return false
+	}
+	if s.conns == nil {
+		s.conns = make(map[*srvConn]struct{})
+	}
+	s.conns[c] = struct{}{}
+	return true
+}
+
+// Shutdown stops accepting, closes idle connections, and waits for every
+// request in flight (streams included) to end, each connection closing
+// after its answer. It returns ctx's error when ctx ends first, leaving
+// the rest open (Close cuts them).
+func (s *Server) Shutdown(ctx context.Context) error {
+	s.shutdown.Store(true)
+	s.closeListeners()
+	wait := time.Millisecond
+	t := time.NewTimer(wait)
+	defer t.Stop()
+	for {
+		if s.closeIdle() {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-t.C:
+			wait = min(2*wait, 100*time.Millisecond)
+			t.Reset(wait)
+		}
+	}
+}
+
+// Close stops accepting and closes every connection now.
+func (s *Server) Close() error {
+	s.shutdown.Store(true)
+	s.closeListeners()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for c := range s.conns {
+		c.state.Store(stateClosed)
+		_ = c.nc.Close()
+	}
+	return nil
+}
+
+func (s *Server) closeListeners() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for ln := range s.listeners {
+		_ = ln.Close()
+		delete(s.listeners, ln)
+	}
+}
+
+// closeIdle closes the connections waiting for a request (and those that
+// have sent nothing for 5 s since their accept), and reports whether none
+// are left.
+func (s *Server) closeIdle() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for c := range s.conns {
+		if c.state.CompareAndSwap(stateIdle, stateClosed) ||
+			(time.Since(c.accepted) > 5*time.Second && c.state.CompareAndSwap(stateNew, stateClosed)) {
+			_ = c.nc.Close()
+		}
+	}
+	return len(s.conns) == 0
+}
+
+// A connection's states (srvConn.state).
+const (
+	stateNew    int32 = iota // accepted, no request yet
+	stateActive              // reading or answering a request
+	stateIdle                // waiting for the next request
+	stateClosed              // closed by Shutdown or Close
+)
+
+// srvConn is one client connection, served by one goroutine.
+type srvConn struct {
+	srv      *Server
+	nc       net.Conn
+	accepted time.Time
+	remote   string
+	state    atomic.Int32
+	src      source        // what br reads from
+	br       *bufio.Reader // from readerPool; nil while a handler runs past its body
+	body     reqBody       // the current request's body (reused)
+	cancel   context.CancelCauseFunc
+	watch    watcher
+	broken   atomic.Bool // a write failed or the client left: no next request
+	linger   bool        // close after the client stops sending (unread request data)
+}
+
+var readerPool = sync.Pool{New: func() any { return bufio.NewReaderSize(nil, 4096) }}
+
+// source is the reader under a connection's bufio.Reader: a byte the
+// watcher read ahead (the start of a pipelined request), then the
+// connection, bounded while a head is read.
+type source struct {
+	nc     net.Conn
+	pre    byte
+	hasPre bool
+	left   int64 // < 0: no bound
+}
+
+func (s *source) Read(p []byte) (int, error) {
+	if len(p) == 0 {
+		return 0, nil
+	}
+	if s.hasPre {
+		s.hasPre = false
+		p[0] = s.pre
+		if s.left > 0 {
+			s.left--
+		}
+		return 1, nil
+	}
+	if s.left == 0 {
+		return 0, errHeadTooLarge
+	}
+	if s.left > 0 && int64(len(p)) > s.left {
+		p = p[:s.left]
+	}
+	n, err := s.nc.Read(p)
+	if s.left > 0 {
+		s.left -= int64(n)
+	}
+	return n, err
+}
+
+func (c *srvConn) serve() {
+	defer c.close()
+	if ra := c.nc.RemoteAddr(); ra != nil {
+		c.remote = ra.String()
+	}
+	c.watch.c = c
+	for first := true; ; first = false {
+		req, ok := c.readRequest(first)
+		if !ok {
+			return
+		}
+		if !c.serveRequest(req) {
+			return
+		}
+	}
+}
+
+// lingerFor bounds how long a closing connection keeps reading what the
+// client still sends, so that its answer is not lost to a reset.
+const lingerFor = 500 * time.Millisecond
+
+func (c *srvConn) close() {
+	c.watch.stop()
+	if c.linger && !c.broken.Load() {
+		c.lingerClose()
+	}
+	if c.br != nil {
+		c.br.Reset(nil)
+		readerPool.Put(c.br)
+		c.br = nil
+	}
+	c.state.Store(stateClosed)
+	_ = c.nc.Close()
+	c.srv.trackConn(c, false)
+}
+
+// lingerClose half-closes the connection and reads (and drops) what the
+// client still sends until it closes too or lingerFor passes: closing with
+// unread data would reset the connection, and a reset can discard the
+// answer before the client reads it.
+func (c *srvConn) lingerClose() {
+	cw, ok := c.nc.(interface{ CloseWrite() error })
+	if !ok || cw.CloseWrite() != nil {
+		return
+	}
+	_ = c.nc.SetReadDeadline(time.Now().Add(lingerFor))
+	var buf [512]byte
+	for {
+		if _, err := c.nc.Read(buf[:]); err != nil {
+			return
+		}
+	}
+}
+
+// readRequest waits for and reads the next request's head. It answers a
+// malformed one itself; false ends the connection.
+func (c *srvConn) readRequest(first bool) (*http.Request, bool) {
+	s := c.srv
+	now := time.Now()
+	if first {
+		_ = c.nc.SetReadDeadline(c.accepted.Add(s.readHeaderTimeout()))
+	} else {
+		if !c.state.CompareAndSwap(stateActive, stateIdle) || s.shutdown.Load() {
+			return nil, false
+		}
+		_ = c.nc.SetReadDeadline(now.Add(s.idleTimeout()))
+	}
+	if c.br == nil {
+		c.br = readerPool.Get().(*bufio.Reader)
+		c.br.Reset(&c.src)
+	}
+	if _, err := c.br.Peek(1); err != nil {
+		return nil, false
+	}
+	if !c.state.CompareAndSwap(stateIdle, stateActive) && !c.state.CompareAndSwap(stateNew, stateActive) {
+		return nil, false // closed by Shutdown
+	}
+	if !first {
+		_ = c.nc.SetReadDeadline(time.Now().Add(s.readHeaderTimeout()))
+	}
+	c.src.left = int64(s.maxHeaderBytes()) + 4096 - int64(c.br.Buffered())
+	if c.src.left <= 0 {
+		c.src.left = 1
+	}
+	req, err := http.ReadRequest(c.br)
+	c.src.left = -1
+	if err != nil {
+		var ne net.Error
+		switch {
+		case errors.Is(err, errHeadTooLarge):
+			c.linger = true
+			c.reject(http.StatusRequestHeaderFieldsTooLarge, "headers_too_large", "The request headers are larger than the server's limit.")
+		case errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) || (errors.As(err, &ne) && ne.Timeout()):
+			// The client left or stalled mid-head: nothing to answer.
+		default:
+			c.reject(http.StatusBadRequest, "invalid_request", "The request is not valid HTTP/1.1: "+err.Error()+".")
+		}
+		return nil, false
+	}
+	_ = c.nc.SetReadDeadline(time.Time{})
+	if status, msg := checkRequest(req); status != 0 {
+		c.reject(status, "invalid_request", msg)
+		return nil, false
+	}
+	req.RemoteAddr = c.remote
+	return req, true
+}
+
+// checkRequest applies the rules net/http's server adds to the parse.
+func checkRequest(req *http.Request) (int, string) {
+	if req.ProtoMajor != 1 {
+		return http.StatusHTTPVersionNotSupported, "Only HTTP/1.x is served on this connection."
+	}
+	// http.ReadRequest moved the Host header to req.Host (an empty one
+	// cannot be told from none: both are refused on HTTP/1.1).
+	switch {
+	case req.Host == "" && req.ProtoAtLeast(1, 1) && req.Method != http.MethodConnect:
+		return http.StatusBadRequest, "The request has no Host header."
+	case req.Host != "" && !validHost(req.Host):
+		return http.StatusBadRequest, "The request's Host header is malformed."
+	}
+	for k, vs := range req.Header {
+		if !validName(k) {
+			return http.StatusBadRequest, "The request has an invalid header name."
+		}
+		for _, v := range vs {
+			if !validValue(v) {
+				return http.StatusBadRequest, "The request has an invalid header value."
+			}
+		}
+	}
+	if e := req.Header["Expect"]; len(e) > 0 && !(len(e) == 1 && strings.EqualFold(e[0], "100-continue")) {
+		return http.StatusExpectationFailed, "The request's Expect header is not supported."
+	}
+	return 0, ""
+}
+
+// reject answers a request the server refuses before any handler, in the
+// OpenAI API's error shape, and leaves the connection to be closed.
+func (c *srvConn) reject(status int, code, msg string) {
+	body := appendError(nil, status, code, msg)
+	b := append(make([]byte, 0, 256+len(body)), "HTTP/1.1 "...)
+	b = appendStatus(b, status)
+	b = append(b, "Content-Type: application/json\r\nConnection: close\r\nContent-Length: "...)
+	b = itoa(b, int64(len(body)))
+	b = append(b, "\r\n\r\n"...)
+	b = append(b, body...)
+	_ = c.nc.SetWriteDeadline(time.Now().Add(time.Second))
+	_, _ = c.nc.Write(b)
+}
+
+// appendError appends {"error":{"message":…,"type":…,"param":null,"code":…}}.
+func appendError(b []byte, status int, code, msg string) []byte {
+	typ := "invalid_request_error"
+	if status >= 500 {
+		typ = "server_error"
+	}
+	b = append(b, `{"error":{"message":`...)
+	b = appendJSONString(b, msg)
+	b = append(b, `,"type":"`...)
+	b = append(b, typ...)
+	b = append(b, `","param":null,"code":"`...)
+	b = append(b, code...)
+	return append(b, "\"}}\n"...)
+}
+
+// appendJSONString appends s as a JSON string.
+func appendJSONString(b []byte, s string) []byte {
+	const hex = "0123456789abcdef"
+	b = append(b, '"')
+	for i := 0; i < len(s); i++ {
+		switch c := s[i]; {
+		case c == '"' || c == '\\':
+			b = append(b, '\\', c)
+		case c < 0x20 || c == 0x7f || c == '<' || c == '>' || c == '&':
+			b = append(b, '\\', 'u', '0', '0', hex[c>>4], hex[c&0xf])
+		default:
+			b = append(b, c)
+		}
+	}
+	return append(b, '"')
+}
+
+// serveRequest runs the handler for req and finishes its answer; it
+// reports whether the connection can carry another request.
+func (c *srvConn) serveRequest(req *http.Request) bool {
+	ctx, cancel := context.WithCancelCause(context.Background())
+	c.cancel = cancel
+	req = req.WithContext(ctx)
+	w := &response{c: c, req: req, header: make(http.Header, 8), contentLength: -1}
+	w.isHead = req.Method == http.MethodHead
+	w.closeAfter = req.Close || !req.ProtoAtLeast(1, 1)
+	c.body = reqBody{}
+	if req.Body != nil && req.Body != http.NoBody {
+		c.body.rc, c.body.w = req.Body, w
+		c.body.expect = req.ProtoAtLeast(1, 1) && req.ContentLength != 0 && len(req.Header["Expect"]) > 0
+		req.Body = &c.body
+	} else {
+		c.body.eof = true
+	}
+	c.watch.arm()
+	if c.body.eof {
+		c.bodyDone()
+	}
+	aborted := c.runHandler(w, req)
+	c.watch.stop()
+	cancel(context.Canceled)
+	if aborted || c.broken.Load() {
+		return false
+	}
+	w.finish()
+	if w.closeAfter || c.broken.Load() {
+		c.linger = !c.body.eof
+		return false
+	}
+	return c.drainBody()
+}
+
+// runHandler calls the handler, turning a panic into an aborted answer:
+// the connection closes without ending the body, so the client sees it cut.
+func (c *srvConn) runHandler(w *response, req *http.Request) (aborted bool) {
+	defer func() {
+		if v := recover(); v != nil {
+			aborted = true
+			if v != http.ErrAbortHandler {
+				buf := make([]byte, 64<<10)
+				buf = buf[:runtime.Stack(buf, false)]
+				c.srv.logf("h1: panic serving %s: %v\n%s", c.remote, v, buf)
+			}
+			if w.out != nil {
+				putBuf(w.out)
+				w.out = nil
+			}
+		}
+	}()
+	c.srv.Handler.ServeHTTP(w, req)
+	return false
+}
+
+// bodyDone runs once the request body is read to its end (or there is
+// none): the read buffer goes back to its pool unless it holds the start of
+// a pipelined request.
+func (c *srvConn) bodyDone() {
+	if c.br != nil && c.br.Buffered() > 0 {
+		return
+	}
+	if c.br != nil {
+		c.br.Reset(nil)
+		readerPool.Put(c.br)
+		c.br = nil
+	}
+	c.watch.bodyRead()
+}
+
+// drainBody reads and drops what the handler left of the request body, up
+// to maxDiscard, and reports whether the connection can be reused.
+func (c *srvConn) drainBody() bool {
+	b := &c.body
+	if b.eof {
+		return true
+	}
+	c.linger = true
+	if b.expect {
+		return false // the client waits for a 100 Continue that never came
+	}
+	_ = c.nc.SetReadDeadline(time.Now().Add(c.srv.readHeaderTimeout()))
+	n, err := io.CopyN(io.Discard, b.rc, maxDiscard+1)
+	_ = c.nc.SetReadDeadline(time.Time{})
+	if err == io.EOF && n <= maxDiscard {
+		c.linger = false
+		return true
+	}
+	return false
+}
+
+// reqBody is a request's body as its handler sees it: it answers Expect:
+// 100-continue on the first read and notes the end.
+type reqBody struct {
+	rc     io.ReadCloser
+	w      *response
+	expect bool // Expect: 100-continue, not yet answered
+	eof    bool
+}
+
+func (b *reqBody) Read(p []byte) (int, error) {
+	if b.eof {
+		return 0, io.EOF
+	}
+	if b.rc == nil {
+		return 0, http.ErrBodyReadAfterClose
+	}
+	if b.expect {
+		b.expect = false
+		if !b.w.committed {
+			if _, err := b.w.c.nc.Write([]byte("HTTP/1.1 100 Continue\r\n\r\n")); err != nil {
+				b.w.c.fail()
+				return 0, err
+			}
+		}
+	}
+	n, err := b.rc.Read(p)
+	if err == io.EOF {
+		b.eof = true
+		b.w.c.bodyDone()
+	}
+	return n, err
+}
+
+// Close leaves the rest of the body to the server, which reads it to keep
+// the connection or closes the connection.
+func (b *reqBody) Close() error { return nil }
+
+// fail marks the connection broken (a write failed or the client left)
+// and cancels the request in flight.
+func (c *srvConn) fail() {
+	c.broken.Store(true)
+	if c.cancel != nil {
+		c.cancel(errClientGone)
+	}
+}
+
