@@ -608,4 +608,3 @@ func (c *srvConn) fail() {
 		c.cancel(errClientGone)
 	}
 }
-
