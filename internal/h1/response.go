@@ -104,8 +104,12 @@ func (w *response) Write(p []byte) (int, error) {
 	if w.contentLength >= 0 && w.written+int64(len(p)) > w.contentLength {
 		return 0, http.ErrContentLength
 	}
+	if !w.committed && w.written == 0 && len(p) > bufSize {
+		w.sniff(p) // the head goes out before these bytes are buffered
+	}
 	w.written += int64(len(p))
 	if w.isHead {
+		w.sniff(p)
 		return len(p), nil
 	}
 	if !w.committed {
@@ -243,8 +247,8 @@ func (w *response) commit(final bool) {
 	default:
 		w.closeDelim, w.closeAfter = true, true
 	}
-	if _, ok := h["Content-Type"]; !ok && allowed && len(body) > 0 {
-		h["Content-Type"] = []string{http.DetectContentType(body)}
+	if allowed {
+		w.sniff(body)
 	}
 	b := appendStatus(append(getBuf(), "HTTP/1.1 "...), w.status)
 	if _, ok := h["Date"]; !ok {
@@ -270,6 +274,17 @@ func (w *response) commit(final bool) {
 		putBuf(body)
 	}
 	w.out = b
+}
+
+// sniff sets the Content-Type the handler did not set from the body's
+// first bytes, as net/http does.
+func (w *response) sniff(p []byte) {
+	if len(p) == 0 {
+		return
+	}
+	if _, ok := w.header["Content-Type"]; !ok {
+		w.header["Content-Type"] = []string{http.DetectContentType(p)}
+	}
 }
 
 // finish ends the answer after its handler returned.

@@ -248,7 +248,9 @@ type srvConn struct {
 	cancel   context.CancelCauseFunc
 	watch    watcher
 	broken   atomic.Bool // a write failed or the client left: no next request
+	gone     atomic.Bool // the client closed its side: no next request
 	linger   bool        // close after the client stops sending (unread request data)
+	unsure   bool        // the request's framing could not be fully checked: close after it
 }
 
 var readerPool = sync.Pool{New: func() any { return bufio.NewReaderSize(nil, 4096) }}
@@ -261,6 +263,7 @@ type source struct {
 	pre    byte
 	hasPre bool
 	left   int64 // < 0: no bound
+	reads  int   // reads from nc (counted while a head is read)
 }
 
 func (s *source) Read(p []byte) (int, error) {
@@ -282,6 +285,7 @@ func (s *source) Read(p []byte) (int, error) {
 		p = p[:s.left]
 	}
 	n, err := s.nc.Read(p)
+	s.reads++
 	if s.left > 0 {
 		s.left -= int64(n)
 	}
@@ -372,8 +376,16 @@ func (c *srvConn) readRequest(first bool) (*http.Request, bool) {
 	if c.src.left <= 0 {
 		c.src.left = 1
 	}
+	// The head as it arrived: http.ReadRequest drops the Host and (for a
+	// chunked request) Content-Length headers that checkRequest looks for.
+	// Valid while no read refilled the buffer.
+	raw, _ := c.br.Peek(c.br.Buffered())
+	c.src.reads = 0
 	req, err := http.ReadRequest(c.br)
 	c.src.left = -1
+	if c.src.reads > 0 {
+		raw = nil
+	}
 	if err != nil {
 		var ne net.Error
 		switch {
@@ -388,7 +400,10 @@ func (c *srvConn) readRequest(first bool) (*http.Request, bool) {
 		return nil, false
 	}
 	_ = c.nc.SetReadDeadline(time.Time{})
-	if status, msg := checkRequest(req); status != 0 {
+	var status int
+	var msg string
+	status, msg, c.unsure = checkRequest(req, raw)
+	if status != 0 {
 		c.reject(status, "invalid_request", msg)
 		return nil, false
 	}
@@ -396,33 +411,62 @@ func (c *srvConn) readRequest(first bool) (*http.Request, bool) {
 	return req, true
 }
 
-// checkRequest applies the rules net/http's server adds to the parse.
-func checkRequest(req *http.Request) (int, string) {
+// checkRequest applies the rules net/http's server adds to the parse, and
+// RFC 9112's on a request with both Content-Length and Transfer-Encoding
+// (refused). raw is the head as received, nil when it is not at hand; then
+// such a request is served and its connection closed after it (unsure).
+func checkRequest(req *http.Request, raw []byte) (status int, msg string, unsure bool) {
 	if req.ProtoMajor != 1 {
-		return http.StatusHTTPVersionNotSupported, "Only HTTP/1.x is served on this connection."
+		return http.StatusHTTPVersionNotSupported, "Only HTTP/1.x is served on this connection.", false
 	}
-	// http.ReadRequest moved the Host header to req.Host (an empty one
-	// cannot be told from none: both are refused on HTTP/1.1).
 	switch {
-	case req.Host == "" && req.ProtoAtLeast(1, 1) && req.Method != http.MethodConnect:
-		return http.StatusBadRequest, "The request has no Host header."
+	case req.Host == "" && req.ProtoAtLeast(1, 1) && req.Method != http.MethodConnect && (raw == nil || !headHas(raw, "host")):
+		return http.StatusBadRequest, "The request has no Host header.", false
 	case req.Host != "" && !validHost(req.Host):
-		return http.StatusBadRequest, "The request's Host header is malformed."
+		return http.StatusBadRequest, "The request's Host header is malformed.", false
+	}
+	if len(req.TransferEncoding) > 0 {
+		if raw == nil {
+			unsure = true
+		} else if headHas(raw, "content-length") {
+			return http.StatusBadRequest, "The request has both Content-Length and Transfer-Encoding.", false
+		}
 	}
 	for k, vs := range req.Header {
 		if !validName(k) {
-			return http.StatusBadRequest, "The request has an invalid header name."
+			return http.StatusBadRequest, "The request has an invalid header name.", false
 		}
 		for _, v := range vs {
 			if !validValue(v) {
-				return http.StatusBadRequest, "The request has an invalid header value."
+				return http.StatusBadRequest, "The request has an invalid header value.", false
 			}
 		}
 	}
 	if e := req.Header["Expect"]; len(e) > 0 && !(len(e) == 1 && strings.EqualFold(e[0], "100-continue")) {
-		return http.StatusExpectationFailed, "The request's Expect header is not supported."
+		return http.StatusExpectationFailed, "The request's Expect header is not supported.", false
 	}
-	return 0, ""
+	return 0, "", unsure
+}
+
+// headHas reports whether the head in raw (up to its blank line) has a
+// header named name (lower case).
+func headHas(raw []byte, name string) bool {
+	for {
+		i := 0
+		for i < len(raw) && raw[i] != '\n' {
+			i++
+		}
+		if i == len(raw) {
+			return false
+		}
+		raw = raw[i+1:]
+		if len(raw) == 0 || raw[0] == '\r' || raw[0] == '\n' {
+			return false // the blank line: the head is over
+		}
+		if len(raw) > len(name) && raw[len(name)] == ':' && equalFold(string(raw[:len(name)]), name) {
+			return true
+		}
+	}
 }
 
 // reject answers a request the server refuses before any handler, in the
@@ -479,7 +523,7 @@ func (c *srvConn) serveRequest(req *http.Request) bool {
 	req = req.WithContext(ctx)
 	w := &response{c: c, req: req, header: make(http.Header, 8), contentLength: -1}
 	w.isHead = req.Method == http.MethodHead
-	w.closeAfter = req.Close || !req.ProtoAtLeast(1, 1)
+	w.closeAfter = req.Close || !req.ProtoAtLeast(1, 1) || c.unsure
 	c.body = reqBody{}
 	if req.Body != nil && req.Body != http.NoBody {
 		c.body.rc, c.body.w = req.Body, w
@@ -492,14 +536,19 @@ func (c *srvConn) serveRequest(req *http.Request) bool {
 	if c.body.eof {
 		c.bodyDone()
 	}
-	aborted := c.runHandler(w, req)
+	var aborted bool
+	if req.RequestURI == "*" && req.Method == http.MethodOptions {
+		w.header["Content-Length"] = []string{"0"} // the server's own answer, as net/http's
+	} else {
+		aborted = c.runHandler(w, req)
+	}
 	c.watch.stop()
 	cancel(context.Canceled)
 	if aborted || c.broken.Load() {
 		return false
 	}
 	w.finish()
-	if w.closeAfter || c.broken.Load() {
+	if w.closeAfter || c.broken.Load() || c.gone.Load() {
 		c.linger = !c.body.eof
 		return false
 	}
@@ -589,9 +638,12 @@ func (b *reqBody) Read(p []byte) (int, error) {
 		}
 	}
 	n, err := b.rc.Read(p)
-	if err == io.EOF {
+	switch {
+	case err == io.EOF:
 		b.eof = true
 		b.w.c.bodyDone()
+	case err != nil:
+		b.w.closeAfter = true // a malformed or cut body: the connection cannot go on
 	}
 	return n, err
 }
@@ -600,8 +652,18 @@ func (b *reqBody) Read(p []byte) (int, error) {
 // the connection or closes the connection.
 func (b *reqBody) Close() error { return nil }
 
-// fail marks the connection broken (a write failed or the client left)
-// and cancels the request in flight.
+// peerClosed cancels the request in flight when the client closed its side
+// of the connection (it may only have half-closed, and still read the
+// answer: writes go on, but no request follows).
+func (c *srvConn) peerClosed() {
+	c.gone.Store(true)
+	if c.cancel != nil {
+		c.cancel(errClientGone)
+	}
+}
+
+// fail marks the connection broken (a write failed) and cancels the
+// request in flight.
 func (c *srvConn) fail() {
 	c.broken.Store(true)
 	if c.cancel != nil {

@@ -191,7 +191,7 @@ func waitEvents() {
 		for _, ev := range events[:n] {
 			id := uint64(uint32(ev.Fd)) | uint64(uint32(ev.Pad))<<32
 			if w := poll.byID[id]; w != nil && w.state.CompareAndSwap(watchRegistered, watchFired) {
-				w.c.fail()
+				w.c.peerClosed()
 			}
 		}
 		poll.mu.Unlock()

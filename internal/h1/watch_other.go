@@ -63,7 +63,7 @@ func (w *watcher) read() {
 	case n == 1:
 		c.src.pre, c.src.hasPre = w.buf[0], true
 	case err != nil && !w.stopping.Load():
-		c.fail()
+		c.peerClosed()
 	}
 	w.done <- struct{}{}
 }
