@@ -608,13 +608,14 @@ func (h *Handler) openStream(ctx context.Context, a *attemptRun, body io.Reader,
 		return 0, &failure{status: resp.StatusCode, header: resp.Header, body: data, err: err, class: retry.Transient}, false
 	}
 	q.trail = appendTrail(q.trail, b.Name, "200", 0)
-	// Flushed here, not with the first event in the copy: net/http writes
-	// the head deep down its stack, and from under the copy that grows the
-	// goroutine's stack past 16 KiB, which the stream then keeps for its life
-	// (TestHeldStreamStackBudget).
 	h.writeHeader(w, resp.StatusCode, resp.Header, b.Name, q)
-	if fl, ok := w.(http.Flusher); ok {
-		fl.Flush()
+	// With the first event whole in buf, the copy writes and flushes it at
+	// once, and the head goes out in the same write. Otherwise the head is
+	// flushed now, ahead of an event still arriving.
+	if stream.EventEnd(buf[:n]) < 0 {
+		if fl, ok := w.(http.Flusher); ok {
+			fl.Flush()
+		}
 	}
 	return n, nil, false
 }
