@@ -32,16 +32,17 @@ type response struct {
 
 const bufSize = 4096
 
-var bufPool = sync.Pool{New: func() any { b := make([]byte, 0, bufSize); return &b }}
+// bufPool holds *[bufSize]byte: a slice of one converts back to its array
+// pointer without allocating.
+var bufPool = sync.Pool{New: func() any { return new([bufSize]byte) }}
 
-func getBuf() []byte { return (*bufPool.Get().(*[]byte))[:0] }
+func getBuf() []byte { return bufPool.Get().(*[bufSize]byte)[:0] }
 
 func putBuf(b []byte) {
 	if cap(b) != bufSize {
-		return
+		return // grown past the pool's size
 	}
-	b = b[:0]
-	bufPool.Put(&b)
+	bufPool.Put((*[bufSize]byte)(b[:bufSize]))
 }
 
 func (w *response) Header() http.Header { return w.header }

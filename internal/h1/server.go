@@ -245,6 +245,8 @@ type srvConn struct {
 	src      source        // what br reads from
 	br       *bufio.Reader // from readerPool; nil while a handler runs past its body
 	body     reqBody       // the current request's body (reused)
+	resp     response      // the current request's answer (reused)
+	hdr      http.Header   // resp's header map (reused, cleared)
 	cancel   context.CancelCauseFunc
 	watch    watcher
 	broken   atomic.Bool // a write failed or the client left: no next request
@@ -395,7 +397,11 @@ func (c *srvConn) readRequest(first bool) (*http.Request, bool) {
 		case errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) || (errors.As(err, &ne) && ne.Timeout()):
 			// The client left or stalled mid-head: nothing to answer.
 		default:
-			c.reject(http.StatusBadRequest, "invalid_request", "The request is not valid HTTP/1.1: "+err.Error()+".")
+			msg := err.Error()
+			if len(msg) > 200 {
+				msg = strings.ToValidUTF8(msg[:200], "") + "…" // it may quote the client's bytes
+			}
+			c.reject(http.StatusBadRequest, "invalid_request", "The request is not valid HTTP/1.1: "+msg+".")
 		}
 		return nil, false
 	}
@@ -521,7 +527,14 @@ func (c *srvConn) serveRequest(req *http.Request) bool {
 	ctx, cancel := context.WithCancelCause(context.Background())
 	c.cancel = cancel
 	req = req.WithContext(ctx)
-	w := &response{c: c, req: req, header: make(http.Header, 8), contentLength: -1}
+	// The answer and its header map are the connection's, reused from one
+	// request to the next (a handler must not touch them once it returned).
+	if c.hdr == nil {
+		c.hdr = make(http.Header, 16)
+	}
+	w := &c.resp
+	*w = response{c: c, req: req, header: c.hdr, contentLength: -1}
+	defer clear(c.hdr)
 	w.isHead = req.Method == http.MethodHead
 	w.closeAfter = req.Close || !req.ProtoAtLeast(1, 1) || c.unsure
 	c.body = reqBody{}
