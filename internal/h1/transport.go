@@ -1,10 +1,15 @@
-// Package h1 is the upstream client for plain-HTTP/1.1 upstreams: an
+// Package h1 is llmgate's HTTP/1.1 over plain TCP, both sides.
+//
+// Transport is the upstream client for plain-HTTP/1.1 upstreams: an
 // http.RoundTripper that keeps warm keep-alive connections like
 // http.Transport does, without its two goroutines and channel hand-offs per
 // connection. The request is written with one write, the response is parsed
 // by the standard library (http.ReadResponse) and its body is read straight
 // from the connection by the caller. Everything else — TLS upstreams (HTTP/2),
 // proxies from the environment — goes to a fallback http.RoundTripper.
+//
+// Server serves an http.Handler to clients over plain HTTP/1.1 (TLS and
+// HTTP/2 to clients stay with net/http's http.Server); see its doc.
 package h1
 
 import (
