@@ -3,6 +3,7 @@ package h1
 import (
 	"net/http"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -335,12 +336,16 @@ func appendHeaders(b []byte, h http.Header) []byte {
 		}
 		for _, v := range vs {
 			b = append(append(b, k...), ": "...)
-			for i := 0; i < len(v); i++ {
-				c := v[i]
-				if c == '\r' || c == '\n' {
-					c = ' '
+			if strings.IndexByte(v, '\r') < 0 && strings.IndexByte(v, '\n') < 0 {
+				b = append(b, v...)
+			} else {
+				for i := 0; i < len(v); i++ {
+					c := v[i]
+					if c == '\r' || c == '\n' {
+						c = ' '
+					}
+					b = append(b, c)
 				}
-				b = append(b, c)
 			}
 			b = append(b, "\r\n"...)
 		}
