@@ -26,7 +26,6 @@ type response struct {
 	wroteHeader   bool
 	committed     bool // the head is in out or on the wire
 	chunked       bool
-	closeDelim    bool // the body ends when the connection closes (HTTP/1.0)
 	isHead        bool
 	closeAfter    bool
 }
@@ -106,12 +105,11 @@ func (w *response) Write(p []byte) (int, error) {
 	if w.contentLength >= 0 && w.written+int64(len(p)) > w.contentLength {
 		return 0, http.ErrContentLength
 	}
-	if !w.committed && w.written == 0 && len(p) > bufSize {
-		w.sniff(p) // the head goes out before these bytes are buffered
+	if !w.committed && w.written == 0 && (w.isHead || len(p) > bufSize) {
+		w.sniff(p) // these bytes are never buffered ahead of the head
 	}
 	w.written += int64(len(p))
 	if w.isHead {
-		w.sniff(p)
 		return len(p), nil
 	}
 	if !w.committed {
@@ -179,14 +177,20 @@ func (w *response) FlushError() error {
 	if !w.committed {
 		w.commit(false)
 	}
-	if len(w.out) > 0 && !w.flushOut() {
+	ok := len(w.out) == 0 || w.flushOut()
+	w.release()
+	if !ok {
 		return errClientGone
 	}
+	return nil
+}
+
+// release gives the write buffer back to its pool.
+func (w *response) release() {
 	if w.out != nil {
 		putBuf(w.out)
 		w.out = nil
 	}
-	return nil
 }
 
 func (w *response) SetReadDeadline(t time.Time) error { return w.c.nc.SetReadDeadline(t) }
@@ -220,34 +224,26 @@ func (w *response) commit(final bool) {
 	body := w.out
 	h := w.header
 	allowed := bodyAllowed(w.status)
-	if te := h["Transfer-Encoding"]; te != nil {
-		delete(h, "Transfer-Encoding") // the framing is this writer's
+	delete(h, "Transfer-Encoding") // the framing is this writer's
+	for _, v := range h["Connection"] {
+		w.closeAfter = w.closeAfter || hasToken(v, "close")
 	}
-	if cv := h["Connection"]; cv != nil {
-		for _, v := range cv {
-			if hasToken(v, "close") {
-				w.closeAfter = true
-			}
-		}
-		delete(h, "Connection")
-	}
+	delete(h, "Connection")
 	if w.c.srv.shutdown.Load() {
 		w.closeAfter = true
 	}
 	switch {
 	case !allowed:
 	case w.contentLength >= 0:
-	case final && !w.isHead:
-		w.contentLength = int64(len(body))
-		h["Content-Length"] = []string{strconv.Itoa(len(body))}
-	case w.isHead && final && w.written > 0:
+	case final && (!w.isHead || w.written > 0):
+		// All of it is buffered (or, for HEAD, was written and dropped).
 		w.contentLength = w.written
 		h["Content-Length"] = []string{strconv.FormatInt(w.written, 10)}
 	case w.isHead:
 	case w.req.ProtoAtLeast(1, 1):
 		w.chunked = true
 	default:
-		w.closeDelim, w.closeAfter = true, true
+		w.closeAfter = true // HTTP/1.0: the body ends with the connection
 	}
 	if allowed {
 		w.sniff(body)
@@ -306,10 +302,7 @@ func (w *response) finish() {
 	if len(w.out) > 0 {
 		w.flushOut()
 	}
-	if w.out != nil {
-		putBuf(w.out)
-		w.out = nil
-	}
+	w.release()
 	if w.contentLength >= 0 && w.written < w.contentLength && !w.isHead && bodyAllowed(w.status) {
 		w.closeAfter = true // shorter than announced: only closing ends it
 	}
@@ -355,43 +348,12 @@ func appendHeaders(b []byte, h http.Header) []byte {
 
 // hasToken reports whether the comma-separated list v holds tok (any case).
 func hasToken(v, tok string) bool {
-	for len(v) > 0 {
-		i := 0
-		for i < len(v) && v[i] != ',' {
-			i++
-		}
-		f := v[:i]
-		for len(f) > 0 && (f[0] == ' ' || f[0] == '\t') {
-			f = f[1:]
-		}
-		for len(f) > 0 && (f[len(f)-1] == ' ' || f[len(f)-1] == '\t') {
-			f = f[:len(f)-1]
-		}
-		if len(f) == len(tok) && equalFold(f, tok) {
+	for f := range strings.SplitSeq(v, ",") {
+		if strings.EqualFold(strings.TrimSpace(f), tok) {
 			return true
 		}
-		if i == len(v) {
-			break
-		}
-		v = v[i+1:]
 	}
 	return false
-}
-
-func equalFold(a, b string) bool {
-	for i := 0; i < len(a); i++ {
-		x, y := a[i], b[i]
-		if 'A' <= x && x <= 'Z' {
-			x += 'a' - 'A'
-		}
-		if 'A' <= y && y <= 'Z' {
-			y += 'a' - 'A'
-		}
-		if x != y {
-			return false
-		}
-	}
-	return true
 }
 
 // dateCache holds the Date header of the current second.

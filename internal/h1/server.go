@@ -2,7 +2,9 @@ package h1
 
 import (
 	"bufio"
+	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"io"
 	"log"
@@ -13,6 +15,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/llmgate/llmgate/internal/api/openai"
 )
 
 // Server serves an http.Handler over plain HTTP/1.1: keep-alive,
@@ -22,10 +26,10 @@ import (
 // serves no TLS and no HTTP/2: those stay with net/http's http.Server.
 //
 // What it saves over http.Server is per connection and per request: no
-// background reader goroutine for a request that is answered within
-// watchAfter (a slower one gets one, so a client leaving is still noticed),
-// no read buffer held while a handler runs past its body, and no write
-// buffer held between two flushes of a stream.
+// background reader goroutine (a client leaving is noticed by the watcher:
+// one epoll set for the process on Linux, for requests running longer than
+// watchAfter), no read buffer held while a handler runs past its body, and
+// no write buffer held between two flushes of a stream.
 //
 // The zero value serves Handler with the defaults documented on each field.
 // Fields must not change after Serve is called. Safe for concurrent use.
@@ -52,12 +56,15 @@ type Server struct {
 }
 
 // watchAfter is how long a handler runs before its connection is watched
-// for the client going away (the watch costs a goroutine and a read).
+// for the client going away (most answers are done sooner and never are).
 const watchAfter = 20 * time.Millisecond
 
 // maxDiscard is the most of a request body left unread by its handler that
 // is read and dropped to keep the connection; more closes it.
 const maxDiscard = 256 << 10
+
+// errRequestHeadTooLarge ends a request head longer than MaxHeaderBytes.
+var errRequestHeadTooLarge = errors.New("h1: request headers larger than the limit")
 
 // errClientGone cancels a request's context when its client closed the
 // connection or a write to it failed.
@@ -281,7 +288,7 @@ func (s *source) Read(p []byte) (int, error) {
 		return 1, nil
 	}
 	if s.left == 0 {
-		return 0, errHeadTooLarge
+		return 0, errRequestHeadTooLarge
 	}
 	if s.left > 0 && int64(len(p)) > s.left {
 		p = p[:s.left]
@@ -391,7 +398,7 @@ func (c *srvConn) readRequest(first bool) (*http.Request, bool) {
 	if err != nil {
 		var ne net.Error
 		switch {
-		case errors.Is(err, errHeadTooLarge):
+		case errors.Is(err, errRequestHeadTooLarge):
 			c.linger = true
 			c.reject(http.StatusRequestHeaderFieldsTooLarge, "headers_too_large", "The request headers are larger than the server's limit.")
 		case errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) || (errors.As(err, &ne) && ne.Timeout()):
@@ -466,7 +473,7 @@ func headHas(raw []byte, name string) bool {
 		if len(raw) == 0 || raw[0] == '\r' || raw[0] == '\n' {
 			return false // the blank line: the head is over
 		}
-		if len(raw) > len(name) && raw[len(name)] == ':' && equalFold(string(raw[:len(name)]), name) {
+		if len(raw) > len(name) && raw[len(name)] == ':' && bytes.EqualFold(raw[:len(name)], []byte(name)) {
 			return true
 		}
 	}
@@ -475,7 +482,11 @@ func headHas(raw []byte, name string) bool {
 // reject answers a request the server refuses before any handler, in the
 // OpenAI API's error shape, and leaves the connection to be closed.
 func (c *srvConn) reject(status int, code, msg string) {
-	body := appendError(nil, status, code, msg)
+	typ := "invalid_request_error"
+	if status >= 500 {
+		typ = "server_error"
+	}
+	body, _ := json.Marshal(openai.ErrorBody{Error: openai.Error{Message: msg, Type: typ, Code: code}})
 	b := append(make([]byte, 0, 256+len(body)), "HTTP/1.1 "...)
 	b = appendStatus(b, status)
 	b = append(b, "Content-Type: application/json\r\nConnection: close\r\nContent-Length: "...)
@@ -484,38 +495,6 @@ func (c *srvConn) reject(status int, code, msg string) {
 	b = append(b, body...)
 	_ = c.nc.SetWriteDeadline(time.Now().Add(time.Second))
 	_, _ = c.nc.Write(b)
-}
-
-// appendError appends {"error":{"message":…,"type":…,"param":null,"code":…}}.
-func appendError(b []byte, status int, code, msg string) []byte {
-	typ := "invalid_request_error"
-	if status >= 500 {
-		typ = "server_error"
-	}
-	b = append(b, `{"error":{"message":`...)
-	b = appendJSONString(b, msg)
-	b = append(b, `,"type":"`...)
-	b = append(b, typ...)
-	b = append(b, `","param":null,"code":"`...)
-	b = append(b, code...)
-	return append(b, "\"}}\n"...)
-}
-
-// appendJSONString appends s as a JSON string.
-func appendJSONString(b []byte, s string) []byte {
-	const hex = "0123456789abcdef"
-	b = append(b, '"')
-	for i := 0; i < len(s); i++ {
-		switch c := s[i]; {
-		case c == '"' || c == '\\':
-			b = append(b, '\\', c)
-		case c < 0x20 || c == 0x7f || c == '<' || c == '>' || c == '&':
-			b = append(b, '\\', 'u', '0', '0', hex[c>>4], hex[c&0xf])
-		default:
-			b = append(b, c)
-		}
-	}
-	return append(b, '"')
 }
 
 // serveRequest runs the handler for req and finishes its answer; it
@@ -576,10 +555,7 @@ func (c *srvConn) runHandler(w *response, req *http.Request) (aborted bool) {
 				buf = buf[:runtime.Stack(buf, false)]
 				c.srv.logf("h1: panic serving %s: %v\n%s", c.remote, v, buf)
 			}
-			if w.out != nil {
-				putBuf(w.out)
-				w.out = nil
-			}
+			w.release()
 		}
 	}()
 	c.srv.Handler.ServeHTTP(w, req)
@@ -634,9 +610,6 @@ type reqBody struct {
 func (b *reqBody) Read(p []byte) (int, error) {
 	if b.eof {
 		return 0, io.EOF
-	}
-	if b.rc == nil {
-		return 0, http.ErrBodyReadAfterClose
 	}
 	if b.expect {
 		b.expect = false

@@ -22,6 +22,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/llmgate/llmgate/internal/logtest"
 )
 
 // ---------------------------------------------------------------------------
@@ -220,22 +222,19 @@ func srvReleaser(t testing.TB) (ch chan struct{}, release func()) {
 	return ch, release
 }
 
-// srvLog is a goroutine-safe buffer for ErrorLog.
-type srvLog struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *srvLog) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *srvLog) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
+// srvDo sends req with client and returns the status and the whole body.
+func srvDo(t testing.TB, client *http.Client, req *http.Request) (int, string) {
+	t.Helper()
+	resp, err := client.Do(req)
+	if err != nil {
+		t.Fatalf("%s %s: %v", req.Method, req.URL.Path, err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatalf("%s %s: reading the body: %v", req.Method, req.URL.Path, err)
+	}
+	return resp.StatusCode, string(b)
 }
 
 // srvClient is a net/http client that does not share connections with
@@ -633,7 +632,7 @@ func TestServerConnectionClose(t *testing.T) {
 // Panics.
 
 func TestServerHandlerPanics(t *testing.T) {
-	logs := &srvLog{}
+	logs := &logtest.Buffer{}
 	addr, _ := srvStart(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		switch r.URL.Path {
 		case "/abort", "/boom":
@@ -692,13 +691,8 @@ func TestServerHandlerPanics(t *testing.T) {
 	}
 
 	// The server still serves.
-	resp, err := client.Get("http://" + addr + "/ok")
-	if err != nil {
-		t.Fatalf("after panics: %v", err)
-	}
-	b, _ := io.ReadAll(resp.Body)
-	resp.Body.Close()
-	if string(b) != "fine" {
+	req, _ := http.NewRequest("GET", "http://"+addr+"/ok", nil)
+	if _, b := srvDo(t, client, req); b != "fine" {
 		t.Errorf("after panics: %q", b)
 	}
 
@@ -720,14 +714,9 @@ func TestServerRequestBodies(t *testing.T) {
 	big := srvBody(1 << 20)
 
 	t.Run("content-length-1MiB", func(t *testing.T) {
-		resp, err := client.Post("http://"+addr+"/", "application/octet-stream", bytes.NewReader(big))
-		if err != nil {
-			t.Fatal(err)
-		}
-		b, _ := io.ReadAll(resp.Body)
-		resp.Body.Close()
-		if resp.StatusCode != 200 || string(b) != srvDigest(big) {
-			t.Fatalf("%d %q, want %q", resp.StatusCode, b, srvDigest(big))
+		req, _ := http.NewRequest("POST", "http://"+addr+"/", bytes.NewReader(big))
+		if status, b := srvDo(t, client, req); status != 200 || b != srvDigest(big) {
+			t.Fatalf("%d %q, want %q", status, b, srvDigest(big))
 		}
 	})
 	t.Run("chunked-1MiB-in-pieces", func(t *testing.T) {
@@ -744,14 +733,8 @@ func TestServerRequestBodies(t *testing.T) {
 			pw.Close()
 		}()
 		req, _ := http.NewRequest("POST", "http://"+addr+"/", pr)
-		resp, err := client.Do(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		b, _ := io.ReadAll(resp.Body)
-		resp.Body.Close()
-		if resp.StatusCode != 200 || string(b) != srvDigest(big) {
-			t.Fatalf("%d %q, want %q", resp.StatusCode, b, srvDigest(big))
+		if status, b := srvDo(t, client, req); status != 200 || b != srvDigest(big) {
+			t.Fatalf("%d %q, want %q", status, b, srvDigest(big))
 		}
 	})
 	t.Run("raw-pieces", func(t *testing.T) {

@@ -1,3 +1,5 @@
+//go:build !h1portablewatch
+
 package h1
 
 import (

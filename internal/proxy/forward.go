@@ -576,8 +576,8 @@ func (h *Handler) relayStream(ctx context.Context, a *attemptRun, injected bool)
 }
 
 // openStream reads a stream's leading events into buf and, when they say
-// nothing is wrong, sends the client the response head: n bytes of buf are
-// then the stream's start, still to be relayed. Otherwise f is the failure
+// nothing is wrong, writes the response head (the copy flushes it): n bytes
+// of buf are then the stream's start, still to be relayed. Otherwise f is the failure
 // to retry, or done says the client is gone.
 //
 //go:noinline
@@ -608,15 +608,9 @@ func (h *Handler) openStream(ctx context.Context, a *attemptRun, body io.Reader,
 		return 0, &failure{status: resp.StatusCode, header: resp.Header, body: data, err: err, class: retry.Transient}, false
 	}
 	q.trail = appendTrail(q.trail, b.Name, "200", 0)
+	// The head is written, not flushed: the copy flushes it with the first
+	// whole event, or alone before it waits (stream.CopyFiltered).
 	h.writeHeader(w, resp.StatusCode, resp.Header, b.Name, q)
-	// With the first event whole in buf, the copy writes and flushes it at
-	// once, and the head goes out in the same write. Otherwise the head is
-	// flushed now, ahead of an event still arriving.
-	if stream.EventEnd(buf[:n]) < 0 {
-		if fl, ok := w.(http.Flusher); ok {
-			fl.Flush()
-		}
-	}
 	return n, nil, false
 }
 

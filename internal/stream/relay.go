@@ -215,7 +215,9 @@ type Writer interface {
 // breaks. An event larger than buf is passed through in pieces. buf[:pre]
 // holds bytes already read from src and not yet written. When src is a
 // Waiter, buf goes back to the pool whenever no event is pending and src has
-// nothing to read (pre bytes read before are still written first). Copy calls onRead
+// nothing to read (pre bytes read before are still written first). What dst
+// holds before the call (a response head) is flushed with the first whole
+// events in buf[:pre], or alone before the first read. Copy calls onRead
 // after each successful read (e.g. to extend an idle deadline) and records
 // what was written in tail. It returns the bytes written and the first read
 // or write error (io.EOF is not an error); on a read error, bytes of an
@@ -282,10 +284,14 @@ func CopyFiltered(dst Writer, src io.Reader, b *Buf, pre int, tail *Tail, f Filt
 		off = copy(buf, buf[end:off])
 		return nil
 	}
+	// Whatever dst holds (the response head, written just before) goes out
+	// with the first whole events, or alone before the first read.
 	if end := lastBoundary(buf[:off]); off > 0 && end > 0 {
 		if err := write(end); err != nil {
 			return written, err
 		}
+	} else {
+		dst.Flush()
 	}
 	for {
 		if off == 0 && waiter != nil {
