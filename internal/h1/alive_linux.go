@@ -3,6 +3,7 @@ package h1
 import (
 	"net"
 	"syscall"
+	"unsafe"
 )
 
 // prober tells whether an idle connection is still open, with a peek that
@@ -25,7 +26,9 @@ func newProber(nc net.Conn) *prober {
 		p.rc = rc
 	}
 	p.fn = func(fd uintptr) bool {
-		_, _, e := syscall.Recvfrom(int(fd), p.buf[:], syscall.MSG_PEEK|syscall.MSG_DONTWAIT)
+		// A raw call: it cannot block (see rawConn).
+		_, _, e := syscall.RawSyscall6(syscall.SYS_RECVFROM, fd, uintptr(unsafe.Pointer(&p.buf[0])), 1,
+			syscall.MSG_PEEK|syscall.MSG_DONTWAIT, 0, 0)
 		p.ok = e == syscall.EAGAIN || e == syscall.EWOULDBLOCK
 		return true // never wait for readiness
 	}

@@ -124,6 +124,7 @@ func (s *Server) Serve(ln net.Listener) error {
 			return err
 		}
 		backoff = 0
+		nc = fastConn(nc)
 		c := &srvConn{srv: s, nc: nc, accepted: time.Now()}
 		c.src.nc = nc
 		c.src.left = -1

@@ -221,6 +221,7 @@ func (t *Transport) get(ctx context.Context, h *host) (*conn, error) {
 	if err != nil {
 		return nil, err
 	}
+	nc = fastConn(nc)
 	c := &conn{t: t, h: h, nc: nc, lr: limitReader{r: nc, left: -1}, probe: newProber(nc)}
 	c.br = bufio.NewReaderSize(&c.lr, readBufSize)
 	return c, nil

@@ -7,6 +7,7 @@ import (
 	"sync/atomic"
 	"syscall"
 	"time"
+	"unsafe"
 )
 
 // watcher notices a client leaving while a handler runs. Once the handler
@@ -85,7 +86,7 @@ func (w *watcher) setup() {
 	}
 	w.rc = rc
 	w.id = poll.nextID.Add(1)
-	w.ctl = func(fd uintptr) { w.ctlErr = syscall.EpollCtl(poll.epfd, w.op, int(fd), &w.ev) }
+	w.ctl = func(fd uintptr) { w.ctlErr = epollCtl(poll.epfd, w.op, int(fd), &w.ev) }
 }
 
 // arm starts the watch of a request.
@@ -198,4 +199,14 @@ func waitEvents() {
 		}
 		poll.mu.Unlock()
 	}
+}
+
+// epollCtl is syscall.EpollCtl made as a raw call: it never blocks (see
+// rawConn).
+func epollCtl(epfd, op, fd int, ev *syscall.EpollEvent) error {
+	_, _, e := syscall.RawSyscall6(syscall.SYS_EPOLL_CTL, uintptr(epfd), uintptr(op), uintptr(fd), uintptr(unsafe.Pointer(ev)), 0, 0)
+	if e != 0 {
+		return e
+	}
+	return nil
 }

@@ -1,0 +1,152 @@
+package h1
+
+import (
+	"io"
+	"net"
+	"os"
+	"sync"
+	"syscall"
+	"unsafe"
+)
+
+// rawConn reads and writes a socket with raw system calls: the socket is
+// non-blocking, so a read or write never sleeps in the kernel and need not
+// leave the scheduler (syscall.Read and Write do, and the first such call
+// after the process was idle also wakes the runtime's monitor thread: a
+// futex wake and two context switches per request on a quiet gateway).
+// Waiting is still the runtime poller's (syscall.RawConn), so deadlines,
+// Close and the scheduler behave as they do for a net.Conn.
+//
+// The callbacks are built once, so a call allocates nothing; their state
+// is the connection's, guarded by one lock per direction.
+type rawConn struct {
+	net.Conn
+	rc     syscall.RawConn
+	rmu    sync.Mutex
+	readFn func(fd uintptr) bool
+	rp     []byte
+	rn     int
+	rerr   syscall.Errno
+
+	wmu     sync.Mutex
+	writeFn func(fd uintptr) bool
+	wp      []byte
+	wn      int
+	werr    syscall.Errno
+}
+
+// fastConn returns nc wrapped in a rawConn when it is a TCP or Unix socket,
+// else nc.
+func fastConn(nc net.Conn) net.Conn {
+	var sc syscall.Conn
+	switch c := nc.(type) {
+	case *net.TCPConn:
+		sc = c
+	case *net.UnixConn:
+		sc = c
+	default:
+		return nc
+	}
+	rc, err := sc.SyscallConn()
+	if err != nil {
+		return nc
+	}
+	c := &rawConn{Conn: nc, rc: rc}
+	c.readFn = c.read
+	c.writeFn = c.write
+	return c
+}
+
+// read is the RawConn callback of Read: false (EAGAIN) waits for input.
+func (c *rawConn) read(fd uintptr) bool {
+	for {
+		n, _, e := syscall.RawSyscall(syscall.SYS_READ, fd, uintptr(unsafe.Pointer(&c.rp[0])), uintptr(len(c.rp)))
+		switch e {
+		case syscall.EINTR:
+			continue
+		case syscall.EAGAIN:
+			return false
+		}
+		c.rn, c.rerr = int(n), e
+		return true
+	}
+}
+
+// write is the RawConn callback of Write: it writes until all is written
+// or the socket is full (false: wait until it is writable).
+func (c *rawConn) write(fd uintptr) bool {
+	for c.wn < len(c.wp) {
+		p := c.wp[c.wn:]
+		n, _, e := syscall.RawSyscall(syscall.SYS_WRITE, fd, uintptr(unsafe.Pointer(&p[0])), uintptr(len(p)))
+		switch e {
+		case 0:
+			c.wn += int(n)
+		case syscall.EINTR:
+		case syscall.EAGAIN:
+			return false
+		default:
+			c.werr = e
+			return true
+		}
+	}
+	return true
+}
+
+func (c *rawConn) Read(p []byte) (int, error) {
+	if len(p) == 0 {
+		return 0, nil
+	}
+	const maxRW = 1 << 30
+	c.rmu.Lock()
+	c.rp, c.rn, c.rerr = p[:min(len(p), maxRW)], 0, 0
+	err := c.rc.Read(c.readFn)
+	n, errno := c.rn, c.rerr
+	c.rp = nil
+	c.rmu.Unlock()
+	switch {
+	case err != nil:
+		return 0, c.opError("read", err)
+	case errno != 0:
+		return 0, c.opError("read", errno)
+	case n == 0:
+		return 0, io.EOF
+	}
+	return n, nil
+}
+
+func (c *rawConn) Write(p []byte) (int, error) {
+	if len(p) == 0 {
+		return 0, nil
+	}
+	c.wmu.Lock()
+	c.wp, c.wn, c.werr = p, 0, 0
+	err := c.rc.Write(c.writeFn)
+	n, errno := c.wn, c.werr
+	c.wp = nil
+	c.wmu.Unlock()
+	switch {
+	case err != nil:
+		return n, c.opError("write", err)
+	case errno != 0:
+		return n, c.opError("write", errno)
+	}
+	return n, nil
+}
+
+// opError wraps err as the net package does for a connection's errors.
+func (c *rawConn) opError(op string, err error) error {
+	if e, ok := err.(syscall.Errno); ok {
+		err = os.NewSyscallError(op, e)
+	}
+	return &net.OpError{Op: op, Net: c.LocalAddr().Network(), Source: c.LocalAddr(), Addr: c.RemoteAddr(), Err: err}
+}
+
+// SyscallConn and CloseWrite are the wrapped socket's.
+func (c *rawConn) SyscallConn() (syscall.RawConn, error) { return c.rc, nil }
+
+func (c *rawConn) CloseWrite() error {
+	if cw, ok := c.Conn.(interface{ CloseWrite() error }); ok {
+		return cw.CloseWrite()
+	}
+	return nil
+}
