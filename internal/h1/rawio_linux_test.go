@@ -1,0 +1,214 @@
+package h1
+
+import (
+	"bytes"
+	"errors"
+	"io"
+	"net"
+	"os"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// tcpPair returns the two ends of a loopback TCP connection, the first
+// wrapped by fastConn.
+func tcpPair(t *testing.T) (*rawConn, *net.TCPConn) {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	accepted := make(chan net.Conn, 1)
+	go func() {
+		c, _ := ln.Accept()
+		accepted <- c
+	}()
+	dc, err := net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	peer := <-accepted
+	if peer == nil {
+		t.Fatal("accept failed")
+	}
+	rc, ok := fastConn(dc).(*rawConn)
+	if !ok {
+		t.Fatalf("fastConn(%T) did not wrap it", dc)
+	}
+	t.Cleanup(func() { _ = rc.Close(); _ = peer.Close() })
+	return rc, peer.(*net.TCPConn)
+}
+
+func TestFastConnWrapsOnlySockets(t *testing.T) {
+	a, b := net.Pipe()
+	defer a.Close()
+	defer b.Close()
+	if got := fastConn(a); got != a {
+		t.Errorf("fastConn(net.Pipe) = %T, want the pipe itself", got)
+	}
+	rc, _ := tcpPair(t)
+	if _, ok := net.Conn(rc).(syscall.Conn); !ok {
+		t.Error("rawConn hides SyscallConn (the client-close watch needs it)")
+	}
+	if _, ok := net.Conn(rc).(interface{ CloseWrite() error }); !ok {
+		t.Error("rawConn hides CloseWrite (the lingering close needs it)")
+	}
+}
+
+// A write larger than both socket buffers waits for the peer to read
+// (EAGAIN, then the poller) and arrives whole; reads see it in order.
+func TestRawConnLargeWriteAndReadArriveWhole(t *testing.T) {
+	rc, peer := tcpPair(t)
+	if err := rc.Conn.(*net.TCPConn).SetWriteBuffer(16 << 10); err != nil {
+		t.Fatal(err)
+	}
+	want := bytes.Repeat([]byte("0123456789abcdef"), 64<<10) // 1 MiB, far more than the buffers hold
+	got := make(chan []byte, 1)
+	go func() {
+		time.Sleep(20 * time.Millisecond) // let the writer fill the buffers first
+		b, _ := io.ReadAll(io.LimitReader(peer, int64(len(want))))
+		got <- b
+	}()
+	n, err := rc.Write(want)
+	if err != nil || n != len(want) {
+		t.Fatalf("Write = %d, %v; want %d, nil", n, err, len(want))
+	}
+	if b := <-got; !bytes.Equal(b, want) {
+		t.Fatalf("peer read %d bytes, not what was written", len(b))
+	}
+	// And back the other way, through Read, in small pieces.
+	go func() { _, _ = peer.Write(want) }()
+	back := make([]byte, 0, len(want))
+	buf := make([]byte, 1000)
+	for len(back) < len(want) {
+		n, err := rc.Read(buf)
+		if err != nil {
+			t.Fatalf("Read after %d bytes: %v", len(back), err)
+		}
+		back = append(back, buf[:n]...)
+	}
+	if !bytes.Equal(back, want) {
+		t.Fatal("Read returned bytes out of order")
+	}
+}
+
+func TestRawConnEndsAsANetConnDoes(t *testing.T) {
+	t.Run("peer closes: EOF", func(t *testing.T) {
+		rc, peer := tcpPair(t)
+		_, _ = peer.Write([]byte("last"))
+		_ = peer.Close()
+		b, err := io.ReadAll(rc)
+		if err != nil || string(b) != "last" {
+			t.Fatalf("ReadAll = %q, %v; want \"last\", nil", b, err)
+		}
+		if n, err := rc.Read(make([]byte, 8)); n != 0 || err != io.EOF {
+			t.Fatalf("Read after EOF = %d, %v", n, err)
+		}
+	})
+	t.Run("CloseWrite: the peer sees EOF", func(t *testing.T) {
+		rc, peer := tcpPair(t)
+		if err := rc.CloseWrite(); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := peer.Read(make([]byte, 1)); err != io.EOF {
+			t.Fatalf("peer Read = %v, want EOF", err)
+		}
+	})
+	t.Run("deadline", func(t *testing.T) {
+		rc, _ := tcpPair(t)
+		_ = rc.SetReadDeadline(time.Now().Add(20 * time.Millisecond))
+		_, err := rc.Read(make([]byte, 8))
+		var ne net.Error
+		if !errors.Is(err, os.ErrDeadlineExceeded) || !errors.As(err, &ne) || !ne.Timeout() {
+			t.Fatalf("Read past its deadline = %v, want a timeout", err)
+		}
+		var oe *net.OpError
+		if !errors.As(err, &oe) || oe.Op != "read" {
+			t.Fatalf("error %v is not a read *net.OpError", err)
+		}
+	})
+	t.Run("closed while blocked", func(t *testing.T) {
+		rc, _ := tcpPair(t)
+		done := make(chan error, 1)
+		go func() {
+			_, err := rc.Read(make([]byte, 8))
+			done <- err
+		}()
+		time.Sleep(20 * time.Millisecond)
+		_ = rc.Close()
+		if err := <-done; !errors.Is(err, net.ErrClosed) {
+			t.Fatalf("Read interrupted by Close = %v, want net.ErrClosed", err)
+		}
+		if _, err := rc.Write([]byte("x")); !errors.Is(err, net.ErrClosed) {
+			t.Fatalf("Write after Close = %v, want net.ErrClosed", err)
+		}
+	})
+	t.Run("reset: the errno comes through", func(t *testing.T) {
+		rc, peer := tcpPair(t)
+		_ = peer.SetLinger(0)
+		_, _ = rc.Write([]byte("unread"))
+		time.Sleep(10 * time.Millisecond)
+		_ = peer.Close() // unread data and linger 0: an RST
+		var err error
+		for i := 0; i < 100 && err == nil; i++ {
+			_, err = rc.Read(make([]byte, 8))
+		}
+		if !errors.Is(err, syscall.ECONNRESET) {
+			t.Fatalf("Read after a reset = %v, want ECONNRESET", err)
+		}
+		var se *os.SyscallError
+		if !errors.As(err, &se) || se.Syscall != "read" {
+			t.Fatalf("error %v does not carry the read's *os.SyscallError", err)
+		}
+	})
+}
+
+// One Read and one Write run at once (a request's body read while its
+// answer is written); -race checks the state each keeps.
+func TestRawConnConcurrentReadAndWrite(t *testing.T) {
+	rc, peer := tcpPair(t)
+	const n = 2000
+	go func() { _, _ = io.Copy(peer, peer) }() // echo
+	errc := make(chan error, 1)
+	go func() {
+		for i := 0; i < n; i++ {
+			if _, err := rc.Write([]byte("ping\n")); err != nil {
+				errc <- err
+				return
+			}
+		}
+		errc <- nil
+	}()
+	got := 0
+	buf := make([]byte, 64)
+	for got < 5*n {
+		m, err := rc.Read(buf)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got += m
+	}
+	if err := <-errc; err != nil {
+		t.Fatal(err)
+	}
+}
+
+// Reads and writes allocate nothing: their callbacks are built once.
+func TestRawConnAllocatesNothing(t *testing.T) {
+	rc, peer := tcpPair(t)
+	go func() { _, _ = io.Copy(peer, peer) }()
+	out, in := []byte("0123456789"), make([]byte, 10)
+	allocs := testing.AllocsPerRun(200, func() {
+		if _, err := rc.Write(out); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := io.ReadFull(rc, in); err != nil {
+			t.Fatal(err)
+		}
+	})
+	if allocs != 0 {
+		t.Errorf("a write and a read allocated %.1f times, want 0", allocs)
+	}
+}
