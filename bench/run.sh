@@ -10,7 +10,7 @@
 #
 # Environment: BENCH_ROUNDS, BENCH_DURATION, BENCH_WARMUP (phase shape),
 # BENCH_STREAMS (memory mode), BENCH_SOAK (soak length), BENCH_PORT_BASE
-# (default 18400; ports BASE+1..BASE+8 are used), BENCH_CPU_PROXY and
+# (default 18400; ports BASE+1..BASE+9 are used), BENCH_CPU_PROXY and
 # BENCH_CPU_LOAD (default 0 and 1), NGINX (path of an nginx binary),
 # BENCH_OUT (directory for results; default a new temp directory).
 #
@@ -35,7 +35,7 @@ RESULTS=$OUT/results.jsonl
 
 BASE=${BENCH_PORT_BASE:-18400}
 P_UP1=$((BASE + 1)) P_UP2=$((BASE + 2)) P_GW=$((BASE + 3)) P_BL=$((BASE + 4)) P_NGX=$((BASE + 5))
-P_SLOW1=$((BASE + 6)) P_SLOW2=$((BASE + 7)) P_MEM=$((BASE + 8))
+P_SLOW1=$((BASE + 6)) P_SLOW2=$((BASE + 7)) P_MEM=$((BASE + 8)) P_TCP=$((BASE + 9))
 
 CPU_PROXY=${BENCH_CPU_PROXY:-0}
 CPU_LOAD=${BENCH_CPU_LOAD:-1}
@@ -154,7 +154,7 @@ record_rss() {
 build() {
 	log "building into $BIN"
 	mkdir -p "$BIN"
-	(cd "$ROOT" && go build -o "$BIN/" ./bench/cmd/upstream ./bench/cmd/loadgen ./bench/cmd/baseline ./bench/cmd/report &&
+	(cd "$ROOT" && go build -o "$BIN/" ./bench/cmd/upstream ./bench/cmd/loadgen ./bench/cmd/baseline ./bench/cmd/tcprelay ./bench/cmd/report &&
 		go build -o "$BIN/llmgate" ./cmd/llmgate)
 }
 
@@ -233,19 +233,22 @@ loadgen() {
 
 run_throughput() {
 	local rounds=$1 dur=$2 warm=$3
-	require_free "$P_UP1" "$P_UP2" "$P_GW" "$P_BL" "$P_NGX"
+	require_free "$P_UP1" "$P_UP2" "$P_GW" "$P_BL" "$P_NGX" "$P_TCP"
 	log "requests and streams: $rounds round(s), ${dur}s phases after ${warm}s warm-up"
-	local UP GW BL NGX=""
+	local UP GW BL TCP NGX=""
 	start UP "$CPU_LOAD" "$WORK/upstream.log" "$BIN/upstream" -listen "127.0.0.1:$P_UP1,127.0.0.1:$P_UP2" -events 21 -interval 10ms
 	wait_port "$P_UP1" "$UP" upstream
 	gateway_config "$WORK/gateway.yaml" "$P_GW" "$P_UP1" "$P_UP2"
 	start GW "$CPU_PROXY" /dev/null "$BIN/llmgate" serve -config "$WORK/gateway.yaml"
 	start BL "$CPU_PROXY" "$WORK/baseline.log" "$BIN/baseline" -listen "127.0.0.1:$P_BL" -upstream "http://127.0.0.1:$P_UP1" -conns 256
+	# The floor: bytes copied through a Go process, no HTTP (see bench/cmd/tcprelay).
+	start TCP "$CPU_PROXY" "$WORK/tcprelay.log" "$BIN/tcprelay" -listen "127.0.0.1:$P_TCP" -upstream "127.0.0.1:$P_UP1"
 	wait_port "$P_GW" "$GW" llmgate
 	wait_port "$P_BL" "$BL" baseline
-	local targets=(direct llmgate baseline)
-	declare -A addr=([direct]=$P_UP1 [llmgate]=$P_GW [baseline]=$P_BL)
-	declare -A pid=([direct]=0 [llmgate]=$GW [baseline]=$BL)
+	wait_port "$P_TCP" "$TCP" tcprelay
+	local targets=(direct llmgate baseline tcprelay)
+	declare -A addr=([direct]=$P_UP1 [llmgate]=$P_GW [baseline]=$P_BL [tcprelay]=$P_TCP)
+	declare -A pid=([direct]=0 [llmgate]=$GW [baseline]=$BL [tcprelay]=$TCP)
 	if [ -n "$NGINX_BIN" ]; then
 		nginx_config "$WORK/nginx" "$P_NGX" "$P_UP1" "$P_UP2"
 		start NGX "$CPU_PROXY" "$WORK/nginx/stderr.log" "$NGINX_BIN" -p "$WORK/nginx" -c "$WORK/nginx/nginx.conf" -e "$WORK/nginx/error.log"
@@ -279,12 +282,13 @@ run_throughput() {
 	done
 	record_rss llmgate "$GW"
 	record_rss baseline "$BL"
+	record_rss tcprelay "$TCP"
 	if [ "$PROFILE" = 1 ]; then
 		profile_gateway "$GW" "$P_GW" "$dur"
 	fi
 	[ -z "$NGX" ] || record_rss nginx "$NGX"
 	record_rss upstream "$UP"
-	for t in "$GW" "$BL" $NGX "$UP"; do stop_pid "$t"; done
+	for t in "$GW" "$BL" "$TCP" $NGX "$UP"; do stop_pid "$t"; done
 }
 
 # profile_gateway PID PORT SECONDS: CPU profile of llmgate under 50 connections.

@@ -103,7 +103,7 @@ func main() {
 }
 
 // targets in report order; others follow in order of appearance.
-var targetOrder = []string{"direct", "llmgate", "baseline", "nginx"}
+var targetOrder = []string{"direct", "llmgate", "baseline", "nginx", "tcprelay"}
 
 func write(w io.Writer, title string, lines []line) {
 	fmt.Fprintf(w, "# %s\n\n", title)
@@ -325,7 +325,7 @@ const minAdded = 10
 func ratios(w io.Writer, a aggregated) {
 	type pair struct{ num, den string }
 	var pairs []pair
-	for _, p := range []pair{{"llmgate", "baseline"}, {"llmgate", "direct"}, {"baseline", "direct"}, {"llmgate", "nginx"}, {"nginx", "baseline"}} {
+	for _, p := range []pair{{"llmgate", "baseline"}, {"llmgate", "direct"}, {"baseline", "direct"}, {"llmgate", "nginx"}, {"nginx", "baseline"}, {"llmgate", "tcprelay"}} {
 		if slices.Contains(a.targets, p.num) && slices.Contains(a.targets, p.den) {
 			pairs = append(pairs, p)
 		}
