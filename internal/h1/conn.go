@@ -23,7 +23,6 @@ type conn struct {
 	br        *bufio.Reader
 	idleSince time.Duration // mono() when it went idle
 	reused    bool
-	probe     *prober
 }
 
 // maxHeadBytes bounds what is read for a response's head (interim answers

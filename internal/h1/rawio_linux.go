@@ -27,6 +27,9 @@ type rawConn struct {
 	rp     []byte
 	rn     int
 	rerr   syscall.Errno
+	peekFn func(fd uintptr) bool
+	open   bool // the last peek found the connection open
+	peekB  [1]byte
 
 	wmu     sync.Mutex
 	writeFn func(fd uintptr) bool
@@ -54,6 +57,7 @@ func fastConn(nc net.Conn) net.Conn {
 	c := &rawConn{Conn: nc, rc: rc}
 	c.readFn = c.read
 	c.writeFn = c.write
+	c.peekFn = c.peek
 	return c
 }
 
@@ -70,6 +74,28 @@ func (c *rawConn) read(fd uintptr) bool {
 		c.rn, c.rerr = int(n), e
 		return true
 	}
+}
+
+// peek is the RawConn callback of alive: it never waits for readiness.
+func (c *rawConn) peek(fd uintptr) bool {
+	_, _, e := syscall.RawSyscall6(syscall.SYS_RECVFROM, fd, uintptr(unsafe.Pointer(&c.peekB[0])), 1,
+		syscall.MSG_PEEK|syscall.MSG_DONTWAIT, 0, 0)
+	c.open = e == syscall.EAGAIN
+	return true
+}
+
+// alive tells whether an idle connection is still open: a peek must find
+// nothing to read (the peer sent nothing) and no end of stream. A
+// connection that is no socket is taken as open.
+func alive(nc net.Conn) bool {
+	c, ok := nc.(*rawConn)
+	if !ok {
+		return true
+	}
+	c.rmu.Lock()
+	defer c.rmu.Unlock()
+	c.open = false
+	return c.rc.Read(c.peekFn) == nil && c.open
 }
 
 // write is the RawConn callback of Write: it writes until all is written

@@ -64,16 +64,26 @@ func TestRawConnLargeWriteAndReadArriveWhole(t *testing.T) {
 	if err := rc.Conn.(*net.TCPConn).SetWriteBuffer(16 << 10); err != nil {
 		t.Fatal(err)
 	}
+	if err := peer.SetReadBuffer(64 << 10); err != nil {
+		t.Fatal(err)
+	}
 	want := bytes.Repeat([]byte("0123456789abcdef"), 64<<10) // 1 MiB, far more than the buffers hold
 	got := make(chan []byte, 1)
+	const readerSleeps = 50 * time.Millisecond
 	go func() {
-		time.Sleep(20 * time.Millisecond) // let the writer fill the buffers first
+		time.Sleep(readerSleeps) // let the writer fill the buffers first
 		b, _ := io.ReadAll(io.LimitReader(peer, int64(len(want))))
 		got <- b
 	}()
+	start := time.Now()
 	n, err := rc.Write(want)
 	if err != nil || n != len(want) {
 		t.Fatalf("Write = %d, %v; want %d, nil", n, err, len(want))
+	}
+	// It cannot have finished before the reader woke: it waited (EAGAIN,
+	// then the poller) and went on from where the kernel stopped taking.
+	if d := time.Since(start); d < readerSleeps-5*time.Millisecond {
+		t.Fatalf("a 1 MiB write into 80 KiB of buffers returned after %v, before anything read it", d)
 	}
 	if b := <-got; !bytes.Equal(b, want) {
 		t.Fatalf("peer read %d bytes, not what was written", len(b))
@@ -163,6 +173,32 @@ func TestRawConnEndsAsANetConnDoes(t *testing.T) {
 			t.Fatalf("error %v does not carry the read's *os.SyscallError", err)
 		}
 	})
+}
+
+// alive peeks at an idle connection: open while the peer sent nothing,
+// not once it sent a byte (an answer nobody asked for) or closed.
+func TestAliveSeesWhatTheIdlePeerDid(t *testing.T) {
+	rc, peer := tcpPair(t)
+	if !alive(rc) {
+		t.Fatal("a quiet open connection is not alive")
+	}
+	_, _ = peer.Write([]byte("x"))
+	time.Sleep(10 * time.Millisecond)
+	if alive(rc) {
+		t.Error("a connection with unsolicited bytes is alive")
+	}
+	rc2, peer2 := tcpPair(t)
+	_ = peer2.Close()
+	time.Sleep(10 * time.Millisecond)
+	if alive(rc2) {
+		t.Error("a connection its peer closed is alive")
+	}
+	a, b := net.Pipe()
+	defer a.Close()
+	defer b.Close()
+	if !alive(a) {
+		t.Error("a connection that is no socket is not taken as open")
+	}
 }
 
 // One Read and one Write run at once (a request's body read while its

@@ -141,7 +141,7 @@ func (w *response) writeBody(p []byte) (int, error) {
 		if len(p)+extra > cap(w.out) {
 			// Larger than the buffer: its frame head, then p itself.
 			if w.chunked {
-				w.out = append(strconv.AppendInt(w.out, int64(len(p)), 16), "\r\n"...)
+				w.out = appendChunkHead(w.out, len(p))
 				if !w.flushOut() {
 					return 0, errClientGone
 				}
@@ -156,7 +156,7 @@ func (w *response) writeBody(p []byte) (int, error) {
 		}
 	}
 	if w.chunked {
-		w.out = append(strconv.AppendInt(w.out, int64(len(p)), 16), "\r\n"...)
+		w.out = appendChunkHead(w.out, len(p))
 		w.out = append(append(w.out, p...), "\r\n"...)
 	} else {
 		w.out = append(w.out, p...)
@@ -262,7 +262,7 @@ func (w *response) commit(final bool) {
 	b = append(b, "\r\n"...)
 	if len(body) > 0 {
 		if w.chunked {
-			b = append(strconv.AppendInt(b, int64(len(body)), 16), "\r\n"...)
+			b = appendChunkHead(b, len(body))
 			b = append(append(b, body...), "\r\n"...)
 		} else {
 			b = append(b, body...)
@@ -306,6 +306,11 @@ func (w *response) finish() {
 	if w.contentLength >= 0 && w.written < w.contentLength && !w.isHead && bodyAllowed(w.status) {
 		w.closeAfter = true // shorter than announced: only closing ends it
 	}
+}
+
+// appendChunkHead appends the size line of an n-byte chunk.
+func appendChunkHead(b []byte, n int) []byte {
+	return append(strconv.AppendInt(b, int64(n), 16), "\r\n"...)
 }
 
 // appendStatus appends "NNN Reason\r\n".

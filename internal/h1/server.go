@@ -328,11 +328,7 @@ func (c *srvConn) close() {
 	if c.linger && !c.broken.Load() {
 		c.lingerClose()
 	}
-	if c.br != nil {
-		c.br.Reset(nil)
-		readerPool.Put(c.br)
-		c.br = nil
-	}
+	c.putReader()
 	c.state.Store(stateClosed)
 	_ = c.nc.Close()
 	c.srv.trackConn(c, false)
@@ -360,14 +356,13 @@ func (c *srvConn) lingerClose() {
 // malformed one itself; false ends the connection.
 func (c *srvConn) readRequest(first bool) (*http.Request, bool) {
 	s := c.srv
-	now := time.Now()
 	if first {
 		_ = c.nc.SetReadDeadline(c.accepted.Add(s.readHeaderTimeout()))
 	} else {
 		if !c.state.CompareAndSwap(stateActive, stateIdle) || s.shutdown.Load() {
 			return nil, false
 		}
-		_ = c.nc.SetReadDeadline(now.Add(s.idleTimeout()))
+		_ = c.nc.SetReadDeadline(time.Now().Add(s.idleTimeout()))
 	}
 	if c.br == nil {
 		c.br = readerPool.Get().(*bufio.Reader)
@@ -463,11 +458,8 @@ func checkRequest(req *http.Request, raw []byte) (status int, msg string, unsure
 // header named name (lower case).
 func headHas(raw []byte, name string) bool {
 	for {
-		i := 0
-		for i < len(raw) && raw[i] != '\n' {
-			i++
-		}
-		if i == len(raw) {
+		i := bytes.IndexByte(raw, '\n')
+		if i < 0 {
 			return false
 		}
 		raw = raw[i+1:]
@@ -570,12 +562,17 @@ func (c *srvConn) bodyDone() {
 	if c.br != nil && c.br.Buffered() > 0 {
 		return
 	}
+	c.putReader()
+	c.watch.bodyRead()
+}
+
+// putReader gives the read buffer back to its pool.
+func (c *srvConn) putReader() {
 	if c.br != nil {
 		c.br.Reset(nil)
 		readerPool.Put(c.br)
 		c.br = nil
 	}
-	c.watch.bodyRead()
 }
 
 // drainBody reads and drops what the handler left of the request body, up

@@ -210,7 +210,7 @@ func (t *Transport) get(ctx context.Context, h *host) (*conn, error) {
 		h.idle = h.idle[:n-1]
 		h.mu.Unlock()
 		idle := now - c.idleSince
-		if idle > t.opts.IdleConnTimeout || (idle > staleCheckAfter && !c.probe.alive()) {
+		if idle > t.opts.IdleConnTimeout || (idle > staleCheckAfter && !alive(c.nc)) {
 			_ = c.nc.Close()
 			continue
 		}
@@ -222,7 +222,7 @@ func (t *Transport) get(ctx context.Context, h *host) (*conn, error) {
 		return nil, err
 	}
 	nc = fastConn(nc)
-	c := &conn{t: t, h: h, nc: nc, lr: limitReader{r: nc, left: -1}, probe: newProber(nc)}
+	c := &conn{t: t, h: h, nc: nc, lr: limitReader{r: nc, left: -1}}
 	c.br = bufio.NewReaderSize(&c.lr, readBufSize)
 	return c, nil
 }

@@ -576,9 +576,9 @@ func (h *Handler) relayStream(ctx context.Context, a *attemptRun, injected bool)
 }
 
 // openStream reads a stream's leading events into buf and, when they say
-// nothing is wrong, writes the response head (the copy flushes it): n bytes
-// of buf are then the stream's start, still to be relayed. Otherwise f is the failure
-// to retry, or done says the client is gone.
+// nothing is wrong, writes the response head (the copy flushes it): n
+// bytes of buf are then the stream's start, still to be relayed. Otherwise
+// f is the failure to retry, or done says the client is gone.
 //
 //go:noinline
 func (h *Handler) openStream(ctx context.Context, a *attemptRun, body io.Reader, buf []byte) (n int, f *failure, done bool) {
