@@ -15,29 +15,11 @@ import (
 // wrapped by fastConn.
 func tcpPair(t *testing.T) (*rawConn, *net.TCPConn) {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	accepted := make(chan net.Conn, 1)
-	go func() {
-		c, _ := ln.Accept()
-		accepted <- c
-	}()
-	dc, err := net.Dial("tcp", ln.Addr().String())
-	if err != nil {
-		t.Fatal(err)
-	}
-	peer := <-accepted
-	if peer == nil {
-		t.Fatal("accept failed")
-	}
+	dc, peer := loopbackPair(t)
 	rc, ok := fastConn(dc).(*rawConn)
 	if !ok {
 		t.Fatalf("fastConn(%T) did not wrap it", dc)
 	}
-	t.Cleanup(func() { _ = rc.Close(); _ = peer.Close() })
 	return rc, peer.(*net.TCPConn)
 }
 

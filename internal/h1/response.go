@@ -193,7 +193,7 @@ func (w *response) release() {
 	}
 }
 
-func (w *response) SetReadDeadline(t time.Time) error { return w.c.nc.SetReadDeadline(t) }
+func (w *response) SetReadDeadline(t time.Time) error { return w.c.rdl.Set(t) }
 
 func (w *response) SetWriteDeadline(t time.Time) error { return w.c.nc.SetWriteDeadline(t) }
 

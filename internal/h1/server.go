@@ -126,7 +126,8 @@ func (s *Server) Serve(ln net.Listener) error {
 		backoff = 0
 		nc = fastConn(nc)
 		c := &srvConn{srv: s, nc: nc, accepted: time.Now()}
-		c.src.nc = nc
+		c.rdl.nc = nc
+		c.src.rd = &c.rdl
 		c.src.left = -1
 		if !s.trackConn(c, true) {
 			_ = nc.Close()
@@ -250,6 +251,7 @@ type srvConn struct {
 	accepted time.Time
 	remote   string
 	state    atomic.Int32
+	rdl      readDeadline  // nc's read deadline, set lazily
 	src      source        // what br reads from
 	br       *bufio.Reader // from readerPool; nil while a handler runs past its body
 	body     reqBody       // the current request's body (reused)
@@ -269,7 +271,7 @@ var readerPool = sync.Pool{New: func() any { return bufio.NewReaderSize(nil, 409
 // watcher read ahead (the start of a pipelined request), then the
 // connection, bounded while a head is read.
 type source struct {
-	nc     net.Conn
+	rd     *readDeadline
 	pre    byte
 	hasPre bool
 	left   int64 // < 0: no bound
@@ -294,7 +296,7 @@ func (s *source) Read(p []byte) (int, error) {
 	if s.left > 0 && int64(len(p)) > s.left {
 		p = p[:s.left]
 	}
-	n, err := s.nc.Read(p)
+	n, err := s.rd.Read(p)
 	s.reads++
 	if s.left > 0 {
 		s.left -= int64(n)
@@ -343,10 +345,10 @@ func (c *srvConn) lingerClose() {
 	if !ok || cw.CloseWrite() != nil {
 		return
 	}
-	_ = c.nc.SetReadDeadline(time.Now().Add(lingerFor))
+	_ = c.rdl.Set(time.Now().Add(lingerFor))
 	var buf [512]byte
 	for {
-		if _, err := c.nc.Read(buf[:]); err != nil {
+		if _, err := c.rdl.Read(buf[:]); err != nil {
 			return
 		}
 	}
@@ -357,12 +359,12 @@ func (c *srvConn) lingerClose() {
 func (c *srvConn) readRequest(first bool) (*http.Request, bool) {
 	s := c.srv
 	if first {
-		_ = c.nc.SetReadDeadline(c.accepted.Add(s.readHeaderTimeout()))
+		_ = c.rdl.Set(c.accepted.Add(s.readHeaderTimeout()))
 	} else {
 		if !c.state.CompareAndSwap(stateActive, stateIdle) || s.shutdown.Load() {
 			return nil, false
 		}
-		_ = c.nc.SetReadDeadline(time.Now().Add(s.idleTimeout()))
+		_ = c.rdl.Set(time.Now().Add(s.idleTimeout()))
 	}
 	if c.br == nil {
 		c.br = readerPool.Get().(*bufio.Reader)
@@ -375,7 +377,7 @@ func (c *srvConn) readRequest(first bool) (*http.Request, bool) {
 		return nil, false // closed by Shutdown
 	}
 	if !first {
-		_ = c.nc.SetReadDeadline(time.Now().Add(s.readHeaderTimeout()))
+		_ = c.rdl.Set(time.Now().Add(s.readHeaderTimeout()))
 	}
 	c.src.left = int64(s.maxHeaderBytes()) + 4096 - int64(c.br.Buffered())
 	if c.src.left <= 0 {
@@ -408,7 +410,7 @@ func (c *srvConn) readRequest(first bool) (*http.Request, bool) {
 		}
 		return nil, false
 	}
-	_ = c.nc.SetReadDeadline(time.Time{})
+	_ = c.rdl.Set(time.Time{})
 	var status int
 	var msg string
 	status, msg, c.unsure = checkRequest(req, raw)
@@ -495,7 +497,7 @@ func (c *srvConn) reject(status int, code, msg string) {
 func (c *srvConn) serveRequest(req *http.Request) bool {
 	ctx, cancel := context.WithCancelCause(context.Background())
 	c.cancel = cancel
-	req = req.WithContext(ctx)
+	*req = *req.WithContext(ctx) // req is ours: no second Request on the heap
 	// The answer and its header map are the connection's, reused from one
 	// request to the next (a handler must not touch them once it returned).
 	if c.hdr == nil {
@@ -586,9 +588,9 @@ func (c *srvConn) drainBody() bool {
 	if b.expect {
 		return false // the client waits for a 100 Continue that never came
 	}
-	_ = c.nc.SetReadDeadline(time.Now().Add(c.srv.readHeaderTimeout()))
+	_ = c.rdl.Set(time.Now().Add(c.srv.readHeaderTimeout()))
 	n, err := io.CopyN(io.Discard, b.rc, maxDiscard+1)
-	_ = c.nc.SetReadDeadline(time.Time{})
+	_ = c.rdl.Set(time.Time{})
 	if err == io.EOF && n <= maxDiscard {
 		c.linger = false
 		return true

@@ -61,7 +61,7 @@ func (w *watcher) bodyRead() {
 
 func (w *watcher) read() {
 	c := w.c
-	n, err := c.nc.Read(w.buf[:])
+	n, err := c.rdl.Read(w.buf[:])
 	switch {
 	case n == 1:
 		c.src.pre, c.src.hasPre = w.buf[0], true
@@ -85,9 +85,9 @@ func (w *watcher) stop() {
 			}
 		case watchReading:
 			w.stopping.Store(true)
-			_ = w.c.nc.SetReadDeadline(aLongTimeAgo)
+			_ = w.c.rdl.Set(aLongTimeAgo)
 			<-w.done
-			_ = w.c.nc.SetReadDeadline(time.Time{})
+			_ = w.c.rdl.Set(time.Time{})
 			w.stopping.Store(false)
 			w.state.Store(watchOff)
 			return

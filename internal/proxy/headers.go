@@ -74,7 +74,7 @@ func (h *Handler) outbound(ctx context.Context, r *http.Request, b *Backend, m M
 	}
 	body, injected = q.variant(body, r.Header.Get("Content-Type"), model,
 		q.stream && !q.fields.IncludeUsage && b.Provider.StreamUsage(pr))
-	out = &http.Request{
+	tmpl := http.Request{
 		Method:        r.Method,
 		URL:           u,
 		Proto:         "HTTP/1.1",
@@ -85,10 +85,14 @@ func (h *Handler) outbound(ctx context.Context, r *http.Request, b *Backend, m M
 		ContentLength: int64(len(body)),
 	}
 	if len(body) > 0 {
-		out.Body = &replay{Reader: bytes.NewReader(body)}
-		out.GetBody = func() (io.ReadCloser, error) { return &replay{Reader: bytes.NewReader(body)}, nil }
+		tmpl.Body = newReplay(body)
+		tmpl.GetBody = func() (io.ReadCloser, error) { return newReplay(body), nil }
 	}
-	return out.WithContext(ctx), injected, nil
+	// One Request on the heap: the template and WithContext's copy of it
+	// stay on the stack.
+	out = new(http.Request)
+	*out = *tmpl.WithContext(ctx)
+	return out, injected, nil
 }
 
 // setModel sets the model of a JSON or multipart body.
@@ -102,7 +106,14 @@ func setModel(body []byte, contentType, name string) ([]byte, error) {
 	return reqbody.SetString(body, "model", name)
 }
 
-type replay struct{ *bytes.Reader }
+// replay is a request body that can be sent again (GetBody).
+type replay struct{ bytes.Reader }
+
+func newReplay(body []byte) *replay {
+	rb := new(replay)
+	rb.Reset(body)
+	return rb
+}
 
 func (*replay) Close() error { return nil }
 
