@@ -133,12 +133,10 @@ func (c *rawConn) Read(p []byte) (int, error) {
 	n, errno := c.rn, c.rerr
 	c.rp = nil
 	c.rmu.Unlock()
-	switch {
-	case err != nil:
-		return 0, c.opError("read", err)
-	case errno != 0:
-		return 0, c.opError("read", errno)
-	case n == 0:
+	if err := c.ioError("read", err, errno); err != nil {
+		return 0, err
+	}
+	if n == 0 {
 		return 0, io.EOF
 	}
 	return n, nil
@@ -154,13 +152,19 @@ func (c *rawConn) Write(p []byte) (int, error) {
 	n, errno := c.wn, c.werr
 	c.wp = nil
 	c.wmu.Unlock()
+	return n, c.ioError("write", err, errno)
+}
+
+// ioError is the error of a read or write: the poller's (a deadline, a
+// closed connection), else the system call's, else none.
+func (c *rawConn) ioError(op string, err error, errno syscall.Errno) error {
 	switch {
 	case err != nil:
-		return n, c.opError("write", err)
+		return c.opError(op, err)
 	case errno != 0:
-		return n, c.opError("write", errno)
+		return c.opError(op, errno)
 	}
-	return n, nil
+	return nil
 }
 
 // opError wraps err as the net package does for a connection's errors.
