@@ -532,6 +532,19 @@ func (l *logBuffer) accessLines(testing.TB) int {
 	return l.access
 }
 
+// awaitAccessLines waits up to within for the access-line count to reach
+// want, and returns the count then; a count past want returns at once.
+func (l *logBuffer) awaitAccessLines(want int, within time.Duration) int {
+	deadline := time.Now().Add(within)
+	for {
+		got := l.accessLines(nil)
+		if got >= want || time.Now().After(deadline) {
+			return got
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
 // logScan counts what checkLog searched, across the whole run.
 var logScan struct {
 	lines, bytes atomic.Int64
