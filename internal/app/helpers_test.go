@@ -241,8 +241,11 @@ type gateway struct {
 type plainServer struct {
 	URL      string
 	Listener net.Listener
-	srv      interface{ Close() error }
-	done     chan struct{}
+	srv      interface {
+		Close() error
+		Shutdown(context.Context) error
+	}
+	done chan struct{}
 }
 
 func servePlain(t testing.TB, a *app.App) *plainServer {
@@ -264,6 +267,18 @@ func servePlain(t testing.TB, a *app.App) *plainServer {
 // Close closes the listener and every connection, and waits for Serve.
 func (p *plainServer) Close() {
 	_ = p.srv.Close()
+	<-p.done
+}
+
+// Drain shuts the server down gracefully: once it returns, every handler
+// has returned (and so has logged its request).
+func (p *plainServer) Drain(t testing.TB) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := p.srv.Shutdown(ctx); err != nil {
+		t.Fatalf("drain: %v", err)
+	}
 	<-p.done
 }
 

@@ -81,6 +81,7 @@ func TestRoutingThrottledBackendIsRoutedAroundAtOnce(t *testing.T) {
 	}
 	// The access log's "backends" field is the trail.
 	byID := map[string]string{}
+	waitLog(t, g.Log, len(as))
 	for _, l := range g.Log.accessLines(t) {
 		id, _ := l["request_id"].(string)
 		bk, _ := l["backends"].(string)
