@@ -158,7 +158,9 @@ build() {
 		go build -o "$BIN/llmgate" ./cmd/llmgate)
 }
 
-# gateway_config FILE LISTEN_PORT UP1 UP2: auth on, two weighted backends, retries.
+# gateway_config FILE LISTEN_PORT UP1 UP2 [admin]: auth on, two weighted
+# backends, retries; an admin key (which opens pprof) with BENCH_PROFILE=1 or
+# a fifth argument "admin".
 gateway_config() {
 	cat >"$1" <<EOF
 listen: 127.0.0.1:$2
@@ -179,7 +181,7 @@ retry:
   interval: 100ms
   first_fast_retry: true
 EOF
-	if [ "$PROFILE" = 1 ]; then
+	if [ "$PROFILE" = 1 ] || [ "${5:-}" = admin ]; then
 		printf 'admin:\n  key: ${BENCH_ADMIN_KEY}\n' >>"$1"
 	fi
 	"$BIN/llmgate" validate -config "$1" >/dev/null
@@ -353,7 +355,9 @@ run_soak() {
 	local UP GW L1 L2
 	start UP "$CPU_LOAD" "$WORK/upstream-soak.log" "$BIN/upstream" -listen "127.0.0.1:$P_UP1,127.0.0.1:$P_UP2" -events 21 -interval 10ms
 	wait_port "$P_UP1" "$UP" upstream
-	gateway_config "$WORK/gateway.yaml" "$P_GW" "$P_UP1" "$P_UP2"
+	# The soak's gateway has an admin key, so that its goroutines can be
+	# counted (pprof); an admin key costs the request path nothing.
+	gateway_config "$WORK/gateway.yaml" "$P_GW" "$P_UP1" "$P_UP2" admin
 	start GW "$CPU_PROXY" /dev/null "$BIN/llmgate" serve -config "$WORK/gateway.yaml"
 	wait_port "$P_GW" "$GW" llmgate
 	start L1 "$CPU_LOAD" "$WORK/soak-requests.jsonl" timeout -k 5 $((secs + 60)) "$BIN/loadgen" -addr "127.0.0.1:$P_GW" \
@@ -367,10 +371,12 @@ run_soak() {
 		ticks=$(cpu_ticks "$GW")
 		now=$(awk -v a="$t0" -v b="$(date +%s.%N)" 'BEGIN{printf "%.1f", b-a}')
 		gor=0
-		# With an admin key the gateway's pprof index tells its goroutines.
-		if [ "$PROFILE" = 1 ] && curl -sf -o "$WORK/goroutines.txt" -H "api-key: $BENCH_ADMIN_KEY" \
+		# The gateway's pprof (behind the admin key) tells its goroutines.
+		if curl -sf -o "$WORK/goroutines.txt" -H "api-key: $BENCH_ADMIN_KEY" \
 			"http://127.0.0.1:$P_GW/debug/pprof/goroutine?debug=1"; then
 			gor=$(awk 'NR == 1 {print $NF + 0}' "$WORK/goroutines.txt")
+		else
+			log "soak: could not count the gateway's goroutines (pprof)"
 		fi
 		printf '{"kind":"soak","target":"llmgate","t":%s,"rss_kib":%s,"hwm_kib":%s,"threads":%s,"goroutines":%s,"cpu_s":%s}\n' \
 			"$now" "$rss" "$hwm" "$threads" "$gor" "$(awk -v t="$ticks" 'BEGIN{print t/100}')" >>"$RESULTS"

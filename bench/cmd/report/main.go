@@ -439,7 +439,7 @@ func soak(w io.Writer, lines []line) {
 	fmt.Fprintln(w, "| t | RSS | peak RSS | threads | goroutines | CPU used |")
 	fmt.Fprintln(w, "|--:|--:|--:|--:|--:|--:|")
 	for _, l := range rows {
-		g := "—" // known only with BENCH_PROFILE=1 (the admin key opens pprof)
+		g := "—" // pprof did not answer
 		if l.Goroutines > 0 {
 			g = fmt.Sprintf("%.0f", l.Goroutines)
 		}
