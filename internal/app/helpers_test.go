@@ -19,6 +19,7 @@ import (
 
 	"github.com/llmgate/llmgate/internal/app"
 	"github.com/llmgate/llmgate/internal/config"
+	"github.com/llmgate/llmgate/internal/h1"
 	"github.com/llmgate/llmgate/internal/leakcheck"
 	"github.com/llmgate/llmgate/internal/logtest"
 )
@@ -241,11 +242,8 @@ type gateway struct {
 type plainServer struct {
 	URL      string
 	Listener net.Listener
-	srv      interface {
-		Close() error
-		Shutdown(context.Context) error
-	}
-	done chan struct{}
+	srv      *h1.Server
+	done     chan struct{}
 }
 
 func servePlain(t testing.TB, a *app.App) *plainServer {

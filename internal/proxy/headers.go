@@ -74,7 +74,7 @@ func (h *Handler) outbound(ctx context.Context, r *http.Request, b *Backend, m M
 	}
 	body, injected = q.variant(body, r.Header.Get("Content-Type"), model,
 		q.stream && !q.fields.IncludeUsage && b.Provider.StreamUsage(pr))
-	tmpl := http.Request{
+	out = &http.Request{
 		Method:        r.Method,
 		URL:           u,
 		Proto:         "HTTP/1.1",
@@ -85,13 +85,10 @@ func (h *Handler) outbound(ctx context.Context, r *http.Request, b *Backend, m M
 		ContentLength: int64(len(body)),
 	}
 	if len(body) > 0 {
-		tmpl.Body = newReplay(body)
-		tmpl.GetBody = func() (io.ReadCloser, error) { return newReplay(body), nil }
+		out.Body = newReplay(body)
+		out.GetBody = func() (io.ReadCloser, error) { return newReplay(body), nil }
 	}
-	// One Request on the heap: the template and WithContext's copy of it
-	// stay on the stack.
-	out = new(http.Request)
-	*out = *tmpl.WithContext(ctx)
+	*out = *out.WithContext(ctx) // out is ours: WithContext's copy stays on the stack
 	return out, injected, nil
 }
 
