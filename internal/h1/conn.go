@@ -132,7 +132,7 @@ func (c *conn) roundTrip(ctx context.Context, req *http.Request, head []byte, in
 		_ = c.nc.SetReadDeadline(time.Now().Add(headerTimeout))
 	}
 	c.lr.left = maxHeadBytes
-	resp, err := http.ReadResponse(c.br, req)
+	resp, err := c.readResponse(req)
 	for err == nil && resp.StatusCode >= 100 && resp.StatusCode < 200 && resp.StatusCode != http.StatusSwitchingProtocols {
 		resp, err = http.ReadResponse(c.br, req) // an interim answer (100 Continue, 103 Early Hints)
 	}
@@ -151,17 +151,46 @@ func (c *conn) roundTrip(ctx context.Context, req *http.Request, head []byte, in
 		c.release(stop, reusable)
 		return resp, nil
 	}
-	resp.Body = &body{c: c, rc: resp.Body, ctx: ctx, stop: stop, reusable: reusable}
+	b := &body{c: c, rc: resp.Body, ctx: ctx, stop: stop, reusable: reusable}
+	if resp.Body == nil { // parsed by fastResponse: a known length follows
+		b.fixed = fixedBody{r: c.br, left: resp.ContentLength}
+		b.rc = &b.fixed
+	}
+	resp.Body = b
 	return resp, nil
+}
+
+// readResponse reads a response's head. A plain head that arrives whole in
+// the first read is parsed by fastResponse; anything else by
+// http.ReadResponse, from the same bytes (staged in lr, so nothing read is
+// lost or read twice).
+func (c *conn) readResponse(req *http.Request) (*http.Response, error) {
+	if c.br.Buffered() > 0 || c.lr.stage != nil {
+		return http.ReadResponse(c.br, req)
+	}
+	b := getBuf()
+	m, err := c.lr.r.Read(b[:bufSize])
+	if err == nil {
+		if resp, n, ok := fastResponse(b[:m], req); ok {
+			if n < m {
+				c.lr.stage, c.lr.off = b[:m], n // the body's first bytes
+			} else {
+				putBuf(b)
+			}
+			return resp, nil
+		}
+	}
+	c.lr.stage, c.lr.off, c.lr.err = b[:m], 0, err
+	return http.ReadResponse(c.br, req)
 }
 
 // release returns c to the pool when it can carry another request, else closes it.
 func (c *conn) release(stop func() bool, reusable bool) {
 	// stop reports false when the context's callback ran or is running:
 	// the connection's deadline may be in the past, so it is not reused.
-	// Bytes already buffered past the response are nothing a request asked
-	// for: such a connection is not reused either.
-	if stop() && reusable && c.br.Buffered() == 0 {
+	// Bytes already buffered or staged past the response are nothing a
+	// request asked for: such a connection is not reused either.
+	if stop() && reusable && c.br.Buffered() == 0 && c.lr.stage == nil {
 		c.t.put(c)
 		return
 	}
@@ -328,6 +357,7 @@ type body struct {
 	reusable bool
 	state    atomic.Int32 // bodyOpen, bodyEOF, bodyFailed or bodyClosed
 	err      error        // the read error that ended it (bodyFailed)
+	fixed    fixedBody    // rc, for a head fastResponse parsed
 }
 
 const (

@@ -255,6 +255,7 @@ type srvConn struct {
 	src      source        // what br reads from
 	br       *bufio.Reader // from readerPool; nil while a handler runs past its body
 	body     reqBody       // the current request's body (reused)
+	fixed    fixedBody     // body.rc for a head fastRequest parsed (reused)
 	resp     response      // the current request's answer (reused)
 	hdr      http.Header   // resp's header map (reused, cleared)
 	cancel   context.CancelCauseFunc
@@ -388,7 +389,7 @@ func (c *srvConn) readRequest(first bool) (*http.Request, bool) {
 	// Valid while no read refilled the buffer.
 	raw, _ := c.br.Peek(c.br.Buffered())
 	c.src.reads = 0
-	req, err := http.ReadRequest(c.br)
+	req, err := c.parseRequest(raw)
 	c.src.left = -1
 	if c.src.reads > 0 {
 		raw = nil
@@ -420,6 +421,22 @@ func (c *srvConn) readRequest(first bool) (*http.Request, bool) {
 	}
 	req.RemoteAddr = c.remote
 	return req, true
+}
+
+// parseRequest reads a request's head: a plain one already buffered (raw)
+// is parsed by fastRequest; anything else by http.ReadRequest, from the
+// same bytes.
+func (c *srvConn) parseRequest(raw []byte) (*http.Request, error) {
+	req, n, ok := fastRequest(raw)
+	if !ok {
+		return http.ReadRequest(c.br)
+	}
+	_, _ = c.br.Discard(n) // buffered: cannot fail
+	if req.Body == nil {
+		c.fixed = fixedBody{r: c.br, left: req.ContentLength}
+		req.Body = &c.fixed
+	}
+	return req, nil
 }
 
 // checkRequest applies the rules net/http's server adds to the parse, and
