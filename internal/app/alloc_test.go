@@ -13,8 +13,8 @@ import (
 // requestPathAllocBudget is what one proxied, non-streamed request may
 // allocate end to end through the handler (client side of net/http
 // included, upstream excluded as far as the test can): a regression past it
-// fails CI without timing anything. Measured 2026-11-27: 70 with the h1
-// upstream client and its response-head parse, 75 under -race, which drops
+// fails CI without timing anything. Measured 2026-11-27: 69 with the h1
+// upstream client and its response-head parse, 74 under -race, which drops
 // pooled items (74 and 79–80 with http.ReadResponse's parse; 111 over
 // net/http's Transport); see the test log.
 const requestPathAllocBudget = 80

@@ -23,6 +23,7 @@ type conn struct {
 	br        *bufio.Reader
 	idleSince time.Duration // mono() when it went idle
 	reused    bool
+	interrupt func() // puts nc's deadline in the past (made once: a request's cancellation calls it)
 }
 
 // maxHeadBytes bounds what is read for a response's head (interim answers
@@ -103,7 +104,7 @@ var aLongTimeAgo = time.Unix(1, 0)
 // connection is closed.
 func (c *conn) roundTrip(ctx context.Context, req *http.Request, head []byte, inline bool, headerTimeout time.Duration) (*http.Response, error) {
 	// A cancelled context interrupts whatever I/O is blocked on the connection.
-	stop := context.AfterFunc(ctx, func() { _ = c.nc.SetDeadline(aLongTimeAgo) })
+	stop := context.AfterFunc(ctx, c.interrupt)
 	fail := func(err error) (*http.Response, error) {
 		stop()
 		_ = c.nc.Close()

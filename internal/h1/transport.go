@@ -223,6 +223,7 @@ func (t *Transport) get(ctx context.Context, h *host) (*conn, error) {
 	}
 	nc = fastConn(nc)
 	c := &conn{t: t, h: h, nc: nc, lr: limitReader{r: nc, left: -1}}
+	c.interrupt = func() { _ = nc.SetDeadline(aLongTimeAgo) }
 	c.br = bufio.NewReaderSize(&c.lr, readBufSize)
 	return c, nil
 }

@@ -421,12 +421,12 @@ func (h *Handler) relayBody(x *attemptRun) (*failure, bool) {
 	if len(pre) > 0 {
 		m, werr := w.Write(pre)
 		q.bytesOut += int64(m)
-		_, _ = sn.Write(pre)
 		if werr != nil {
 			q.err = werr
 			return nil, true
 		}
 		if !ended {
+			_, _ = sn.Write(pre) // (a whole answer is read for usage after it is sent, below)
 			// The buffer is full of the head of the body; copy the rest with a fresh one.
 			nb := stream.GetBuf()
 			defer stream.PutBuf(nb)
@@ -466,6 +466,9 @@ func (h *Handler) relayBody(x *attemptRun) (*failure, bool) {
 		_ = http.NewResponseController(w).Flush()
 	}
 	if tap {
+		if ended {
+			_, _ = sn.Write(pre) // the answer is on its way: its usage costs it no time
+		}
 		h.account(b, q, &sn)
 	}
 	if rerr != nil && r.Context().Err() == nil {
