@@ -54,34 +54,44 @@ func (l *limitReader) Read(p []byte) (int, error) {
 	if l.left > 0 && int64(len(p)) > l.left {
 		p = p[:l.left]
 	}
+	if l.stage == nil && l.left > 0 && len(p) < bufSize {
+		l.fill()
+	}
 	var n int
 	var err error
-	switch {
-	case l.stage != nil:
+	if l.stage != nil {
 		n = copy(p, l.stage[l.off:])
-		l.off += n
-		if l.off == len(l.stage) {
-			putBuf(l.stage)
-			l.stage, l.off = nil, 0
-			err, l.err = l.err, nil
-		}
-	case l.left > 0 && len(p) < bufSize:
-		b := getBuf()
-		m, rerr := l.r.Read(b[:bufSize])
-		n = copy(p, b[:m])
-		if n < m {
-			l.stage, l.off, l.err = b[:m], n, rerr
-		} else {
-			putBuf(b)
-			err = rerr
-		}
-	default:
+		err = l.skip(n)
+	} else {
 		n, err = l.r.Read(p)
 	}
 	if l.left > 0 {
 		l.left -= int64(n)
 	}
 	return n, err
+}
+
+// fill reads what r has (up to bufSize) into a staging buffer, which Read
+// then serves, and returns the staged bytes; r's error, if any, comes after
+// them (l.err). There must be no stage.
+func (l *limitReader) fill() []byte {
+	b := getBuf()
+	m, err := l.r.Read(b[:bufSize])
+	l.stage, l.off, l.err = b[:m], 0, err
+	return l.stage
+}
+
+// skip consumes n staged bytes. Once all are, the staging buffer goes back
+// to its pool and r's error that came with them is returned.
+func (l *limitReader) skip(n int) error {
+	l.off += n
+	if l.off < len(l.stage) {
+		return nil
+	}
+	err := l.err
+	putBuf(l.stage)
+	l.stage, l.off, l.err = nil, 0, nil
+	return err
 }
 
 // nothingWritten wraps a failure to write a request of which no byte left.
@@ -166,22 +176,14 @@ func (c *conn) roundTrip(ctx context.Context, req *http.Request, head []byte, in
 // http.ReadResponse, from the same bytes (staged in lr, so nothing read is
 // lost or read twice).
 func (c *conn) readResponse(req *http.Request) (*http.Response, error) {
-	if c.br.Buffered() > 0 || c.lr.stage != nil {
-		return http.ReadResponse(c.br, req)
-	}
-	b := getBuf()
-	m, err := c.lr.r.Read(b[:bufSize])
-	if err == nil {
-		if resp, n, ok := fastResponse(b[:m], req); ok {
-			if n < m {
-				c.lr.stage, c.lr.off = b[:m], n // the body's first bytes
-			} else {
-				putBuf(b)
+	if c.br.Buffered() == 0 && c.lr.stage == nil {
+		if head := c.lr.fill(); c.lr.err == nil {
+			if resp, n, ok := fastResponse(head, req); ok {
+				_ = c.lr.skip(n) // what is left is the body's start
+				return resp, nil
 			}
-			return resp, nil
 		}
 	}
-	c.lr.stage, c.lr.off, c.lr.err = b[:m], 0, err
 	return http.ReadResponse(c.br, req)
 }
 
@@ -341,11 +343,17 @@ func validHost(h string) bool {
 // validValue reports whether v has no control character but tab.
 func validValue(v string) bool {
 	for i := 0; i < len(v); i++ {
-		if c := v[i]; (c < ' ' && c != '\t') || c == 0x7f {
+		if !valueByte(v[i]) {
 			return false
 		}
 	}
 	return true
+}
+
+// valueByte tells the bytes a header value may hold: tab, space, visible
+// ASCII and obs-text (as the standard library's reader).
+func valueByte(c byte) bool {
+	return c == '\t' || (c >= ' ' && c != 0x7f)
 }
 
 // body is a response body read from its connection. Reading it to its end

@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"net/textproto"
 	"net/url"
+	"strconv"
 	"strings"
 )
 
@@ -20,8 +21,8 @@ import (
 // Pragma; not an answer to HEAD. On every head it accepts, it gives what
 // http.ReadResponse gives (FuzzFastResponse checks that): the same status,
 // protocol, header map (canonical names, values trimmed; a repeated name
-// is left to the standard library), length and Close (false). It reads nothing: n is the head's
-// length, the body follows it. The response has no Body yet; a zero
+// is left to the standard library), length and Close (false). It reads
+// nothing: n is the head's length, the body follows it. The response has no Body yet; a zero
 // ContentLength has http.NoBody.
 //
 // It costs about half the CPU of http.ReadResponse and a few allocations
@@ -31,16 +32,11 @@ func fastResponse(p []byte, req *http.Request) (resp *http.Response, n int, ok b
 	if req != nil && req.Method == http.MethodHead {
 		return nil, 0, false
 	}
-	end := bytes.Index(p, crlf2)
-	if end < 0 {
-		return nil, 0, false
-	}
 	// The status line: "HTTP/1.1 200" and, optionally, " reason".
-	nl := bytes.IndexByte(p[:end+2], '\n')
-	if nl < 13 || p[nl-1] != '\r' || string(p[:9]) != "HTTP/1.1 " {
+	line, block, n, ok := splitHead(p)
+	if !ok || len(line) < 12 || string(line[:9]) != "HTTP/1.1 " {
 		return nil, 0, false
 	}
-	line := p[:nl-1]
 	code := 0
 	for _, c := range line[9:12] {
 		if c < '0' || c > '9' {
@@ -59,7 +55,7 @@ func fastResponse(p []byte, req *http.Request) (resp *http.Response, n int, ok b
 			return nil, 0, false
 		}
 	}
-	hdr, length, ok := fields(p[nl+1:end+2], nil)
+	hdr, length, ok := fields(block, nil)
 	if !ok || length < 0 || hdr["Connection"] != nil {
 		return nil, 0, false
 	}
@@ -76,14 +72,14 @@ func fastResponse(p []byte, req *http.Request) (resp *http.Response, n int, ok b
 	if length == 0 {
 		resp.Body = http.NoBody
 	}
-	return resp, end + 4, true
+	return resp, n, true
 }
 
 // fastRequest parses the request head at the start of p when it has the
 // plain shape clients send, and says no (ok false) to anything else, which
 // http.ReadRequest then parses from the same bytes. The plain shape: the
 // whole head within p; a token method other than CONNECT, an origin-form
-// target ("/..." of visible ASCII) and "HTTP/1.1"; header lines as
+// target (validURI) and "HTTP/1.1"; header lines as
 // fields takes them; exactly one Host; at most one Content-Length;
 // Connection, if any, one "keep-alive" or "close". On every head it
 // accepts it gives what http.ReadRequest gives (FuzzFastRequest): method,
@@ -92,36 +88,21 @@ func fastResponse(p []byte, req *http.Request) (resp *http.Response, n int, ok b
 // head's length. A request with a body has no Body yet (the caller reads
 // ContentLength bytes after the head); one without has http.NoBody.
 func fastRequest(p []byte) (req *http.Request, n int, ok bool) {
-	end := bytes.Index(p, crlf2)
-	if end < 0 {
-		return nil, 0, false
-	}
-	nl := bytes.IndexByte(p[:end+2], '\n')
-	if nl < 1 || p[nl-1] != '\r' {
-		return nil, 0, false
-	}
-	line := p[:nl-1]
 	const proto = " HTTP/1.1"
+	line, block, n, ok := splitHead(p)
+	if !ok {
+		return nil, 0, false
+	}
 	sp := bytes.IndexByte(line, ' ')
 	if sp <= 0 || sp+1 > len(line)-len(proto) || string(line[len(line)-len(proto):]) != proto {
 		return nil, 0, false
 	}
-	method, target := line[:sp], line[sp+1:len(line)-len(proto)]
-	for _, c := range method {
-		if !tokenByte[c] {
-			return nil, 0, false
-		}
-	}
-	if len(target) == 0 || target[0] != '/' || string(method) == http.MethodConnect {
+	method, uri := methodName(line[:sp]), string(line[sp+1:len(line)-len(proto)])
+	if !validName(method) || method == http.MethodConnect || !validURI(uri) {
 		return nil, 0, false
 	}
-	for _, c := range target {
-		if c <= ' ' || c >= 0x7f {
-			return nil, 0, false
-		}
-	}
 	var host string
-	hdr, length, ok := fields(p[nl+1:end+2], &host)
+	hdr, length, ok := fields(block, &host)
 	if !ok || host == "" {
 		return nil, 0, false
 	}
@@ -135,7 +116,6 @@ func fastRequest(p []byte) (req *http.Request, n int, ok bool) {
 			return nil, 0, false
 		}
 	}
-	uri := string(target)
 	u, ok := plainURL(uri)
 	if !ok {
 		var err error
@@ -144,7 +124,7 @@ func fastRequest(p []byte) (req *http.Request, n int, ok bool) {
 		}
 	}
 	req = &http.Request{
-		Method:     methodName(method),
+		Method:     method,
 		URL:        u,
 		Proto:      "HTTP/1.1",
 		ProtoMajor: 1,
@@ -159,7 +139,7 @@ func fastRequest(p []byte) (req *http.Request, n int, ok bool) {
 	} else {
 		req.Body = http.NoBody
 	}
-	return req, end + 4, true
+	return req, n, true
 }
 
 // methodName is method as a string, the usual ones without a copy.
@@ -171,6 +151,22 @@ func methodName(m []byte) string {
 		return http.MethodGet
 	}
 	return string(m)
+}
+
+// splitHead finds the head at the start of p: its first line (without
+// its CRLF), its header lines (each with its CRLF) and its length, the
+// blank line included. ok is false when the head is not all in p or its
+// first line does not end in CRLF.
+func splitHead(p []byte) (first, lines []byte, n int, ok bool) {
+	end := bytes.Index(p, crlf2)
+	if end < 0 {
+		return nil, nil, 0, false
+	}
+	nl := bytes.IndexByte(p[:end+2], '\n')
+	if nl < 1 || p[nl-1] != '\r' {
+		return nil, nil, 0, false
+	}
+	return p[:nl-1], p[nl+1 : end+2], end + 4, true
 }
 
 // fields parses a head's header lines (each ended by CRLF; the blank line
@@ -196,27 +192,18 @@ func fields(block []byte, host *string) (hdr http.Header, length int64, ok bool)
 		if colon <= 0 {
 			return nil, 0, false // no name, or a folded line (a name would have no space)
 		}
-		name := kv[:colon]
-		for j := 0; j < len(name); j++ {
-			if !tokenByte[name[j]] {
-				return nil, 0, false
-			}
+		name, v := kv[:colon], trimOWS(kv[colon+1:])
+		if !validName(name) || !validValue(v) {
+			return nil, 0, false
 		}
-		v := trimOWS(kv[colon+1:])
-		for j := 0; j < len(v); j++ {
-			if !valueByte(v[j]) {
-				return nil, 0, false
-			}
-		}
-		key := canonicalKey(name)
+		key := textproto.CanonicalMIMEHeaderKey(name) // name itself when already canonical
 		switch key {
 		case "Content-Length":
-			if length >= 0 {
+			cl, err := strconv.ParseUint(v, 10, 63) // as net/http reads it
+			if length >= 0 || err != nil {
 				return nil, 0, false
 			}
-			if length = digits(v); length < 0 {
-				return nil, 0, false
-			}
+			length = int64(cl)
 		case "Transfer-Encoding", "Trailer", "Pragma":
 			return nil, 0, false
 		case "Host":
@@ -270,43 +257,6 @@ var (
 	crlf  = []byte("\r\n")
 	crlf2 = []byte("\r\n\r\n")
 )
-
-// valueByte tells the bytes a header value may hold: tab, space, visible
-// ASCII and obs-text (as the standard library's reader).
-func valueByte(c byte) bool {
-	return c == '\t' || (c >= ' ' && c != 0x7f)
-}
-
-// canonicalKey is name in canonical form, name itself (no copy) when it
-// is already.
-func canonicalKey(name string) string {
-	upper := true
-	for i := 0; i < len(name); i++ {
-		c := name[i]
-		if (upper && 'a' <= c && c <= 'z') || (!upper && 'A' <= c && c <= 'Z') {
-			return textproto.CanonicalMIMEHeaderKey(name)
-		}
-		upper = c == '-'
-	}
-	return name
-}
-
-// digits parses a Content-Length of 1 to 18 decimal digits; -1 for
-// anything else.
-func digits(s string) int64 {
-	if len(s) == 0 || len(s) > 18 {
-		return -1
-	}
-	var n int64
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		if c < '0' || c > '9' {
-			return -1
-		}
-		n = n*10 + int64(c-'0')
-	}
-	return n
-}
 
 // fixedBody reads a body of a known length from r: io.EOF with its last
 // bytes, io.ErrUnexpectedEOF if r ends before it (as the standard

@@ -5,8 +5,10 @@ import (
 	"bytes"
 	"errors"
 	"io"
+	"net"
 	"net/http"
 	"reflect"
+	"strings"
 	"testing"
 	"testing/iotest"
 )
@@ -113,16 +115,23 @@ func same(t *testing.T, in []byte, got *http.Response, n int, req *http.Request)
 	if !reflect.DeepEqual(got.Header, want.Header) {
 		t.Fatalf("%q: header\n got %q\nwant %q", in, got.Header, want.Header)
 	}
-	if (got.Body == http.NoBody) != (want.Body == http.NoBody) {
-		t.Fatalf("%q: body %v, want %v", in, got.Body, want.Body)
+	sameBody(t, in, n, got.Body, got.ContentLength, want.Body)
+}
+
+// sameBody checks the body that follows a head of n bytes in in, as the
+// server and the client read it (fixedBody, here in one-byte reads), against
+// the standard library's body want: the same bytes and the same ending.
+func sameBody(t *testing.T, in []byte, n int, got io.ReadCloser, length int64, want io.ReadCloser) {
+	t.Helper()
+	if (got == http.NoBody) != (want == http.NoBody) {
+		t.Fatalf("%q: body %v, want %v", in, got, want)
 	}
-	// The body, read in small pieces from what follows the head.
 	var gb []byte
 	var gerr error
-	if got.Body != http.NoBody {
-		gb, gerr = io.ReadAll(&fixedBody{r: iotest.OneByteReader(bytes.NewReader(in[n:])), left: got.ContentLength})
+	if got != http.NoBody {
+		gb, gerr = io.ReadAll(&fixedBody{r: iotest.OneByteReader(bytes.NewReader(in[n:])), left: length})
 	}
-	wb, werr := io.ReadAll(want.Body)
+	wb, werr := io.ReadAll(want)
 	if !bytes.Equal(gb, wb) || !errors.Is(gerr, werr) {
 		t.Fatalf("%q: body %q (%v), want %q (%v)", in, gb, gerr, wb, werr)
 	}
@@ -224,16 +233,54 @@ func sameRequest(t *testing.T, in []byte, got *http.Request, n int) {
 	if !reflect.DeepEqual(got.Header, want.Header) {
 		t.Fatalf("%q: header\n got %q\nwant %q", in, got.Header, want.Header)
 	}
-	if (got.Body == http.NoBody) != (want.Body == http.NoBody) {
-		t.Fatalf("%q: body %v, want %v", in, got.Body, want.Body)
+	sameBody(t, in, n, got.Body, got.ContentLength, want.Body)
+}
+
+// TestPlainHeadsTakeTheOnePassParse: the server and the client parse plain
+// heads themselves (what follows is read by fixedBody), and leave the rest
+// (here a chunked answer) to the standard library.
+func TestPlainHeadsTakeTheOnePassParse(t *testing.T) {
+	onePass := make(chan bool, 2)
+	srv := &Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		rb, ok := r.Body.(*reqBody)
+		_, fixed := rb.rc.(*fixedBody)
+		onePass <- ok && fixed
+		_, _ = io.Copy(io.Discard, r.Body)
+		_, _ = io.WriteString(w, "ok")
+		if r.URL.Path == "/chunked" {
+			_ = http.NewResponseController(w).Flush() // the answer goes out chunked
+		}
+	})}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
 	}
-	var gb []byte
-	var gerr error
-	if got.Body != http.NoBody {
-		gb, gerr = io.ReadAll(&fixedBody{r: iotest.OneByteReader(bytes.NewReader(in[n:])), left: got.ContentLength})
-	}
-	wb, werr := io.ReadAll(want.Body)
-	if !bytes.Equal(gb, wb) || !errors.Is(gerr, werr) {
-		t.Fatalf("%q: body %q (%v), want %q (%v)", in, gb, gerr, wb, werr)
+	go func() { _ = srv.Serve(ln) }()
+	defer srv.Close()
+	tr := New(Options{})
+	defer tr.Close()
+	for path, wantFixed := range map[string]bool{"/plain": true, "/chunked": false} {
+		req, err := http.NewRequest(http.MethodPost, "http://"+ln.Addr().String()+path, strings.NewReader("{}"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp, err := tr.RoundTrip(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, ok := resp.Body.(*body)
+		if !ok {
+			t.Fatalf("%s: body %T", path, resp.Body)
+		}
+		if fixed := b.rc == &b.fixed; fixed != wantFixed {
+			t.Errorf("%s: answer's head parsed in one pass = %v, want %v", path, fixed, wantFixed)
+		}
+		if data, err := io.ReadAll(resp.Body); err != nil || string(data) != "ok" {
+			t.Errorf("%s: body %q, %v", path, data, err)
+		}
+		resp.Body.Close()
+		if !<-onePass {
+			t.Errorf("%s: the request's head was not parsed in one pass", path)
+		}
 	}
 }
