@@ -163,7 +163,12 @@ func (c *conn) roundTrip(ctx context.Context, req *http.Request, head []byte, in
 		return resp, nil
 	}
 	b := &body{c: c, rc: resp.Body, ctx: ctx, stop: stop, reusable: reusable}
-	if resp.Body == nil { // parsed by fastResponse: a known length follows
+	switch {
+	case resp.Body != nil: // parsed by http.ReadResponse, which framed it
+	case resp.TransferEncoding != nil: // parsed by fastResponse: chunks follow
+		b.chunked = chunkedBody{r: c.br, resp: resp}
+		b.rc = &b.chunked
+	default: // parsed by fastResponse: a known length follows
 		b.fixed = fixedBody{r: c.br, left: resp.ContentLength}
 		b.rc = &b.fixed
 	}
@@ -366,7 +371,8 @@ type body struct {
 	reusable bool
 	state    atomic.Int32 // bodyOpen, bodyEOF, bodyFailed or bodyClosed
 	err      error        // the read error that ended it (bodyFailed)
-	fixed    fixedBody    // rc, for a head fastResponse parsed
+	fixed    fixedBody    // rc, for a length-framed head fastResponse parsed
+	chunked  chunkedBody  // rc, for a chunked head fastResponse parsed
 }
 
 const (

@@ -17,13 +17,16 @@ import (
 // to 599 other than 204 and 304, a reason phrase without control bytes;
 // lines ended by CRLF; token header names; values of the bytes RFC 9110
 // allows (tab, space, visible ASCII, obs-text); no folded line; exactly one
-// Content-Length of digits; no Transfer-Encoding, Connection, Trailer or
-// Pragma; not an answer to HEAD. On every head it accepts, it gives what
+// Content-Length of digits, or "Transfer-Encoding: chunked" (an SSE
+// stream) and no Content-Length; no Connection, Trailer or Pragma; not an
+// answer to HEAD. On every head it accepts, it gives what
 // http.ReadResponse gives (FuzzFastResponse checks that): the same status,
 // protocol, header map (canonical names, values trimmed; a repeated name
-// is left to the standard library), length and Close (false). It reads
-// nothing: n is the head's length, the body follows it. The response has no Body yet; a zero
-// ContentLength has http.NoBody.
+// is left to the standard library; Transfer-Encoding taken out, as
+// there), length (-1 when chunked), TransferEncoding and Close (false). It
+// reads nothing: n is the head's length, the body follows it. The
+// response has no Body yet (the caller frames it: fixedBody or
+// chunkedBody); a zero ContentLength has http.NoBody.
 //
 // It costs about half the CPU of http.ReadResponse and a few allocations
 // (the header block is one string that names and values are cut from, the
@@ -55,9 +58,9 @@ func fastResponse(p []byte, req *http.Request) (resp *http.Response, n int, ok b
 			return nil, 0, false
 		}
 	}
-	hdr, length, ok := fields(block, nil)
-	if !ok || length < 0 || hdr["Connection"] != nil {
-		return nil, 0, false
+	hdr, length, chunked, ok := fields(block, nil)
+	if hasLength := length >= 0; !ok || hasLength == chunked || hdr["Connection"] != nil {
+		return nil, 0, false // not exactly one framing, or Connection
 	}
 	resp = &http.Response{
 		Status:        string(line[9:]),
@@ -68,6 +71,9 @@ func fastResponse(p []byte, req *http.Request) (resp *http.Response, n int, ok b
 		Header:        hdr,
 		ContentLength: length,
 		Request:       req,
+	}
+	if chunked {
+		resp.TransferEncoding = chunkedTE
 	}
 	if length == 0 {
 		resp.Body = http.NoBody
@@ -102,8 +108,8 @@ func fastRequest(p []byte) (req *http.Request, n int, ok bool) {
 		return nil, 0, false
 	}
 	var host string
-	hdr, length, ok := fields(block, &host)
-	if !ok || host == "" {
+	hdr, length, chunked, ok := fields(block, &host)
+	if !ok || host == "" || chunked {
 		return nil, 0, false
 	}
 	closing := false
@@ -171,14 +177,16 @@ func splitHead(p []byte) (first, lines []byte, n int, ok bool) {
 
 // fields parses a head's header lines (each ended by CRLF; the blank line
 // not included) of the plain shape into a new map, with the Content-Length
-// (-1: none); ok is false for anything else: a line that is not a token
-// name, a colon and a value of allowed bytes; a repeated name; a malformed
-// Content-Length; Transfer-Encoding, Trailer or Pragma (framing, or a
-// header the standard library rewrites). Names are canonical and values
+// (-1: none) and whether the body is chunked ("Transfer-Encoding:
+// chunked", kept out of the map as net/http does); ok is false for
+// anything else: a line that is not a token name, a colon and a value of
+// allowed bytes; a repeated name; a malformed Content-Length; another
+// Transfer-Encoding; Trailer or Pragma (framing, or a header the standard
+// library rewrites). Names are canonical and values
 // trimmed as net/textproto does; the lines are one string that names and
 // values are cut from, and the values of the map one slice. With host
 // non-nil, the Host header goes there instead of the map.
-func fields(block []byte, host *string) (hdr http.Header, length int64, ok bool) {
+func fields(block []byte, host *string) (hdr http.Header, length int64, chunked, ok bool) {
 	lines := bytes.Count(block, crlf)
 	all := string(block)
 	hdr = make(http.Header, lines)
@@ -190,26 +198,32 @@ func fields(block []byte, host *string) (hdr http.Header, length int64, ok bool)
 		all = all[eol+2:]
 		colon := strings.IndexByte(kv, ':')
 		if colon <= 0 {
-			return nil, 0, false // no name, or a folded line (a name would have no space)
+			return nil, 0, false, false // no name, or a folded line (a name would have no space)
 		}
 		name, v := kv[:colon], trimOWS(kv[colon+1:])
 		if !validName(name) || !validValue(v) {
-			return nil, 0, false
+			return nil, 0, false, false
 		}
 		key := textproto.CanonicalMIMEHeaderKey(name) // name itself when already canonical
 		switch key {
 		case "Content-Length":
 			cl, err := strconv.ParseUint(v, 10, 63) // as net/http reads it
 			if length >= 0 || err != nil {
-				return nil, 0, false
+				return nil, 0, false, false
 			}
 			length = int64(cl)
-		case "Transfer-Encoding", "Trailer", "Pragma":
-			return nil, 0, false
+		case "Transfer-Encoding":
+			if chunked || !strings.EqualFold(v, "chunked") {
+				return nil, 0, false, false
+			}
+			chunked = true
+			continue
+		case "Trailer", "Pragma":
+			return nil, 0, false, false
 		case "Host":
 			if host != nil {
 				if *host != "" || v == "" {
-					return nil, 0, false // repeated or empty: the standard library's rules decide
+					return nil, 0, false, false // repeated or empty: the standard library's rules decide
 				}
 				*host = v
 				continue
@@ -219,10 +233,10 @@ func fields(block []byte, host *string) (hdr http.Header, length int64, ok bool)
 		vals[i] = v
 		hdr[key] = vals[i : i+1 : i+1]
 		if len(hdr) == n {
-			return nil, 0, false // a repeated name (rare): the standard library keeps every value
+			return nil, 0, false, false // a repeated name (rare): the standard library keeps every value
 		}
 	}
-	return hdr, length, true
+	return hdr, length, chunked, true
 }
 
 // trimOWS is s without the spaces and tabs around it.
@@ -254,8 +268,9 @@ func plainURL(uri string) (*url.URL, bool) {
 }
 
 var (
-	crlf  = []byte("\r\n")
-	crlf2 = []byte("\r\n\r\n")
+	chunkedTE = []string{"chunked"} // shared, as net/http's own
+	crlf      = []byte("\r\n")
+	crlf2     = []byte("\r\n\r\n")
 )
 
 // fixedBody reads a body of a known length from r: io.EOF with its last

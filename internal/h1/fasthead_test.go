@@ -29,6 +29,12 @@ func TestFastResponseTakesThePlainShape(t *testing.T) {
 		"HTTP/1.1 503 \r\ncontent-length: 007\r\n\r\n1234567",
 		"HTTP/1.1 200 OK\r\nContent-Length: 3\r\nX-Obs: caf\xe9\r\n\r\nabc",
 		"HTTP/1.1 200 OK\r\nContent-Length: 9\r\n\r\nshort", // the body breaks off
+		"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nTransfer-Encoding: chunked\r\n\r\n" +
+			"e\r\ndata: {\"a\":1}\n\n\r\ne\r\ndata: [DONE]\n\n\r\n0\r\n\r\n", // an SSE stream
+		"HTTP/1.1 200 OK\r\ntransfer-encoding: Chunked \r\n\r\n5;ext=1 \r\nhello\r\n0\r\nX-T: 1\r\n\r\n", // an extension, a trailer
+		"HTTP/1.1 500 Oops\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhel",                                // the body breaks off
+		"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhelloXX0\r\n\r\n",                     // no CRLF after the data
+		"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n",                                    // not a size
 	} {
 		req := &http.Request{Method: http.MethodPost}
 		resp, n, ok := fastResponse([]byte(in), req)
@@ -44,30 +50,33 @@ func TestFastResponseTakesThePlainShape(t *testing.T) {
 // declined, so http.ReadResponse parses it (or refuses it) as before.
 func TestFastResponseLeavesTheRestToTheStandardLibrary(t *testing.T) {
 	for _, in := range []string{
-		"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n",                                           // the head is not all here
-		"HTTP/1.0 200 OK\r\nContent-Length: 5\r\n\r\nhello",                                  // not HTTP/1.1
-		"HTTP/1.1 100 Continue\r\n\r\n",                                                      // interim
-		"HTTP/1.1 204 No Content\r\nContent-Length: 0\r\n\r\n",                               // no body by status
-		"HTTP/1.1 304 Not Modified\r\nContent-Length: 5\r\n\r\n",                             // no body by status
-		"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n",       // chunked
-		"HTTP/1.1 200 OK\r\n\r\nuntil close",                                                 // no length
-		"HTTP/1.1 200 OK\r\nContent-Length: 5\r\nContent-Length: 5\r\n\r\nhello",             // repeated length
-		"HTTP/1.1 200 OK\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n",         // both
-		"HTTP/1.1 200 OK\r\nContent-Length: +5\r\n\r\nhello",                                 // not digits
-		"HTTP/1.1 200 OK\r\nContent-Length: \r\n\r\n",                                        // empty
-		"HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: 0\r\n\r\n",                  // close
-		"HTTP/1.1 200 OK\r\nPragma: no-cache\r\nContent-Length: 0\r\n\r\n",                   // rewritten by net/http
-		"HTTP/1.1 200 OK\r\nSet-Cookie: a=1\r\nset-cookie: b=2\r\nContent-Length: 0\r\n\r\n", // a repeated name
-		"HTTP/1.1 200 OK\r\nContent-Length: 0\r\nX-A: 1\r\n folded\r\n\r\n",                  // obs-fold
-		"HTTP/1.1 200 OK\r\nContent-Length: 0\r\nX A: 1\r\n\r\n",                             // not a token
-		"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n: 1\r\n\r\n",                                // no name
-		"HTTP/1.1 200 OK\r\nContent-Length: 0\r\nX-A 1\r\n\r\n",                              // no colon
-		"HTTP/1.1 200 OK\r\nContent-Length: 0\r\nX-A: a\rb\r\n\r\n",                          // a bare CR
-		"HTTP/1.1 200 OK\r\nContent-Length: 0\nX-A: 1\r\n\r\n",                               // a bare LF
-		"HTTP/1.1 200 OK\r\nContent-Length: 0\r\nX-A: \x7f\r\n\r\n",                          // DEL
-		"HTTP/1.1 2OO OK\r\nContent-Length: 0\r\n\r\n",                                       // not a status
-		"HTTP/1.1 200OK\r\nContent-Length: 0\r\n\r\n",                                        // no space
-		"HTTP/1.1 200 O\x00K\r\nContent-Length: 0\r\n\r\n",                                   // control byte in the reason
+		"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n",                                            // the head is not all here
+		"HTTP/1.0 200 OK\r\nContent-Length: 5\r\n\r\nhello",                                   // not HTTP/1.1
+		"HTTP/1.1 100 Continue\r\n\r\n",                                                       // interim
+		"HTTP/1.1 204 No Content\r\nContent-Length: 0\r\n\r\n",                                // no body by status
+		"HTTP/1.1 304 Not Modified\r\nContent-Length: 5\r\n\r\n",                              // no body by status
+		"HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip, chunked\r\n\r\n",                         // a coding
+		"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nTransfer-Encoding: chunked\r\n\r\n", // repeated
+		"HTTP/1.1 200 OK\r\nTransfer-Encoding: identity\r\n\r\n",                              // not chunked
+		"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nTrailer: X-T\r\n\r\n",               // announced trailer
+		"HTTP/1.1 200 OK\r\n\r\nuntil close",                                                  // no length
+		"HTTP/1.1 200 OK\r\nContent-Length: 5\r\nContent-Length: 5\r\n\r\nhello",              // repeated length
+		"HTTP/1.1 200 OK\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n",          // both
+		"HTTP/1.1 200 OK\r\nContent-Length: +5\r\n\r\nhello",                                  // not digits
+		"HTTP/1.1 200 OK\r\nContent-Length: \r\n\r\n",                                         // empty
+		"HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: 0\r\n\r\n",                   // close
+		"HTTP/1.1 200 OK\r\nPragma: no-cache\r\nContent-Length: 0\r\n\r\n",                    // rewritten by net/http
+		"HTTP/1.1 200 OK\r\nSet-Cookie: a=1\r\nset-cookie: b=2\r\nContent-Length: 0\r\n\r\n",  // a repeated name
+		"HTTP/1.1 200 OK\r\nContent-Length: 0\r\nX-A: 1\r\n folded\r\n\r\n",                   // obs-fold
+		"HTTP/1.1 200 OK\r\nContent-Length: 0\r\nX A: 1\r\n\r\n",                              // not a token
+		"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n: 1\r\n\r\n",                                 // no name
+		"HTTP/1.1 200 OK\r\nContent-Length: 0\r\nX-A 1\r\n\r\n",                               // no colon
+		"HTTP/1.1 200 OK\r\nContent-Length: 0\r\nX-A: a\rb\r\n\r\n",                           // a bare CR
+		"HTTP/1.1 200 OK\r\nContent-Length: 0\nX-A: 1\r\n\r\n",                                // a bare LF
+		"HTTP/1.1 200 OK\r\nContent-Length: 0\r\nX-A: \x7f\r\n\r\n",                           // DEL
+		"HTTP/1.1 2OO OK\r\nContent-Length: 0\r\n\r\n",                                        // not a status
+		"HTTP/1.1 200OK\r\nContent-Length: 0\r\n\r\n",                                         // no space
+		"HTTP/1.1 200 O\x00K\r\nContent-Length: 0\r\n\r\n",                                    // control byte in the reason
 	} {
 		if _, _, ok := fastResponse([]byte(in), &http.Request{Method: http.MethodPost}); ok {
 			t.Errorf("%q: taken, want it left to http.ReadResponse", in)
@@ -86,6 +95,10 @@ func FuzzFastResponse(f *testing.F) {
 	f.Add([]byte("HTTP/1.1 429 Too Many Requests\r\nretry-after: 3\r\nContent-Length: 2\r\n\r\n{}"), false)
 	f.Add([]byte("HTTP/1.1 200 OK\r\nContent-Length: 0\r\nX-A: 1\r\n folded\r\n\r\n"), true)
 	f.Add([]byte("HTTP/1.1 200 OK\r\nContent-Length: 9\r\n\r\nshort"), false)
+	f.Add([]byte("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"+
+		"e\r\ndata: {\"a\":1}\n\n\r\n3 ; x=\"y\"\r\nabc\r\n0\r\nX-T: 1\r\nX-U: 2\r\n\r\n"), false)
+	f.Add([]byte("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n1\r\na\r\n1\r\nb\n0\r\n\r\n"), false)
+	f.Add([]byte("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n00000000000000001\r\na\r\n0\r\n\r\n"), false)
 	f.Fuzz(func(t *testing.T, in []byte, head bool) {
 		req := &http.Request{Method: http.MethodPost}
 		if head {
@@ -109,13 +122,44 @@ func same(t *testing.T, in []byte, got *http.Response, n int, req *http.Request)
 	if got.Status != want.Status || got.StatusCode != want.StatusCode || got.Proto != want.Proto ||
 		got.ProtoMajor != want.ProtoMajor || got.ProtoMinor != want.ProtoMinor ||
 		got.ContentLength != want.ContentLength || got.Close != want.Close ||
-		want.TransferEncoding != nil || want.Trailer != nil || got.Request != req {
+		!reflect.DeepEqual(got.TransferEncoding, want.TransferEncoding) || want.Trailer != nil || got.Request != req {
 		t.Fatalf("%q:\n got %+v\nwant %+v", in, got, want)
 	}
 	if !reflect.DeepEqual(got.Header, want.Header) {
 		t.Fatalf("%q: header\n got %q\nwant %q", in, got.Header, want.Header)
 	}
-	sameBody(t, in, n, got.Body, got.ContentLength, want.Body)
+	if got.TransferEncoding == nil {
+		sameBody(t, in, n, got.Body, got.ContentLength, want.Body)
+		return
+	}
+	sameChunked(t, in, n, got)
+}
+
+// sameChunked checks the chunked body that follows a head of n bytes in
+// in, read as the client reads it (chunkedBody over a connection's read
+// buffer, here fed one byte per read and, apart, all at once), against
+// the standard library's over a buffer of the same size: the same bytes,
+// the same ending (io.EOF, io.ErrUnexpectedEOF or another error) and the
+// same trailer.
+func sameChunked(t *testing.T, in []byte, n int, got *http.Response) {
+	t.Helper()
+	want, err := http.ReadResponse(bufio.NewReaderSize(bytes.NewReader(in), readBufSize), got.Request)
+	if err != nil {
+		t.Fatalf("%q: http.ReadResponse: %v", in, err)
+	}
+	wb, werr := io.ReadAll(want.Body)
+	for _, src := range []io.Reader{iotest.OneByteReader(bytes.NewReader(in[n:])), bytes.NewReader(in[n:])} {
+		resp := *got
+		cb := &chunkedBody{r: bufio.NewReaderSize(src, readBufSize), resp: &resp}
+		gb, gerr := io.ReadAll(cb)
+		if !bytes.Equal(gb, wb) || (gerr == nil) != (werr == nil) ||
+			errors.Is(gerr, io.ErrUnexpectedEOF) != errors.Is(werr, io.ErrUnexpectedEOF) {
+			t.Fatalf("%q: chunked body %q (%v), want %q (%v)", in, gb, gerr, wb, werr)
+		}
+		if !reflect.DeepEqual(resp.Trailer, want.Trailer) {
+			t.Fatalf("%q: trailer %q, want %q", in, resp.Trailer, want.Trailer)
+		}
+	}
 }
 
 // sameBody checks the body that follows a head of n bytes in in, as the
@@ -259,7 +303,7 @@ func TestPlainHeadsTakeTheOnePassParse(t *testing.T) {
 	defer srv.Close()
 	tr := New(Options{})
 	defer tr.Close()
-	for path, wantFixed := range map[string]bool{"/plain": true, "/chunked": false} {
+	for _, path := range []string{"/plain", "/chunked"} {
 		req, err := http.NewRequest(http.MethodPost, "http://"+ln.Addr().String()+path, strings.NewReader("{}"))
 		if err != nil {
 			t.Fatal(err)
@@ -272,8 +316,11 @@ func TestPlainHeadsTakeTheOnePassParse(t *testing.T) {
 		if !ok {
 			t.Fatalf("%s: body %T", path, resp.Body)
 		}
-		if fixed := b.rc == &b.fixed; fixed != wantFixed {
-			t.Errorf("%s: answer's head parsed in one pass = %v, want %v", path, fixed, wantFixed)
+		if onePass := b.rc == &b.fixed || b.rc == &b.chunked; !onePass {
+			t.Errorf("%s: the answer's head was not parsed in one pass (body %T)", path, b.rc)
+		}
+		if chunked := b.rc == &b.chunked; chunked != (path == "/chunked") {
+			t.Errorf("%s: chunked body = %v", path, chunked)
 		}
 		if data, err := io.ReadAll(resp.Body); err != nil || string(data) != "ok" {
 			t.Errorf("%s: body %q, %v", path, data, err)
@@ -282,5 +329,45 @@ func TestPlainHeadsTakeTheOnePassParse(t *testing.T) {
 		if !<-onePass {
 			t.Errorf("%s: the request's head was not parsed in one pass", path)
 		}
+	}
+}
+
+// FuzzChunkedBody: a chunked body after a plain stream head reads as the
+// standard library reads it (sameChunked): same data, ending and trailer.
+func FuzzChunkedBody(f *testing.F) {
+	f.Add([]byte("e\r\ndata: {\"a\":1}\n\n\r\ne\r\ndata: [DONE]\n\n\r\n0\r\n\r\n"))
+	f.Add([]byte("5;ext=1 \r\nhello\r\n0\r\nX-T: 1\r\n\r\n"))
+	f.Add([]byte("5 ;e\r\nhello\r\n0\r\n\r\n"))
+	f.Add([]byte("1\r\na\r\n1\r\nb\n0\r\n\r\n"))
+	f.Add([]byte("0\r\nX-A: 1\r\nX-B:\r\n\r\nafter"))
+	f.Add([]byte("3\r\nab"))
+	f.Add([]byte("ffffffffffffffff\r\nx"))
+	f.Fuzz(func(t *testing.T, body []byte) {
+		const head = "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nTransfer-Encoding: chunked\r\n\r\n"
+		in := append([]byte(head), body...)
+		req := &http.Request{Method: http.MethodPost}
+		resp, n, ok := fastResponse(in, req)
+		if !ok {
+			t.Fatal("a plain chunked head was not taken")
+		}
+		sameChunked(t, in, n, resp)
+	})
+}
+
+// TestChunkedBodyHandsOnDataWithoutWaiting: a Read that has a chunk's data
+// returns it even when the next size line has not come yet (an SSE event
+// reaches the client at once), and the next Read waits for it.
+func TestChunkedBodyHandsOnDataWithoutWaiting(t *testing.T) {
+	pr, pw := io.Pipe()
+	cb := &chunkedBody{r: bufio.NewReaderSize(pr, readBufSize), resp: &http.Response{}}
+	go func() { _, _ = io.WriteString(pw, "7\r\nevent 1\r\n") }()
+	p := make([]byte, 64)
+	if n, err := cb.Read(p); err != nil || string(p[:n]) != "event 1" {
+		t.Fatalf("first read: %q, %v", p[:n], err)
+	}
+	go func() { _, _ = io.WriteString(pw, "7\r\nevent 2\r\n0\r\n\r\n"); pw.Close() }()
+	data, err := io.ReadAll(cb)
+	if err != nil || string(data) != "event 2" {
+		t.Fatalf("rest: %q, %v", data, err)
 	}
 }

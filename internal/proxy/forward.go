@@ -548,8 +548,7 @@ func (h *Handler) relayStream(ctx context.Context, a *attemptRun, injected bool)
 	defer resp.Body.Close()
 	var buf stream.Buf
 	defer buf.Release()
-	body := onRead(resp.Body, a.idle)
-	n, f, done := h.openStream(ctx, a, body, buf.Bytes())
+	n, f, done := h.openStream(ctx, a, onRead(resp.Body, a.idle), buf.Bytes())
 	if f != nil || done {
 		return f, done
 	}
@@ -563,10 +562,13 @@ func (h *Handler) relayStream(ctx context.Context, a *attemptRun, injected bool)
 	var tail stream.Tail
 	sn := new(usage.Sniffer)
 	filter := stream.Filter{Tap: sn}
+	if a.idle != nil && a.idle.idle > 0 {
+		filter.OnRead = a.idle.touch // a hook, not one more reader between the socket and the relay
+	}
 	if injected {
 		filter.Drop, filter.Trim = usageOnly, trimUsageNull
 	}
-	written, cerr := stream.CopyFiltered(fl, body, &buf, n, &tail, filter)
+	written, cerr := stream.CopyFiltered(fl, resp.Body, &buf, n, &tail, filter)
 	q.bytesOut += written
 	h.account(b, q, sn)
 	if cerr == nil && !tail.Done() && expectsDone(q.suffix) {

@@ -336,6 +336,9 @@ func CopyFiltered(dst Writer, src io.Reader, b *Buf, pre int, tail *Tail, f Filt
 
 // lastBoundaryFrom is lastBoundary for a boundary that ends after from.
 func lastBoundaryFrom(b []byte, from int) int {
+	if endsEvent(b[from:]) { // the usual read: whole events
+		return len(b)
+	}
 	i := bytes.LastIndex(b[from:], []byte("\n\n"))
 	if i >= 0 {
 		i += from + 2
@@ -348,17 +351,14 @@ func lastBoundaryFrom(b []byte, from int) int {
 	return i
 }
 
-// lastBoundary returns the index just past the last blank line in b, or -1.
-func lastBoundary(b []byte) int {
-	i := bytes.LastIndex(b, []byte("\n\n"))
-	if i >= 0 {
-		i += 2
-	}
-	if j := bytes.LastIndex(b, []byte("\r\n\r\n")); j >= 0 && j+4 > i {
-		i = j + 4
-	}
-	return i
+// endsEvent reports whether b ends with a blank line.
+func endsEvent(b []byte) bool {
+	n := len(b)
+	return n >= 2 && b[n-1] == '\n' && (b[n-2] == '\n' || n >= 4 && b[n-2] == '\r' && b[n-3] == '\n' && b[n-4] == '\r')
 }
+
+// lastBoundary returns the index just past the last blank line in b, or -1.
+func lastBoundary(b []byte) int { return lastBoundaryFrom(b, 0) }
 
 // WriteError is a failure to write to the client (the client went away).
 type WriteError struct{ Err error }

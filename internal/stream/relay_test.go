@@ -223,3 +223,29 @@ func BenchmarkCopy(b *testing.B) {
 		}
 	}
 }
+
+// FuzzBoundary checks the boundary search against the plain definition: the
+// end of the last "\n\n" or "\r\n\r\n" that starts at or after from.
+func FuzzBoundary(f *testing.F) {
+	f.Add([]byte("data: a\n\ndata: b\r\n\r\n"), uint8(0))
+	f.Add([]byte("data: a\n\ndata: b"), uint8(5))
+	f.Add([]byte("\r\n\r\n\n\n"), uint8(3))
+	f.Fuzz(func(t *testing.T, b []byte, from uint8) {
+		fr := min(int(from), len(b))
+		want := -1
+		for i := fr; i < len(b); i++ {
+			if bytes.HasPrefix(b[i:], []byte("\n\n")) {
+				want = max(want, i+2)
+			}
+			if bytes.HasPrefix(b[i:], []byte("\r\n\r\n")) {
+				want = max(want, i+4)
+			}
+		}
+		if got := lastBoundaryFrom(b, fr); got != want {
+			t.Fatalf("lastBoundaryFrom(%q, %d) = %d, want %d", b, fr, got, want)
+		}
+		if fr == 0 && lastBoundary(b) != want {
+			t.Fatalf("lastBoundary(%q) = %d, want %d", b, lastBoundary(b), want)
+		}
+	})
+}
