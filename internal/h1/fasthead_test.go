@@ -30,7 +30,7 @@ func TestFastResponseTakesThePlainShape(t *testing.T) {
 		"HTTP/1.1 200 OK\r\nContent-Length: 3\r\nX-Obs: caf\xe9\r\n\r\nabc",
 		"HTTP/1.1 200 OK\r\nContent-Length: 9\r\n\r\nshort", // the body breaks off
 		"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nTransfer-Encoding: chunked\r\n\r\n" +
-			"e\r\ndata: {\"a\":1}\n\n\r\ne\r\ndata: [DONE]\n\n\r\n0\r\n\r\n", // an SSE stream
+			"f\r\ndata: {\"a\":1}\n\n\r\ne\r\ndata: [DONE]\n\n\r\n0\r\n\r\n", // an SSE stream
 		"HTTP/1.1 200 OK\r\ntransfer-encoding: Chunked \r\n\r\n5;ext=1 \r\nhello\r\n0\r\nX-T: 1\r\n\r\n", // an extension, a trailer
 		"HTTP/1.1 500 Oops\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhel",                                // the body breaks off
 		"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhelloXX0\r\n\r\n",                     // no CRLF after the data
@@ -96,7 +96,7 @@ func FuzzFastResponse(f *testing.F) {
 	f.Add([]byte("HTTP/1.1 200 OK\r\nContent-Length: 0\r\nX-A: 1\r\n folded\r\n\r\n"), true)
 	f.Add([]byte("HTTP/1.1 200 OK\r\nContent-Length: 9\r\n\r\nshort"), false)
 	f.Add([]byte("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"+
-		"e\r\ndata: {\"a\":1}\n\n\r\n3 ; x=\"y\"\r\nabc\r\n0\r\nX-T: 1\r\nX-U: 2\r\n\r\n"), false)
+		"f\r\ndata: {\"a\":1}\n\n\r\n3 ; x=\"y\"\r\nabc\r\n0\r\nX-T: 1\r\nX-U: 2\r\n\r\n"), false)
 	f.Add([]byte("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n1\r\na\r\n1\r\nb\n0\r\n\r\n"), false)
 	f.Add([]byte("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n00000000000000001\r\na\r\n0\r\n\r\n"), false)
 	f.Fuzz(func(t *testing.T, in []byte, head bool) {
@@ -335,7 +335,7 @@ func TestPlainHeadsTakeTheOnePassParse(t *testing.T) {
 // FuzzChunkedBody: a chunked body after a plain stream head reads as the
 // standard library reads it (sameChunked): same data, ending and trailer.
 func FuzzChunkedBody(f *testing.F) {
-	f.Add([]byte("e\r\ndata: {\"a\":1}\n\n\r\ne\r\ndata: [DONE]\n\n\r\n0\r\n\r\n"))
+	f.Add([]byte("f\r\ndata: {\"a\":1}\n\n\r\ne\r\ndata: [DONE]\n\n\r\n0\r\n\r\n"))
 	f.Add([]byte("5;ext=1 \r\nhello\r\n0\r\nX-T: 1\r\n\r\n"))
 	f.Add([]byte("5 ;e\r\nhello\r\n0\r\n\r\n"))
 	f.Add([]byte("1\r\na\r\n1\r\nb\n0\r\n\r\n"))

@@ -637,3 +637,53 @@ func TestBodyWaitsForBytesWithoutReadingThem(t *testing.T) {
 		t.Fatal("Wait after cancel: nil error")
 	}
 }
+
+// TestChunkedAnswersKeepOrRetireTheConnection: a chunked answer read to its
+// end (extensions and a trailer included) leaves the connection ready for
+// the next request; one whose framing breaks ends in an error and retires
+// it, so the next request gets a new connection.
+func TestChunkedAnswersKeepOrRetireTheConnection(t *testing.T) {
+	answers := []string{
+		"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nTransfer-Encoding: chunked\r\n\r\n" +
+			"f;n=1\r\ndata: {\"a\":1}\n\n\r\ne\r\ndata: [DONE]\n\n\r\n0\r\nX-Checksum: 7\r\n\r\n",
+		"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nok\r\n0\r\n\r\n",
+		"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhelloXX0\r\n\r\n", // no CRLF after the data
+	}
+	var conns, served atomic.Int32
+	u := rawServer(t, func(c net.Conn, req *http.Request) {
+		conns.Add(1)
+		br := bufio.NewReader(c)
+		for {
+			io.Copy(io.Discard, req.Body)
+			io.WriteString(c, answers[int(served.Add(1)-1)%len(answers)])
+			var err error
+			if req, err = http.ReadRequest(br); err != nil {
+				return
+			}
+		}
+	})
+	tr := newTransport(t, h1.Options{})
+	for i, want := range []string{"data: {\"a\":1}\n\ndata: [DONE]\n\n", "ok", "", "data: {\"a\":1}\n\ndata: [DONE]\n\n"} {
+		resp, err := post(t, context.Background(), tr, u, "{}")
+		if err != nil {
+			t.Fatalf("request %d: %v", i, err)
+		}
+		data, err := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if i == 2 {
+			if err == nil || string(data) != "hello" {
+				t.Fatalf("broken framing: %q, %v; want hello and an error", data, err)
+			}
+			continue
+		}
+		if err != nil || string(data) != want {
+			t.Fatalf("request %d: %q, %v; want %q", i, data, err, want)
+		}
+		if i == 0 && resp.Trailer.Get("X-Checksum") != "7" {
+			t.Fatalf("trailer %v, want X-Checksum: 7", resp.Trailer)
+		}
+	}
+	if n := conns.Load(); n != 2 {
+		t.Fatalf("%d connections, want 2 (one kept across two chunked answers, a new one after the broken one)", n)
+	}
+}
