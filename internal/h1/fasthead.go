@@ -73,7 +73,7 @@ func fastResponse(p []byte, req *http.Request) (resp *http.Response, n int, ok b
 		Request:       req,
 	}
 	if chunked {
-		resp.TransferEncoding = chunkedTE
+		resp.TransferEncoding = []string{"chunked"}
 	}
 	if length == 0 {
 		resp.Body = http.NoBody
@@ -268,9 +268,8 @@ func plainURL(uri string) (*url.URL, bool) {
 }
 
 var (
-	chunkedTE = []string{"chunked"} // shared, as net/http's own
-	crlf      = []byte("\r\n")
-	crlf2     = []byte("\r\n\r\n")
+	crlf  = []byte("\r\n")
+	crlf2 = []byte("\r\n\r\n")
 )
 
 // fixedBody reads a body of a known length from r: io.EOF with its last
