@@ -15,27 +15,27 @@ import (
 	"github.com/llmgate/llmgate/internal/reqbody"
 )
 
-// hopHeaders are hop-by-hop headers (RFC 9110 §7.6.1) never forwarded.
-var hopHeaders = map[string]bool{
-	"Connection":          true,
-	"Proxy-Connection":    true,
-	"Keep-Alive":          true,
-	"Proxy-Authenticate":  true,
-	"Proxy-Authorization": true,
-	"Te":                  true,
-	"Trailer":             true,
-	"Transfer-Encoding":   true,
-	"Upgrade":             true,
+// hopByHop reports the hop-by-hop headers (RFC 9110 §7.6.1), never
+// forwarded. (A switch: cheaper than a map's hash for a few names per
+// header of every request and answer.)
+func hopByHop(k string) bool {
+	switch k {
+	case "Connection", "Proxy-Connection", "Keep-Alive", "Proxy-Authenticate", "Proxy-Authorization",
+		"Te", "Trailer", "Transfer-Encoding", "Upgrade":
+		return true
+	}
+	return false
 }
 
-// clientOnly are request headers that carry the client's credentials or
-// belong to the client's connection; they never reach an upstream.
-var clientOnly = map[string]bool{
-	"Api-Key":        true,
-	"Authorization":  true,
-	"Cookie":         true,
-	"Host":           true,
-	"Content-Length": true,
+// clientOnly reports the request headers that carry the client's
+// credentials or belong to the client's connection; they never reach an
+// upstream.
+func clientOnly(k string) bool {
+	switch k {
+	case "Api-Key", "Authorization", "Cookie", "Host", "Content-Length":
+		return true
+	}
+	return false
 }
 
 // outbound builds the upstream request for member m of backend b: its URL
@@ -50,7 +50,7 @@ func (h *Handler) outbound(ctx context.Context, r *http.Request, b *Backend, m M
 	hdr := make(http.Header, len(r.Header)+1)
 	conn := r.Header["Connection"]
 	for k, v := range r.Header {
-		if hopHeaders[k] || clientOnly[k] || listedIn(conn, k) {
+		if hopByHop(k) || clientOnly(k) || listedIn(conn, k) {
 			continue
 		}
 		hdr[k] = v
@@ -138,7 +138,7 @@ func (h *Handler) writeHeaderWith(w http.ResponseWriter, status int, up http.Hea
 	dst := w.Header()
 	conn := up["Connection"]
 	for k, v := range up {
-		if hopHeaders[k] || listedIn(conn, k) {
+		if hopByHop(k) || listedIn(conn, k) {
 			continue
 		}
 		dst[k] = v
