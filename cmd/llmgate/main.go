@@ -24,9 +24,11 @@ func main() {
 // gcPercent is the collector's target when GOGC is not set. A gateway's
 // live heap is small (about 1 MiB under load) while it allocates a few KiB
 // per request, so at Go's default (100, where the 4 MiB floor of the heap
-// goal sets the pace) it collects some 75 times a second at 20 000
-// requests per second, a tenth of its CPU. At 200 it collects half as
-// often, for at most 4 MiB more heap. GOGC and GOMEMLIMIT, when set, decide.
+// goal sets the pace) it collects every 13 ms or so under load, a tenth of
+// its CPU. At 200 the floor is 8 MiB and it collects less than half as
+// often (measured: 5.3 → 1.4 µs of collector CPU per request at 50
+// connections; peak RSS at 200 connections 30.8 → 36.7 MB). GOGC and
+// GOMEMLIMIT, when set, decide.
 const gcPercent = 200
 
 func tuneGC() {

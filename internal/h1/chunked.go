@@ -138,10 +138,7 @@ func (c *chunkedBody) readSize() {
 		return
 	}
 	c.overhead += int64(len(line))
-	size := line[:cr]
-	for len(size) > 0 && (size[len(size)-1] == ' ' || size[len(size)-1] == '\t') {
-		size = size[:len(size)-1]
-	}
+	size := trimTrailingOWS(line[:cr]) // blanks before the size stay invalid, as in net/http
 	if i := bytes.IndexByte(size, ';'); i >= 0 {
 		size = size[:i] // an extension: discarded (what precedes ';' is the size as it is)
 	}

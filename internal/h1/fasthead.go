@@ -244,6 +244,12 @@ func trimOWS(s string) string {
 	for len(s) > 0 && (s[0] == ' ' || s[0] == '\t') {
 		s = s[1:]
 	}
+	return trimTrailingOWS(s)
+}
+
+// trimTrailingOWS is s without the spaces and tabs at its end (a header
+// value's end, a chunk size line's).
+func trimTrailingOWS[T string | []byte](s T) T {
 	for len(s) > 0 && (s[len(s)-1] == ' ' || s[len(s)-1] == '\t') {
 		s = s[:len(s)-1]
 	}

@@ -11,6 +11,7 @@ import (
 	"strings"
 	"testing"
 	"testing/iotest"
+	"time"
 )
 
 // plainHead is the shape of a simulator's or Azure's answer.
@@ -338,6 +339,7 @@ func FuzzChunkedBody(f *testing.F) {
 	f.Add([]byte("f\r\ndata: {\"a\":1}\n\n\r\ne\r\ndata: [DONE]\n\n\r\n0\r\n\r\n"))
 	f.Add([]byte("5;ext=1 \r\nhello\r\n0\r\nX-T: 1\r\n\r\n"))
 	f.Add([]byte("5 ;e\r\nhello\r\n0\r\n\r\n"))
+	f.Add([]byte(" 5\r\nhello\r\n0\r\n\r\n")) // a blank before the size: refused by both
 	f.Add([]byte("1\r\na\r\n1\r\nb\n0\r\n\r\n"))
 	f.Add([]byte("0\r\nX-A: 1\r\nX-B:\r\n\r\nafter"))
 	f.Add([]byte("3\r\nab"))
@@ -362,8 +364,20 @@ func TestChunkedBodyHandsOnDataWithoutWaiting(t *testing.T) {
 	cb := &chunkedBody{r: bufio.NewReaderSize(pr, readBufSize), resp: &http.Response{}}
 	go func() { _, _ = io.WriteString(pw, "7\r\nevent 1\r\n") }()
 	p := make([]byte, 64)
-	if n, err := cb.Read(p); err != nil || string(p[:n]) != "event 1" {
-		t.Fatalf("first read: %q, %v", p[:n], err)
+	type result struct {
+		n   int
+		err error
+	}
+	first := make(chan result, 1)
+	go func() { n, err := cb.Read(p); first <- result{n, err} }()
+	select {
+	case r := <-first:
+		if r.err != nil || string(p[:r.n]) != "event 1" {
+			t.Fatalf("first read: %q, %v", p[:r.n], r.err)
+		}
+	case <-time.After(5 * time.Second):
+		pw.CloseWithError(errors.New("test over")) // ends the stuck read
+		t.Fatal("the first read waited for the next size line instead of handing on its chunk")
 	}
 	go func() { _, _ = io.WriteString(pw, "7\r\nevent 2\r\n0\r\n\r\n"); pw.Close() }()
 	data, err := io.ReadAll(cb)

@@ -562,7 +562,7 @@ func (h *Handler) relayStream(ctx context.Context, a *attemptRun, injected bool)
 	var tail stream.Tail
 	sn := new(usage.Sniffer)
 	filter := stream.Filter{Tap: sn}
-	if a.idle != nil && a.idle.idle > 0 {
+	if a.idle.watchesIdle() {
 		filter.OnRead = a.idle.touch // a hook, not one more reader between the socket and the relay
 	}
 	if injected {

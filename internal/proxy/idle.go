@@ -4,8 +4,6 @@ import (
 	"io"
 	"sync/atomic"
 	"time"
-
-	"github.com/llmgate/llmgate/internal/stream"
 )
 
 // guard cancels an attempt when the request's deadline passes (from before
@@ -100,24 +98,18 @@ func (gr guardedReader) Read(p []byte) (int, error) {
 	return n, err
 }
 
-// guardedWaiter is a guardedReader over a stream.Waiter, which it stays.
-type guardedWaiter struct {
-	guardedReader
-	w stream.Waiter
-}
-
-func (gw guardedWaiter) Wait() error { return gw.w.Wait() }
+// watchesIdle reports whether reads should be recorded: the guard times
+// the body's quiet spells.
+func (g *guard) watchesIdle() bool { return g != nil && g.idle > 0 }
 
 // onRead wraps r so that reads extend g. (Not inlined: its temporaries
-// would sit in the frame a relayed stream keeps.)
+// would sit in the frame a relayed stream keeps.) A relay records its reads
+// with a hook instead (stream.Filter.OnRead), one reader fewer per event.
 //
 //go:noinline
 func onRead(r io.Reader, g *guard) io.Reader {
-	if g == nil || g.idle <= 0 {
+	if !g.watchesIdle() {
 		return r
-	}
-	if w, ok := r.(stream.Waiter); ok {
-		return guardedWaiter{guardedReader{r: r, g: g}, w}
 	}
 	return guardedReader{r: r, g: g}
 }
