@@ -197,10 +197,19 @@ func TestRoutingCircuitBreakerOpensProbesAndRamps(t *testing.T) {
 	}
 
 	// Phase 2: after the cool-down, one probe (still failing) among
-	// concurrent requests; the circuit opens again.
+	// concurrent requests; the circuit opens again. Which request goes to
+	// the half-open backend is the weighted pick's: batches of 8 go out
+	// until one did (a single batch missed it about once in 256 runs), far
+	// inside the next cool-down, so a second probe would still show.
 	time.Sleep(time.Until(openedAt.Add(cooldown + 50*time.Millisecond)))
-	as := g.load(t, 8, 8, chatBody)
+	var as []rtAnswer
+	for batch := 0; batch < 6 && (batch == 0 || bad.Hits() < 4); batch++ {
+		as = append(as, g.load(t, 8, 8, chatBody)...)
+	}
 	probeAt := time.Now()
+	if d := probeAt.Sub(openedAt); d > 2*cooldown {
+		t.Fatalf("half-open phase took until %v after the circuit opened: too slow to tell one probe per cool-down", d)
+	}
 	if f := rtSummary(as); f.OK != f.N {
 		t.Errorf("half-open: %v, want every request served", f)
 	}
