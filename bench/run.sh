@@ -6,6 +6,7 @@
 #   bash bench/run.sh full     # requests + streams: 3 rounds of 10 s phases (~10 min)
 #   bash bench/run.sh memory   # 10 000 open streams through llmgate and the baseline
 #   bash bench/run.sh soak     # 2 minutes of mixed load, RSS and threads every 5 s
+#   bash bench/run.sh syscalls # system calls per request and per stream (perf)
 #   bash bench/run.sh all      # full, memory, soak
 #
 # Environment: BENCH_ROUNDS, BENCH_DURATION, BENCH_WARMUP (phase shape),
@@ -19,8 +20,8 @@
 set -euo pipefail
 
 MODE=${1:-quick}
-case $MODE in quick | full | memory | soak | all) ;; *)
-	echo "usage: bash bench/run.sh [quick|full|memory|soak|all]" >&2
+case $MODE in quick | full | memory | soak | syscalls | all) ;; *)
+	echo "usage: bash bench/run.sh [quick|full|memory|soak|syscalls|all]" >&2
 	exit 2
 	;;
 esac
@@ -233,13 +234,16 @@ loadgen() {
 	(pin "$CPU_LOAD" timeout -k 5 300 "$BIN/loadgen" "$@") >>"$RESULTS" || log "loadgen $* failed"
 }
 
-run_throughput() {
-	local rounds=$1 dur=$2 warm=$3
+# start_targets: the upstream and every proxy, each listening; fills TARGETS
+# (direct first), ADDR and TPID (0 for direct) and UP_PID.
+declare -a TARGETS
+declare -A ADDR TPID
+start_targets() {
 	require_free "$P_UP1" "$P_UP2" "$P_GW" "$P_BL" "$P_NGX" "$P_TCP"
-	log "requests and streams: $rounds round(s), ${dur}s phases after ${warm}s warm-up"
-	local UP GW BL TCP NGX=""
+	local UP GW BL TCP NGX
 	start UP "$CPU_LOAD" "$WORK/upstream.log" "$BIN/upstream" -listen "127.0.0.1:$P_UP1,127.0.0.1:$P_UP2" -events 21 -interval 10ms
 	wait_port "$P_UP1" "$UP" upstream
+	UP_PID=$UP
 	gateway_config "$WORK/gateway.yaml" "$P_GW" "$P_UP1" "$P_UP2"
 	start GW "$CPU_PROXY" /dev/null "$BIN/llmgate" serve -config "$WORK/gateway.yaml"
 	start BL "$CPU_PROXY" "$WORK/baseline.log" "$BIN/baseline" -listen "127.0.0.1:$P_BL" -upstream "http://127.0.0.1:$P_UP1" -conns 256
@@ -248,49 +252,119 @@ run_throughput() {
 	wait_port "$P_GW" "$GW" llmgate
 	wait_port "$P_BL" "$BL" baseline
 	wait_port "$P_TCP" "$TCP" tcprelay
-	local targets=(direct llmgate baseline tcprelay)
-	declare -A addr=([direct]=$P_UP1 [llmgate]=$P_GW [baseline]=$P_BL [tcprelay]=$P_TCP)
-	declare -A pid=([direct]=0 [llmgate]=$GW [baseline]=$BL [tcprelay]=$TCP)
+	TARGETS=(direct llmgate baseline tcprelay)
+	ADDR=([direct]=$P_UP1 [llmgate]=$P_GW [baseline]=$P_BL [tcprelay]=$P_TCP)
+	TPID=([direct]=0 [llmgate]=$GW [baseline]=$BL [tcprelay]=$TCP)
 	if [ -n "$NGINX_BIN" ]; then
 		nginx_config "$WORK/nginx" "$P_NGX" "$P_UP1" "$P_UP2"
 		start NGX "$CPU_PROXY" "$WORK/nginx/stderr.log" "$NGINX_BIN" -p "$WORK/nginx" -c "$WORK/nginx/nginx.conf" -e "$WORK/nginx/error.log"
 		wait_port "$P_NGX" "$NGX" nginx
-		targets+=(nginx)
-		addr[nginx]=$P_NGX
-		pid[nginx]=$NGX
+		TARGETS+=(nginx)
+		ADDR[nginx]=$P_NGX
+		TPID[nginx]=$NGX
 		info "nginx: $("$NGINX_BIN" -v 2>&1)"
 	else
 		info "nginx: not installed, not measured"
 	fi
 	info "pinned: $([ "$PINNED" = 1 ] && echo "proxies on CPU $CPU_PROXY, upstream and load generator on CPU $CPU_LOAD" || echo no); $(nproc) CPUs; load average $(cut -d' ' -f1-3 /proc/loadavg)"
+}
+
+# stop_targets: stops what start_targets started.
+stop_targets() {
+	local t
+	for t in "${TARGETS[@]}"; do
+		[ "${TPID[$t]}" = 0 ] || stop_pid "${TPID[$t]}"
+	done
+	stop_pid "$UP_PID"
+}
+
+run_throughput() {
+	local rounds=$1 dur=$2 warm=$3
+	log "requests and streams: $rounds round(s), ${dur}s phases after ${warm}s warm-up"
+	start_targets
 	info "$rounds round(s) of ${dur}s phases after ${warm}s warm-up, targets alternating; medians over rounds"
 
 	local phases=("c1 1" "c50 50" "c200 200" "s50 50")
-	local r ph name conc i n=${#targets[@]} t
+	local r ph name conc i n=${#TARGETS[@]} t
 	for r in $(seq "$rounds"); do
 		for ph in "${phases[@]}"; do
 			read -r name conc <<<"$ph"
 			for i in $(seq 0 $((n - 1))); do
-				t=${targets[$(((i + r - 1) % n))]} # rotate who goes first each round
+				t=${TARGETS[$(((i + r - 1) % n))]} # rotate who goes first each round
 				local extra=(-c "$conc" -d "${dur}s" -warmup "${warm}s")
-				[ "$t" = direct ] || extra+=(-pid "${pid[$t]}")
+				[ "$t" = direct ] || extra+=(-pid "${TPID[$t]}")
 				if [ "$name" = s50 ]; then
 					extra+=(-stream -events 21)
 				fi
 				log "round $r $name $t"
-				loadgen -addr "127.0.0.1:${addr[$t]}" -target "$t" -phase "$name" -round "$r" "${extra[@]}"
+				loadgen -addr "127.0.0.1:${ADDR[$t]}" -target "$t" -phase "$name" -round "$r" "${extra[@]}"
 			done
 		done
 	done
-	record_rss llmgate "$GW"
-	record_rss baseline "$BL"
-	record_rss tcprelay "$TCP"
+	for t in "${TARGETS[@]}"; do
+		[ "$t" = direct ] || record_rss "$t" "${TPID[$t]}"
+	done
 	if [ "$PROFILE" = 1 ]; then
-		profile_gateway "$GW" "$P_GW" "$dur"
+		profile_gateway "${TPID[llmgate]}" "$P_GW" "$dur"
 	fi
-	[ -z "$NGX" ] || record_rss nginx "$NGX"
-	record_rss upstream "$UP"
-	for t in "$GW" "$BL" "$TCP" $NGX "$UP"; do stop_pid "$t"; done
+	record_rss upstream "$UP_PID"
+	stop_targets
+}
+
+# ----------------------------------------------------------------- syscalls
+
+# The system calls perf counts per unit of work (a tracepoint each).
+SYSCALLS=(read write readv writev recvfrom sendto recvmsg sendmsg epoll_wait epoll_pwait futex nanosleep)
+
+# run_syscalls DURATION: how many system calls and context switches each proxy
+# makes per request (one connection) and per stream (50), counted by perf
+# from the kernel's tracepoints while loadgen drives it. Needs perf and
+# access to tracepoints (root, or perf_event_paranoid ≤ -1).
+run_syscalls() {
+	local dur=$1 ev="" s
+	if ! command -v perf >/dev/null; then
+		log "syscalls: perf is not installed (Debian: linux-perf); nothing measured"
+		info "syscalls: perf not installed, not measured"
+		return 0
+	fi
+	for s in "${SYSCALLS[@]}"; do ev+="syscalls:sys_enter_$s,"; done
+	ev+="raw_syscalls:sys_enter,context-switches"
+	if ! perf stat -x, -e "$ev" -o /dev/null -- true 2>"$WORK/perf-check.log"; then
+		log "syscalls: perf cannot read the syscall tracepoints here ($(head -c 200 "$WORK/perf-check.log")); nothing measured"
+		info "syscalls: perf cannot read tracepoints here, not measured"
+		return 0
+	fi
+	log "syscalls: ${dur}s per target and phase"
+	start_targets
+	info "syscalls: counted by perf stat over ${dur}s windows inside each loadgen run (after a 1 s warm-up), divided by the requests or streams completed in them"
+	local ph name conc t pid out perfout warm=1
+	for ph in "c1 1" "s50 50"; do
+		read -r name conc <<<"$ph"
+		for t in "${TARGETS[@]}"; do
+			[ "$t" != direct ] || continue
+			pid=${TPID[$t]} out=$WORK/sys-$t-$name.json perfout=$WORK/sys-$t-$name.perf
+			local extra=(-c "$conc" -d "$((dur + 1))s" -warmup "${warm}s" -pid "$pid")
+			[ "$name" != s50 ] || extra+=(-stream -events 21)
+			log "syscalls $name $t"
+			local L
+			start L "$CPU_LOAD" "$out" timeout -k 5 $((dur + 60)) "$BIN/loadgen" -addr "127.0.0.1:${ADDR[$t]}" -target "$t" -phase "$name" "${extra[@]}"
+			sleep $((warm + 1))
+			perf stat -x, -e "$ev" -p "$pid" -o "$perfout" -- sleep "$((dur - 1))" || log "perf stat on $t failed"
+			wait "$L" 2>/dev/null || true
+			# rate × window: the units of work completed while perf counted.
+			awk -F, -v t="$t" -v ph="$name" -v win="$((dur - 1))" -v rate="$(sed -n 's/.*"rps":\([0-9.e+]*\).*/\1/p' "$out")" '
+				$1 ~ /^[0-9.]+$/ { n = $3; sub(/^syscalls:sys_enter_/, "", n); sub(/^raw_syscalls:sys_enter$/, "all", n); c[n] = $1 }
+				END {
+					units = rate * win
+					if (units <= 0) exit
+					printf "{\"kind\":\"sys\",\"target\":\"%s\",\"phase\":\"%s\",\"units\":%.0f,\"calls\":{", t, ph, units
+					sep = ""
+					for (k in c) { printf "%s\"%s\":%.3f", sep, k, c[k] / units; sep = "," }
+					printf "}}\n"
+				}' "$perfout" >>"$RESULTS"
+		done
+	done
+	stop_targets
 }
 
 # profile_gateway PID PORT SECONDS: CPU profile of llmgate under 50 connections.
@@ -408,6 +482,9 @@ memory)
 	;;
 soak)
 	run_soak "${BENCH_SOAK:-120}" 5
+	;;
+syscalls)
+	run_syscalls "${BENCH_DURATION:-6}"
 	;;
 all)
 	run_throughput "${BENCH_ROUNDS:-3}" "${BENCH_DURATION:-10}" "${BENCH_WARMUP:-2}"

@@ -20,7 +20,7 @@ import (
 
 // line is the union of every record kind in the results file.
 type line struct {
-	Kind   string `json:"kind"` // load, stream, rss, mem, soak, info
+	Kind   string `json:"kind"` // load, stream, rss, mem, soak, sys, info
 	Target string `json:"target"`
 	Phase  string `json:"phase"`
 	Round  int    `json:"round"`
@@ -63,6 +63,10 @@ type line struct {
 	Threads    float64 `json:"threads"`
 	Goroutines float64 `json:"goroutines"`
 	CPUS       float64 `json:"cpu_s"`
+
+	// sys: system calls per unit of work (request or stream), by name; "all" counts every call
+	Units float64            `json:"units"`
+	Calls map[string]float64 `json:"calls"`
 
 	// info
 	Text string `json:"text"`
@@ -119,6 +123,7 @@ func write(w io.Writer, title string, lines []line) {
 	peakRSS(w, lines)
 	ratios(w, agg)
 	memory(w, lines)
+	syscalls(w, lines)
 	soak(w, lines)
 	problems(w, lines)
 }
@@ -414,6 +419,44 @@ func memory(w io.Writer, lines []line) {
 		fmt.Fprintf(w, "| %s | %.0f | %.0f | %.0f | %.0f | %.1f s | %s | %s | %s | %.1f KiB | %.0f | %.0f %% |\n",
 			l.Target, l.Streams, l.Opened, l.Failed, l.EndedEarly, l.OpenS, mib(l.IdleRSS), mib(l.OpenRSS), mib(l.EndRSS),
 			l.PerStream, l.Threads, 100*l.CPUHeld)
+	}
+	fmt.Fprintln(w)
+}
+
+// sysCallOrder is the column order of the syscalls table; a call no row
+// made is left out.
+var sysCallOrder = []string{"all", "read", "readv", "recvfrom", "recvmsg", "write", "writev", "sendto", "sendmsg",
+	"epoll_wait", "epoll_pwait", "futex", "nanosleep", "context-switches"}
+
+func syscalls(w io.Writer, lines []line) {
+	var rows []line
+	for _, l := range lines {
+		if l.Kind == "sys" {
+			rows = append(rows, l)
+		}
+	}
+	if len(rows) == 0 {
+		return
+	}
+	var cols []string
+	for _, c := range sysCallOrder {
+		for _, r := range rows {
+			if r.Calls[c] >= 0.005 {
+				cols = append(cols, c)
+				break
+			}
+		}
+	}
+	fmt.Fprintln(w, "## System calls per request (c1) and per stream (s50)")
+	fmt.Fprintln(w)
+	fmt.Fprintf(w, "| target | phase | counted over | %s |\n", strings.Join(cols, " | "))
+	fmt.Fprintf(w, "|---|---|--:|%s\n", strings.Repeat("--:|", len(cols)))
+	for _, r := range rows {
+		fmt.Fprintf(w, "| %s | %s | %.0f |", r.Target, r.Phase, r.Units)
+		for _, c := range cols {
+			fmt.Fprintf(w, " %.2f |", r.Calls[c])
+		}
+		fmt.Fprintln(w)
 	}
 	fmt.Fprintln(w)
 }

@@ -16,6 +16,8 @@ func TestWrite(t *testing.T) {
 		{Kind: "stream", Target: "llmgate", Phase: "s50", Round: 1, Conc: 50, RPS: 200, TTFCP50: 1500, TTFCP99: 4000, GapP99: 12000, Errors: 2, FirstError: "status 502"},
 		{Kind: "stream", Target: "direct", Phase: "s50", Round: 1, Conc: 50, RPS: 210, TTFCP50: 500, TTFCP99: 1000, GapP99: 11000},
 		{Kind: "mem", Target: "llmgate", Streams: 100, Opened: 100, IdleRSS: 1024, OpenRSS: 7168, PerStream: 61.4},
+		{Kind: "sys", Target: "llmgate", Phase: "c1", Units: 30000, Calls: map[string]float64{"all": 11.02, "read": 4, "write": 2, "futex": 0.001}},
+		{Kind: "sys", Target: "tcprelay", Phase: "c1", Units: 40000, Calls: map[string]float64{"all": 13.5, "read": 4, "write": 2, "futex": 2.03}},
 		{Kind: "soak", T: 0, RSSKiB: 1024, Threads: 6},
 		{Kind: "soak", T: 60, RSSKiB: 2048, Threads: 7},
 	}
@@ -30,6 +32,9 @@ func TestWrite(t *testing.T) {
 		"| llmgate | s50 | 200.0 | 1.50 ms | +1.00 ms | +3.00 ms |",
 		"| 61.4 KiB |",
 		"llmgate s50 round 1: 2 errors, first: status 502",
+		"| target | phase | counted over | all | read | write | futex |", // calls no row made are left out
+		"| llmgate | c1 | 30000 | 11.02 | 4.00 | 2.00 | 0.00 |",
+		"| tcprelay | c1 | 40000 | 13.50 | 4.00 | 2.00 | 2.03 |",
 	} {
 		if !strings.Contains(out, want) {
 			t.Errorf("report lacks %q; got:\n%s", want, out)
