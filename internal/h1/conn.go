@@ -123,27 +123,49 @@ func (c *conn) roundTrip(ctx context.Context, req *http.Request, head []byte, in
 		}
 		return nil, err
 	}
-	if n, err := c.nc.Write(head); err != nil {
-		if n == 0 {
-			err = nothingWritten{err}
-		}
-		return fail(err)
-	}
-	if !inline && req.Body != nil && req.Body != http.NoBody {
-		n, err := io.Copy(c.nc, io.LimitReader(req.Body, req.ContentLength))
-		if err == nil && n < req.ContentLength {
-			err = fmt.Errorf("h1: request body is %d bytes, shorter than its ContentLength %d", n, req.ContentLength)
-		}
-		if err != nil {
-			return fail(err)
-		}
-		_ = req.Body.Close() // a RoundTripper closes the body it sent
-	}
 	if headerTimeout > 0 {
 		_ = c.nc.SetReadDeadline(time.Now().Add(headerTimeout))
 	}
+	// A request that goes out in one write (the usual case) is written
+	// inside the read of its answer (exchange), which spares a system call.
+	staged := false
+	if inline && c.br.Buffered() == 0 && c.lr.stage == nil {
+		b := getBuf()
+		wn, werr, rn, rerr, ok := exchangeConn(c.nc, head, b[:bufSize])
+		switch {
+		case !ok:
+			putBuf(b)
+		case werr != nil:
+			putBuf(b)
+			if wn == 0 {
+				werr = nothingWritten{werr}
+			}
+			return fail(werr)
+		default:
+			c.lr.stage, c.lr.off, c.lr.err = b[:rn], 0, rerr
+			staged = true
+		}
+	}
+	if !staged {
+		if n, err := c.nc.Write(head); err != nil {
+			if n == 0 {
+				err = nothingWritten{err}
+			}
+			return fail(err)
+		}
+		if !inline && req.Body != nil && req.Body != http.NoBody {
+			n, err := io.Copy(c.nc, io.LimitReader(req.Body, req.ContentLength))
+			if err == nil && n < req.ContentLength {
+				err = fmt.Errorf("h1: request body is %d bytes, shorter than its ContentLength %d", n, req.ContentLength)
+			}
+			if err != nil {
+				return fail(err)
+			}
+			_ = req.Body.Close() // a RoundTripper closes the body it sent
+		}
+	}
 	c.lr.left = maxHeadBytes
-	resp, err := c.readResponse(req)
+	resp, err := c.readResponse(req, staged)
 	for err == nil && resp.StatusCode >= 100 && resp.StatusCode < 200 && resp.StatusCode != http.StatusSwitchingProtocols {
 		resp, err = http.ReadResponse(c.br, req) // an interim answer (100 Continue, 103 Early Hints)
 	}
@@ -177,12 +199,16 @@ func (c *conn) roundTrip(ctx context.Context, req *http.Request, head []byte, in
 }
 
 // readResponse reads a response's head. A plain head that arrives whole in
-// the first read is parsed by fastResponse; anything else by
-// http.ReadResponse, from the same bytes (staged in lr, so nothing read is
-// lost or read twice).
-func (c *conn) readResponse(req *http.Request) (*http.Response, error) {
-	if c.br.Buffered() == 0 && c.lr.stage == nil {
-		if head := c.lr.fill(); c.lr.err == nil {
+// the first read (staged in lr already when exchange made it) is parsed by
+// fastResponse; anything else by http.ReadResponse, from the same bytes
+// (staged in lr, so nothing read is lost or read twice).
+func (c *conn) readResponse(req *http.Request, staged bool) (*http.Response, error) {
+	if staged || c.br.Buffered() == 0 && c.lr.stage == nil {
+		head := c.lr.stage
+		if !staged {
+			head = c.lr.fill()
+		}
+		if c.lr.err == nil {
 			if resp, n, ok := fastResponse(head, req); ok {
 				_ = c.lr.skip(n) // what is left is the body's start
 				return resp, nil

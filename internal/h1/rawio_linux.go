@@ -36,6 +36,13 @@ type rawConn struct {
 	wp      []byte
 	wn      int
 	werr    syscall.Errno
+
+	// exchange's state (under rmu): the request still to write, and the
+	// write's outcome
+	xFn  func(fd uintptr) bool
+	xw   []byte
+	xwn  int
+	xerr error
 }
 
 // fastConn returns nc wrapped in a rawConn when it is a TCP or Unix socket,
@@ -58,6 +65,7 @@ func fastConn(nc net.Conn) net.Conn {
 	c.readFn = c.read
 	c.writeFn = c.write
 	c.peekFn = c.peek
+	c.xFn = c.exchangeStep
 	return c
 }
 
@@ -98,6 +106,58 @@ func alive(nc net.Conn) bool {
 	return c.rc.Read(c.peekFn) == nil && c.open
 }
 
+// exchange writes a request (w) and reads the start of its answer into r,
+// as Write and then Read would, with one system call less: the write is
+// made inside the read's RawConn.Read, after the poller's readiness was
+// reset and before the first wait, so the wait needs no read before it to
+// catch an answer that came early (a Read must read until EAGAIN before
+// it waits, and right after a request goes out that read finds nothing).
+// Whatever the upstream sends after the request (the answer, a close, a
+// reset) ends the wait, so nothing is missed. It returns how much of w was
+// written and the write's error, then what Read would return.
+func (c *rawConn) exchange(w, r []byte) (wn int, werr error, rn int, rerr error) {
+	c.rmu.Lock()
+	c.xw, c.xwn, c.xerr = w, 0, nil
+	c.rp, c.rn, c.rerr = r[:min(len(r), maxRW)], 0, 0
+	err := c.rc.Read(c.xFn)
+	wn, werr = c.xwn, c.xerr
+	rn, errno := c.rn, c.rerr
+	c.xw, c.rp = nil, nil
+	c.rmu.Unlock()
+	if werr != nil {
+		return wn, werr, 0, nil
+	}
+	switch rerr = c.ioError("read", err, errno); {
+	case rerr != nil:
+		rn = 0 // a failed read's count is -1
+	case rn == 0:
+		rerr = io.EOF
+	}
+	return wn, nil, rn, rerr
+}
+
+// exchangeStep is exchange's RawConn callback: the first call writes the
+// request and waits; the later ones read.
+func (c *rawConn) exchangeStep(fd uintptr) bool {
+	if w := c.xw; w != nil {
+		c.xw = nil
+		c.xwn, c.xerr = c.Write(w) // its own lock and wait: a full socket waits for room
+		return c.xerr != nil       // written: wait for the answer without reading first
+	}
+	return c.read(fd)
+}
+
+// exchangeConn is exchange on nc when it is a rawConn; ok is false, and
+// nothing done, otherwise.
+func exchangeConn(nc net.Conn, w, r []byte) (wn int, werr error, rn int, rerr error, ok bool) {
+	c, is := nc.(*rawConn)
+	if !is {
+		return 0, nil, 0, nil, false
+	}
+	wn, werr, rn, rerr = c.exchange(w, r)
+	return wn, werr, rn, rerr, true
+}
+
 // write is the RawConn callback of Write: it writes until all is written
 // or the socket is full (false: wait until it is writable).
 func (c *rawConn) write(fd uintptr) bool {
@@ -122,11 +182,13 @@ func (c *rawConn) write(fd uintptr) bool {
 	return true
 }
 
+// maxRW bounds one read.
+const maxRW = 1 << 30
+
 func (c *rawConn) Read(p []byte) (int, error) {
 	if len(p) == 0 {
 		return 0, nil
 	}
-	const maxRW = 1 << 30
 	c.rmu.Lock()
 	c.rp, c.rn, c.rerr = p[:min(len(p), maxRW)], 0, 0
 	err := c.rc.Read(c.readFn)

@@ -687,3 +687,95 @@ func TestChunkedAnswersKeepOrRetireTheConnection(t *testing.T) {
 		t.Fatalf("%d connections, want 2 (one kept across two chunked answers, a new one after the broken one)", n)
 	}
 }
+
+// TestExchangeWritesWhatTheSocketCannotTakeAtOnce: a request sent in one
+// write (its body inline, up to 256 KiB) goes out inside the read of its
+// answer; when the upstream reads it slowly the write waits for room and
+// the answer is still read. A request cancelled while its write waits ends
+// with the context's error.
+func TestExchangeWritesWhatTheSocketCannotTakeAtOnce(t *testing.T) {
+	hold := make(chan struct{})
+	u := rawServer(t, func(c net.Conn, req *http.Request) {
+		if req.URL.Path == "/stuck" {
+			<-hold // reads nothing: the client's write must wait
+			return
+		}
+		time.Sleep(100 * time.Millisecond) // the client's socket fills meanwhile
+		n, _ := io.Copy(io.Discard, req.Body)
+		fmt.Fprintf(c, "HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n%d", len(fmt.Sprint(n)), n)
+	})
+	t.Cleanup(func() { close(hold) })
+	tr := newTransport(t, h1.Options{})
+	body := strings.Repeat("x", 250<<10)
+	resp, err := post(t, context.Background(), tr, u+"/slow", body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s := readAll(t, resp); s != fmt.Sprint(len(body)) {
+		t.Fatalf("upstream read %s bytes, want %d", s, len(body))
+	}
+
+	ctx, cancel := context.WithCancel(context.Background())
+	time.AfterFunc(100*time.Millisecond, cancel)
+	start := time.Now()
+	// Large enough to fill both sockets' buffers on loopback.
+	_, err = post(t, ctx, tr, u+"/stuck", strings.Repeat("y", 250<<10))
+	if !errors.Is(err, context.Canceled) {
+		t.Fatalf("err %v, want context.Canceled", err)
+	}
+	if d := time.Since(start); d > 5*time.Second {
+		t.Fatalf("cancel took %v", d)
+	}
+}
+
+// TestExchangeSeesAnAnswerThatCameBeforeTheRequestWasRead: an upstream that
+// answers (and closes) as soon as the head arrives, before reading the
+// body, is read as net/http reads it: the answer, not an error.
+func TestExchangeSeesAnAnswerThatCameBeforeTheRequestWasRead(t *testing.T) {
+	u := rawServer(t, func(c net.Conn, _ *http.Request) {
+		io.WriteString(c, "HTTP/1.1 413 Payload Too Large\r\nContent-Length: 3\r\nConnection: close\r\n\r\nbig")
+	})
+	tr := newTransport(t, h1.Options{})
+	for range 20 {
+		resp, err := post(t, context.Background(), tr, u, strings.Repeat("z", 1000))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if s := readAll(t, resp); resp.StatusCode != 413 || s != "big" {
+			t.Fatalf("%d %q", resp.StatusCode, s)
+		}
+	}
+}
+
+// TestAResetAnswerIsAnError: an upstream that resets the connection instead
+// of answering gives the request an error, on a new connection and on a
+// kept-alive one alike.
+func TestAResetAnswerIsAnError(t *testing.T) {
+	var n atomic.Int32
+	u := rawServer(t, func(c net.Conn, req *http.Request) {
+		io.Copy(io.Discard, req.Body)
+		if n.Add(1) == 1 { // the first request is answered and the connection kept
+			io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+			next, err := http.ReadRequest(bufio.NewReader(c))
+			if err != nil {
+				return
+			}
+			io.Copy(io.Discard, next.Body)
+		}
+		c.(*net.TCPConn).SetLinger(0) // close sends a reset
+	})
+	tr := newTransport(t, h1.Options{})
+	resp, err := post(t, context.Background(), tr, u, "{}")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s := readAll(t, resp); s != "ok" {
+		t.Fatalf("first answer %q", s)
+	}
+	for i := range 2 {
+		if resp, err := post(t, context.Background(), tr, u, "{}"); err == nil {
+			resp.Body.Close()
+			t.Fatalf("request %d: answered %d, want an error", i, resp.StatusCode)
+		}
+	}
+}
