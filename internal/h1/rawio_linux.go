@@ -114,7 +114,8 @@ func alive(nc net.Conn) bool {
 // it waits, and right after a request goes out that read finds nothing).
 // Whatever the upstream sends after the request (the answer, a close, a
 // reset) ends the wait, so nothing is missed. It returns how much of w was
-// written and the write's error, then what Read would return.
+// written and the write's error (a read that could not begin is one: the
+// request did not go out), then what Read would return.
 func (c *rawConn) exchange(w, r []byte) (wn int, werr error, rn int, rerr error) {
 	c.rmu.Lock()
 	c.xw, c.xwn, c.xerr = w, 0, nil
@@ -122,8 +123,12 @@ func (c *rawConn) exchange(w, r []byte) (wn int, werr error, rn int, rerr error)
 	err := c.rc.Read(c.xFn)
 	wn, werr = c.xwn, c.xerr
 	rn, errno := c.rn, c.rerr
+	unsent := c.xw != nil // the read failed before its first call (a deadline, a close)
 	c.xw, c.rp = nil, nil
 	c.rmu.Unlock()
+	if unsent {
+		return 0, c.ioError("write", err, 0), 0, nil
+	}
 	if werr != nil {
 		return wn, werr, 0, nil
 	}
