@@ -7,7 +7,7 @@
 #   bash bench/run.sh memory   # 10 000 open streams through llmgate and the baseline
 #   bash bench/run.sh soak     # 2 minutes of mixed load, RSS and threads every 5 s
 #   bash bench/run.sh syscalls # system calls per request and per stream (perf)
-#   bash bench/run.sh all      # full, memory, soak
+#   bash bench/run.sh all      # full, memory, soak, syscalls
 #
 # Environment: BENCH_ROUNDS, BENCH_DURATION, BENCH_WARMUP (phase shape),
 # BENCH_STREAMS (memory mode), BENCH_SOAK (soak length), BENCH_PORT_BASE
@@ -490,6 +490,7 @@ all)
 	run_throughput "${BENCH_ROUNDS:-3}" "${BENCH_DURATION:-10}" "${BENCH_WARMUP:-2}"
 	run_memory "${BENCH_STREAMS:-10000}" 20 3s
 	run_soak "${BENCH_SOAK:-120}" 5
+	run_syscalls 6
 	;;
 esac
 
