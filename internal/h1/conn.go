@@ -77,7 +77,13 @@ func (l *limitReader) Read(p []byte) (int, error) {
 func (l *limitReader) fill() []byte {
 	b := getBuf()
 	m, err := l.r.Read(b[:bufSize])
-	l.stage, l.off, l.err = b[:m], 0, err
+	return l.staged(b, m, err)
+}
+
+// staged makes b[:n], read from r with err, the staging buffer (b is
+// getBuf's, and goes back to its pool once drained) and returns it.
+func (l *limitReader) staged(b []byte, n int, err error) []byte {
+	l.stage, l.off, l.err = b[:n], 0, err
 	return l.stage
 }
 
@@ -123,30 +129,17 @@ func (c *conn) roundTrip(ctx context.Context, req *http.Request, head []byte, in
 		}
 		return nil, err
 	}
-	if headerTimeout > 0 {
-		_ = c.nc.SetReadDeadline(time.Now().Add(headerTimeout))
-	}
 	// A request that goes out in one write (the usual case) is written
 	// inside the read of its answer (exchange), which spares a system call.
-	staged := false
-	if inline && c.br.Buffered() == 0 && c.lr.stage == nil {
+	if x, ok := c.nc.(exchanger); ok && inline {
 		b := getBuf()
-		wn, werr, rn, rerr, ok := exchangeConn(c.nc, head, b[:bufSize])
-		switch {
-		case !ok:
+		n, written, err := x.exchange(ctx, head, b[:bufSize], headerTimeout)
+		if !written {
 			putBuf(b)
-		case werr != nil:
-			putBuf(b)
-			if wn == 0 {
-				werr = nothingWritten{werr}
-			}
-			return fail(werr)
-		default:
-			c.lr.stage, c.lr.off, c.lr.err = b[:rn], 0, rerr
-			staged = true
+			return fail(err)
 		}
-	}
-	if !staged {
+		c.lr.staged(b, n, err)
+	} else {
 		if n, err := c.nc.Write(head); err != nil {
 			if n == 0 {
 				err = nothingWritten{err}
@@ -163,9 +156,17 @@ func (c *conn) roundTrip(ctx context.Context, req *http.Request, head []byte, in
 			}
 			_ = req.Body.Close() // a RoundTripper closes the body it sent
 		}
+		if headerTimeout > 0 {
+			_ = c.nc.SetReadDeadline(time.Now().Add(headerTimeout))
+			// A cancellation during the write put the deadline in the
+			// past; the line above may have moved it: the context tells.
+			if err := ctx.Err(); err != nil {
+				return fail(err)
+			}
+		}
 	}
 	c.lr.left = maxHeadBytes
-	resp, err := c.readResponse(req, staged)
+	resp, err := c.readResponse(req)
 	for err == nil && resp.StatusCode >= 100 && resp.StatusCode < 200 && resp.StatusCode != http.StatusSwitchingProtocols {
 		resp, err = http.ReadResponse(c.br, req) // an interim answer (100 Continue, 103 Early Hints)
 	}
@@ -202,10 +203,10 @@ func (c *conn) roundTrip(ctx context.Context, req *http.Request, head []byte, in
 // the first read (staged in lr already when exchange made it) is parsed by
 // fastResponse; anything else by http.ReadResponse, from the same bytes
 // (staged in lr, so nothing read is lost or read twice).
-func (c *conn) readResponse(req *http.Request, staged bool) (*http.Response, error) {
-	if staged || c.br.Buffered() == 0 && c.lr.stage == nil {
+func (c *conn) readResponse(req *http.Request) (*http.Response, error) {
+	if c.br.Buffered() == 0 {
 		head := c.lr.stage
-		if !staged {
+		if head == nil {
 			head = c.lr.fill()
 		}
 		if c.lr.err == nil {
@@ -216,6 +217,12 @@ func (c *conn) readResponse(req *http.Request, staged bool) (*http.Response, err
 		}
 	}
 	return http.ReadResponse(c.br, req)
+}
+
+// exchanger writes a request inside the read of its answer, a system call
+// fewer than a write and a read (rawConn, on Linux; see its exchange).
+type exchanger interface {
+	exchange(ctx context.Context, w, r []byte, headerTimeout time.Duration) (n int, written bool, err error)
 }
 
 // release returns c to the pool when it can carry another request, else closes it.

@@ -1,11 +1,14 @@
 package h1
 
 import (
+	"context"
+	"errors"
 	"io"
 	"net"
 	"os"
 	"sync"
 	"syscall"
+	"time"
 	"unsafe"
 )
 
@@ -37,12 +40,14 @@ type rawConn struct {
 	wn      int
 	werr    syscall.Errno
 
-	// exchange's state (under rmu): the request still to write, and the
-	// write's outcome
-	xFn  func(fd uintptr) bool
-	xw   []byte
-	xwn  int
-	xerr error
+	// exchange's state (under rmu): its request's context, the request
+	// still to write, the answer's time limit, and the write's outcome
+	xFn    func(fd uintptr) bool
+	xctx   context.Context
+	xw     []byte
+	xafter time.Duration
+	xwn    int
+	xerr   error
 }
 
 // fastConn returns nc wrapped in a rawConn when it is a TCP or Unix socket,
@@ -113,54 +118,66 @@ func alive(nc net.Conn) bool {
 // catch an answer that came early (a Read must read until EAGAIN before
 // it waits, and right after a request goes out that read finds nothing).
 // Whatever the upstream sends after the request (the answer, a close, a
-// reset) ends the wait, so nothing is missed. It returns how much of w was
-// written and the write's error (a read that could not begin is one: the
-// request did not go out), then what Read would return.
-func (c *rawConn) exchange(w, r []byte) (wn int, werr error, rn int, rerr error) {
+// reset) ends the wait, so nothing is missed. headerTimeout, if not zero,
+// bounds the wait from the moment the request is written.
+//
+// written is false when the request did not all go out; err is then the
+// write's (nothingWritten when no byte left, or when the read could not
+// begin at all). Otherwise n and err are what Read would return.
+func (c *rawConn) exchange(ctx context.Context, w, r []byte, headerTimeout time.Duration) (n int, written bool, err error) {
 	c.rmu.Lock()
-	c.xw, c.xwn, c.xerr = w, 0, nil
+	c.xctx, c.xw, c.xafter, c.xwn, c.xerr = ctx, w, headerTimeout, 0, nil
 	c.rp, c.rn, c.rerr = r[:min(len(r), maxRW)], 0, 0
-	err := c.rc.Read(c.xFn)
-	wn, werr = c.xwn, c.xerr
-	rn, errno := c.rn, c.rerr
-	unsent := c.xw != nil // the read failed before its first call (a deadline, a close)
-	c.xw, c.rp = nil, nil
+	rerr := c.rc.Read(c.xFn)
+	unsent, wn, werr := c.xw != nil, c.xwn, c.xerr
+	n, errno := c.rn, c.rerr
+	c.xctx, c.xw, c.xerr, c.rp = nil, nil, nil, nil
 	c.rmu.Unlock()
-	if unsent {
-		return 0, c.ioError("write", err, 0), 0, nil
+	switch {
+	case unsent: // the read failed before its first call (a deadline, a close)
+		return 0, false, nothingWritten{c.ioError("write", rerr, 0)}
+	case werr == errCancelledAfterWrite:
+		return 0, true, ctx.Err()
+	case werr != nil && wn == 0:
+		return 0, false, nothingWritten{werr}
+	case werr != nil:
+		return 0, false, werr
 	}
-	if werr != nil {
-		return wn, werr, 0, nil
+	if err := c.ioError("read", rerr, errno); err != nil {
+		return 0, true, err // (a failed read's count is -1)
 	}
-	switch rerr = c.ioError("read", err, errno); {
-	case rerr != nil:
-		rn = 0 // a failed read's count is -1
-	case rn == 0:
-		rerr = io.EOF
+	if n == 0 {
+		return 0, true, io.EOF
 	}
-	return wn, nil, rn, rerr
+	return n, true, nil
 }
+
+// errCancelledAfterWrite marks an exchange whose context ended while its
+// request was written.
+var errCancelledAfterWrite = errors.New("h1: cancelled")
 
 // exchangeStep is exchange's RawConn callback: the first call writes the
-// request and waits; the later ones read.
+// request and then waits for the answer without reading first; the later
+// ones read.
 func (c *rawConn) exchangeStep(fd uintptr) bool {
-	if w := c.xw; w != nil {
-		c.xw = nil
-		c.xwn, c.xerr = c.Write(w) // its own lock and wait: a full socket waits for room
-		return c.xerr != nil       // written: wait for the answer without reading first
+	w := c.xw
+	if w == nil {
+		return c.read(fd)
 	}
-	return c.read(fd)
-}
-
-// exchangeConn is exchange on nc when it is a rawConn; ok is false, and
-// nothing done, otherwise.
-func exchangeConn(nc net.Conn, w, r []byte) (wn int, werr error, rn int, rerr error, ok bool) {
-	c, is := nc.(*rawConn)
-	if !is {
-		return 0, nil, 0, nil, false
+	c.xw = nil
+	if c.xwn, c.xerr = c.Write(w); c.xerr != nil { // its own lock: a full socket waits for room
+		return true
 	}
-	wn, werr, rn, rerr = c.exchange(w, r)
-	return wn, werr, rn, rerr, true
+	if c.xafter > 0 {
+		_ = c.Conn.SetReadDeadline(time.Now().Add(c.xafter))
+		// A cancellation during the write put the deadline in the past;
+		// the line above may have moved it: the context tells.
+		if c.xctx.Err() != nil {
+			c.xerr = errCancelledAfterWrite
+			return true
+		}
+	}
+	return false
 }
 
 // write is the RawConn callback of Write: it writes until all is written

@@ -2,6 +2,7 @@ package h1
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"io"
 	"net"
@@ -228,5 +229,74 @@ func TestRawConnAllocatesNothing(t *testing.T) {
 	})
 	if allocs != 0 {
 		t.Errorf("a write and a read allocated %.1f times, want 0", allocs)
+	}
+}
+
+// TestExchangeWaitsForRoomAndTimesTheAnswerFromTheWrite: a request larger
+// than both socket buffers goes out inside the exchange's read, waiting for
+// room while the peer reads nothing; the answer's time limit runs from the
+// end of the write, not its start (ResponseHeaderTimeout's promise), and
+// the answer is read whole.
+func TestExchangeWaitsForRoomAndTimesTheAnswerFromTheWrite(t *testing.T) {
+	rc, peer := tcpPair(t)
+	if err := rc.Conn.(*net.TCPConn).SetWriteBuffer(16 << 10); err != nil {
+		t.Fatal(err)
+	}
+	if err := peer.SetReadBuffer(64 << 10); err != nil {
+		t.Fatal(err)
+	}
+	req := bytes.Repeat([]byte("r"), 250<<10) // more than the two buffers hold (160 KiB, as the kernel doubles them)
+	const peerSleeps, limit = 300 * time.Millisecond, 200 * time.Millisecond
+	go func() {
+		time.Sleep(peerSleeps) // longer than the limit: the write waits all along
+		if _, err := io.ReadFull(peer, make([]byte, len(req))); err == nil {
+			_, _ = peer.Write([]byte("answer"))
+		}
+	}()
+	start := time.Now()
+	r := make([]byte, 64)
+	n, written, err := rc.exchange(context.Background(), req, r, limit)
+	if !written || err != nil || string(r[:n]) != "answer" {
+		t.Fatalf("exchange: %q, written %v, %v", r[:n], written, err)
+	}
+	if d := time.Since(start); d < peerSleeps-5*time.Millisecond {
+		t.Fatalf("a 250 KiB request into 160 KiB of buffers went out in %v, before the peer read", d)
+	}
+
+	// Nothing written: the answer's time limit runs out, as a Read's would.
+	go func() { _, _ = io.ReadFull(peer, make([]byte, 4)) }()
+	n, written, err = rc.exchange(context.Background(), []byte("ping"), r, 50*time.Millisecond)
+	if !written || n != 0 || !errors.Is(err, os.ErrDeadlineExceeded) {
+		t.Fatalf("exchange without an answer: %d, written %v, %v; want a deadline error", n, written, err)
+	}
+
+	// A cancelled context: nothing goes out, and the error says so.
+	_ = rc.SetDeadline(time.Unix(1, 0))
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	if _, written, err = rc.exchange(ctx, []byte("late"), r, 0); written || !errors.As(err, new(nothingWritten)) {
+		t.Fatalf("exchange on an interrupted connection: written %v, %v; want nothingWritten", written, err)
+	}
+}
+
+// TestExchangeAllocatesNothing: an exchange (request out, answer in)
+// allocates nothing, as a Write and a Read do not.
+func TestExchangeAllocatesNothing(t *testing.T) {
+	rc, peer := tcpPair(t)
+	go func() { _, _ = io.Copy(peer, peer) }()
+	out, in := []byte("0123456789"), make([]byte, 10)
+	ctx := context.Background()
+	allocs := testing.AllocsPerRun(200, func() {
+		got := 0
+		n, written, err := rc.exchange(ctx, out, in, time.Second)
+		for got += n; err == nil && written && got < len(out); got += n {
+			n, err = rc.Read(in[got:])
+		}
+		if err != nil || !written {
+			t.Fatal(written, err)
+		}
+	})
+	if allocs != 0 {
+		t.Errorf("an exchange allocated %.1f times, want 0", allocs)
 	}
 }

@@ -688,19 +688,21 @@ func TestChunkedAnswersKeepOrRetireTheConnection(t *testing.T) {
 	}
 }
 
-// TestExchangeWritesWhatTheSocketCannotTakeAtOnce: a request sent in one
+// TestExchangeSendsALargeRequestAndEndsOnCancel: a request sent in one
 // write (its body inline, up to 256 KiB) goes out inside the read of its
-// answer; when the upstream reads it slowly the write waits for room and
-// the answer is still read. A request cancelled while its write waits ends
-// with the context's error.
-func TestExchangeWritesWhatTheSocketCannotTakeAtOnce(t *testing.T) {
+// answer, and the answer of an upstream that reads it late is read; a
+// request whose upstream never reads it ends with the context's error once
+// cancelled. (On loopback the kernel takes 250 KiB at once; a write that
+// must wait for room is TestExchangeWaitsForRoomAndTimesTheAnswerFromTheWrite,
+// on sockets with small buffers.)
+func TestExchangeSendsALargeRequestAndEndsOnCancel(t *testing.T) {
 	hold := make(chan struct{})
 	u := rawServer(t, func(c net.Conn, req *http.Request) {
 		if req.URL.Path == "/stuck" {
 			<-hold // reads nothing: the client's write must wait
 			return
 		}
-		time.Sleep(100 * time.Millisecond) // the client's socket fills meanwhile
+		time.Sleep(100 * time.Millisecond) // the request waits in the kernel's buffers meanwhile
 		n, _ := io.Copy(io.Discard, req.Body)
 		fmt.Fprintf(c, "HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n%d", len(fmt.Sprint(n)), n)
 	})
@@ -718,7 +720,6 @@ func TestExchangeWritesWhatTheSocketCannotTakeAtOnce(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	time.AfterFunc(100*time.Millisecond, cancel)
 	start := time.Now()
-	// Large enough to fill both sockets' buffers on loopback.
 	_, err = post(t, ctx, tr, u+"/stuck", strings.Repeat("y", 250<<10))
 	if !errors.Is(err, context.Canceled) {
 		t.Fatalf("err %v, want context.Canceled", err)

@@ -303,12 +303,7 @@ func streams(w io.Writer, a aggregated) {
 }
 
 func peakRSS(w io.Writer, lines []line) {
-	var rows []line
-	for _, l := range lines {
-		if l.Kind == "rss" {
-			rows = append(rows, l)
-		}
-	}
+	rows := ofKind(lines, "rss")
 	if len(rows) == 0 {
 		return
 	}
@@ -320,6 +315,17 @@ func peakRSS(w io.Writer, lines []line) {
 		fmt.Fprintf(w, "| %s | %s | %s |\n", l.Target, mib(l.HWMKiB), mib(l.RSSKiB))
 	}
 	fmt.Fprintln(w)
+}
+
+// ofKind returns the lines of one kind, in order.
+func ofKind(lines []line, kind string) []line {
+	var rows []line
+	for _, l := range lines {
+		if l.Kind == kind {
+			rows = append(rows, l)
+		}
+	}
+	return rows
 }
 
 func mib(kib float64) string { return fmt.Sprintf("%.1f MiB", kib/1024) }
@@ -402,12 +408,7 @@ func ratios(w io.Writer, a aggregated) {
 }
 
 func memory(w io.Writer, lines []line) {
-	var rows []line
-	for _, l := range lines {
-		if l.Kind == "mem" {
-			rows = append(rows, l)
-		}
-	}
+	rows := ofKind(lines, "mem")
 	if len(rows) == 0 {
 		return
 	}
@@ -423,30 +424,32 @@ func memory(w io.Writer, lines []line) {
 	fmt.Fprintln(w)
 }
 
-// sysCallOrder is the column order of the syscalls table; a call no row
-// made is left out.
+// sysCallOrder is the column order of the syscalls table for the calls it
+// names; a call no row made is left out, one it does not name comes last.
 var sysCallOrder = []string{"all", "read", "readv", "recvfrom", "recvmsg", "write", "writev", "sendto", "sendmsg",
 	"epoll_wait", "epoll_pwait", "futex", "nanosleep", "context-switches"}
 
 func syscalls(w io.Writer, lines []line) {
-	var rows []line
-	for _, l := range lines {
-		if l.Kind == "sys" {
-			rows = append(rows, l)
-		}
-	}
+	rows := ofKind(lines, "sys")
 	if len(rows) == 0 {
 		return
 	}
-	var cols []string
-	for _, c := range sysCallOrder {
-		for _, r := range rows {
-			if r.Calls[c] >= 0.005 {
-				cols = append(cols, c)
-				break
+	// Columns: every call some row made, those of sysCallOrder first.
+	var cols, others []string
+	for _, r := range rows {
+		for c, v := range r.Calls {
+			if v >= 0.005 && !slices.Contains(cols, c) && !slices.Contains(others, c) {
+				if slices.Contains(sysCallOrder, c) {
+					cols = append(cols, c)
+				} else {
+					others = append(others, c)
+				}
 			}
 		}
 	}
+	slices.SortFunc(cols, func(a, b string) int { return slices.Index(sysCallOrder, a) - slices.Index(sysCallOrder, b) })
+	slices.Sort(others)
+	cols = append(cols, others...)
 	fmt.Fprintln(w, "## System calls per request (c1) and per stream (s50)")
 	fmt.Fprintln(w)
 	fmt.Fprintf(w, "| target | phase | counted over | %s |\n", strings.Join(cols, " | "))
@@ -462,12 +465,7 @@ func syscalls(w io.Writer, lines []line) {
 }
 
 func soak(w io.Writer, lines []line) {
-	var rows []line
-	for _, l := range lines {
-		if l.Kind == "soak" {
-			rows = append(rows, l)
-		}
-	}
+	rows := ofKind(lines, "soak")
 	if len(rows) == 0 {
 		return
 	}

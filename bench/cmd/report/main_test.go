@@ -41,3 +41,23 @@ func TestWrite(t *testing.T) {
 		}
 	}
 }
+
+// TestSyscallColumns: the columns are the calls some row made, those the
+// report names in its order and any other after them, so a call added to
+// bench/run.sh's list shows without a change here.
+func TestSyscallColumns(t *testing.T) {
+	t.Parallel()
+	var b strings.Builder
+	syscalls(&b, []line{
+		{Kind: "sys", Target: "a", Phase: "c1", Units: 10, Calls: map[string]float64{"write": 2, "accept4": 0.5, "read": 3, "brk": 0.001}},
+		{Kind: "sys", Target: "b", Phase: "c1", Units: 10, Calls: map[string]float64{"all": 9, "futex": 1}},
+	})
+	for _, want := range []string{
+		"| target | phase | counted over | all | read | write | futex | accept4 |",
+		"| a | c1 | 10 | 0.00 | 3.00 | 2.00 | 0.00 | 0.50 |",
+	} {
+		if !strings.Contains(b.String(), want) {
+			t.Errorf("table lacks %q; got:\n%s", want, b.String())
+		}
+	}
+}
