@@ -139,31 +139,8 @@ func (c *conn) roundTrip(ctx context.Context, req *http.Request, head []byte, in
 			return fail(err)
 		}
 		c.lr.staged(b, n, err)
-	} else {
-		if n, err := c.nc.Write(head); err != nil {
-			if n == 0 {
-				err = nothingWritten{err}
-			}
-			return fail(err)
-		}
-		if !inline && req.Body != nil && req.Body != http.NoBody {
-			n, err := io.Copy(c.nc, io.LimitReader(req.Body, req.ContentLength))
-			if err == nil && n < req.ContentLength {
-				err = fmt.Errorf("h1: request body is %d bytes, shorter than its ContentLength %d", n, req.ContentLength)
-			}
-			if err != nil {
-				return fail(err)
-			}
-			_ = req.Body.Close() // a RoundTripper closes the body it sent
-		}
-		if headerTimeout > 0 {
-			_ = c.nc.SetReadDeadline(time.Now().Add(headerTimeout))
-			// A cancellation during the write put the deadline in the
-			// past; the line above may have moved it: the context tells.
-			if err := ctx.Err(); err != nil {
-				return fail(err)
-			}
-		}
+	} else if err := c.send(ctx, req, head, inline, headerTimeout); err != nil {
+		return fail(err)
 	}
 	c.lr.left = maxHeadBytes
 	resp, err := c.readResponse(req)
@@ -217,6 +194,40 @@ func (c *conn) readResponse(req *http.Request) (*http.Response, error) {
 		}
 	}
 	return http.ReadResponse(c.br, req)
+}
+
+// send writes head and, when not inline, req's body, then starts the
+// answer's time limit.
+func (c *conn) send(ctx context.Context, req *http.Request, head []byte, inline bool, headerTimeout time.Duration) error {
+	if n, err := c.nc.Write(head); err != nil {
+		if n == 0 {
+			err = nothingWritten{err}
+		}
+		return err
+	}
+	if !inline && req.Body != nil && req.Body != http.NoBody {
+		n, err := io.Copy(c.nc, io.LimitReader(req.Body, req.ContentLength))
+		if err == nil && n < req.ContentLength {
+			err = fmt.Errorf("h1: request body is %d bytes, shorter than its ContentLength %d", n, req.ContentLength)
+		}
+		if err != nil {
+			return err
+		}
+		_ = req.Body.Close() // a RoundTripper closes the body it sent
+	}
+	return startAnswerTimer(ctx, c.nc, headerTimeout)
+}
+
+// startAnswerTimer bounds the wait for a request's answer, once the request
+// is written, to d (none when d is zero). A cancellation during the write
+// put the connection's deadline in the past, and this may have moved it:
+// the context's error, returned, tells.
+func startAnswerTimer(ctx context.Context, nc net.Conn, d time.Duration) error {
+	if d <= 0 {
+		return nil
+	}
+	_ = nc.SetReadDeadline(time.Now().Add(d))
+	return ctx.Err()
 }
 
 // exchanger writes a request inside the read of its answer, a system call

@@ -2,7 +2,6 @@ package h1
 
 import (
 	"context"
-	"errors"
 	"io"
 	"net"
 	"os"
@@ -123,38 +122,30 @@ func alive(nc net.Conn) bool {
 //
 // written is false when the request did not all go out; err is then the
 // write's (nothingWritten when no byte left, or when the read could not
-// begin at all). Otherwise n and err are what Read would return.
+// begin at all). Otherwise n and err are what Read would return, or err is
+// the context's when it ended during the write.
 func (c *rawConn) exchange(ctx context.Context, w, r []byte, headerTimeout time.Duration) (n int, written bool, err error) {
 	c.rmu.Lock()
 	c.xctx, c.xw, c.xafter, c.xwn, c.xerr = ctx, w, headerTimeout, 0, nil
-	c.rp, c.rn, c.rerr = r[:min(len(r), maxRW)], 0, 0
+	c.startRead(r)
 	rerr := c.rc.Read(c.xFn)
-	unsent, wn, werr := c.xw != nil, c.xwn, c.xerr
+	unsent, wn, xerr := c.xw != nil, c.xwn, c.xerr
 	n, errno := c.rn, c.rerr
 	c.xctx, c.xw, c.xerr, c.rp = nil, nil, nil, nil
 	c.rmu.Unlock()
 	switch {
 	case unsent: // the read failed before its first call (a deadline, a close)
 		return 0, false, nothingWritten{c.ioError("write", rerr, 0)}
-	case werr == errCancelledAfterWrite:
-		return 0, true, ctx.Err()
-	case werr != nil && wn == 0:
-		return 0, false, nothingWritten{werr}
-	case werr != nil:
-		return 0, false, werr
+	case wn == 0 && xerr != nil:
+		return 0, false, nothingWritten{xerr}
+	case wn < len(w):
+		return 0, false, xerr
+	case xerr != nil: // written whole: the context ended meanwhile
+		return 0, true, xerr
 	}
-	if err := c.ioError("read", rerr, errno); err != nil {
-		return 0, true, err // (a failed read's count is -1)
-	}
-	if n == 0 {
-		return 0, true, io.EOF
-	}
-	return n, true, nil
+	n, err = c.readResult(rerr, n, errno)
+	return n, true, err
 }
-
-// errCancelledAfterWrite marks an exchange whose context ended while its
-// request was written.
-var errCancelledAfterWrite = errors.New("h1: cancelled")
 
 // exchangeStep is exchange's RawConn callback: the first call writes the
 // request and then waits for the answer without reading first; the later
@@ -168,16 +159,8 @@ func (c *rawConn) exchangeStep(fd uintptr) bool {
 	if c.xwn, c.xerr = c.Write(w); c.xerr != nil { // its own lock: a full socket waits for room
 		return true
 	}
-	if c.xafter > 0 {
-		_ = c.Conn.SetReadDeadline(time.Now().Add(c.xafter))
-		// A cancellation during the write put the deadline in the past;
-		// the line above may have moved it: the context tells.
-		if c.xctx.Err() != nil {
-			c.xerr = errCancelledAfterWrite
-			return true
-		}
-	}
-	return false
+	c.xerr = startAnswerTimer(c.xctx, c.Conn, c.xafter)
+	return c.xerr != nil
 }
 
 // write is the RawConn callback of Write: it writes until all is written
@@ -212,11 +195,23 @@ func (c *rawConn) Read(p []byte) (int, error) {
 		return 0, nil
 	}
 	c.rmu.Lock()
-	c.rp, c.rn, c.rerr = p[:min(len(p), maxRW)], 0, 0
+	c.startRead(p)
 	err := c.rc.Read(c.readFn)
 	n, errno := c.rn, c.rerr
 	c.rp = nil
 	c.rmu.Unlock()
+	return c.readResult(err, n, errno)
+}
+
+// startRead makes p the buffer of the read callback (c.rmu held).
+func (c *rawConn) startRead(p []byte) {
+	c.rp, c.rn, c.rerr = p[:min(len(p), maxRW)], 0, 0
+}
+
+// readResult is what a read returns once its callback is done: the
+// poller's error, the system call's, io.EOF for a closed connection, or n.
+// (A failed read's count is -1, never returned.)
+func (c *rawConn) readResult(err error, n int, errno syscall.Errno) (int, error) {
 	if err := c.ioError("read", err, errno); err != nil {
 		return 0, err
 	}

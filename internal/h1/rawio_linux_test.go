@@ -24,6 +24,21 @@ func tcpPair(t *testing.T) (*rawConn, *net.TCPConn) {
 	return rc, peer.(*net.TCPConn)
 }
 
+// smallBufferPair is tcpPair with a 16 KiB send buffer on rc and a 64 KiB
+// receive buffer on peer (which the kernel doubles): a write of more than
+// 160 KiB must wait for the peer to read.
+func smallBufferPair(t *testing.T) (*rawConn, *net.TCPConn) {
+	t.Helper()
+	rc, peer := tcpPair(t)
+	if err := rc.Conn.(*net.TCPConn).SetWriteBuffer(16 << 10); err != nil {
+		t.Fatal(err)
+	}
+	if err := peer.SetReadBuffer(64 << 10); err != nil {
+		t.Fatal(err)
+	}
+	return rc, peer
+}
+
 func TestFastConnWrapsOnlySockets(t *testing.T) {
 	a, b := net.Pipe()
 	defer a.Close()
@@ -43,13 +58,7 @@ func TestFastConnWrapsOnlySockets(t *testing.T) {
 // A write larger than both socket buffers waits for the peer to read
 // (EAGAIN, then the poller) and arrives whole; reads see it in order.
 func TestRawConnLargeWriteAndReadArriveWhole(t *testing.T) {
-	rc, peer := tcpPair(t)
-	if err := rc.Conn.(*net.TCPConn).SetWriteBuffer(16 << 10); err != nil {
-		t.Fatal(err)
-	}
-	if err := peer.SetReadBuffer(64 << 10); err != nil {
-		t.Fatal(err)
-	}
+	rc, peer := smallBufferPair(t)
 	want := bytes.Repeat([]byte("0123456789abcdef"), 64<<10) // 1 MiB, far more than the buffers hold
 	got := make(chan []byte, 1)
 	const readerSleeps = 50 * time.Millisecond
@@ -238,13 +247,7 @@ func TestRawConnAllocatesNothing(t *testing.T) {
 // end of the write, not its start (ResponseHeaderTimeout's promise), and
 // the answer is read whole.
 func TestExchangeWaitsForRoomAndTimesTheAnswerFromTheWrite(t *testing.T) {
-	rc, peer := tcpPair(t)
-	if err := rc.Conn.(*net.TCPConn).SetWriteBuffer(16 << 10); err != nil {
-		t.Fatal(err)
-	}
-	if err := peer.SetReadBuffer(64 << 10); err != nil {
-		t.Fatal(err)
-	}
+	rc, peer := smallBufferPair(t)
 	req := bytes.Repeat([]byte("r"), 250<<10) // more than the two buffers hold (160 KiB, as the kernel doubles them)
 	const peerSleeps, limit = 300 * time.Millisecond, 200 * time.Millisecond
 	go func() {
@@ -270,10 +273,20 @@ func TestExchangeWaitsForRoomAndTimesTheAnswerFromTheWrite(t *testing.T) {
 		t.Fatalf("exchange without an answer: %d, written %v, %v; want a deadline error", n, written, err)
 	}
 
-	// A cancelled context: nothing goes out, and the error says so.
-	_ = rc.SetDeadline(time.Unix(1, 0))
+	// A context that ended while the request went out (here: before; the
+	// exchange itself installs no interrupt): the request is written, and
+	// setting the answer's time limit does not hide the cancellation.
+	_ = rc.SetReadDeadline(time.Time{}) // the last exchange's limit passed
+	go func() { _, _ = io.ReadFull(peer, make([]byte, 6)) }()
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
+	if n, written, err = rc.exchange(ctx, []byte("pong\r\n"), r, 2*time.Second); !written || n != 0 || !errors.Is(err, context.Canceled) {
+		t.Fatalf("exchange under an ended context: %d, written %v, %v; want written and context.Canceled", n, written, err)
+	}
+
+	// An interrupted connection (a deadline in the past, as a cancellation
+	// sets): the read cannot begin, nothing goes out, and the error says so.
+	_ = rc.SetDeadline(time.Unix(1, 0))
 	if _, written, err = rc.exchange(ctx, []byte("late"), r, 0); written || !errors.As(err, new(nothingWritten)) {
 		t.Fatalf("exchange on an interrupted connection: written %v, %v; want nothingWritten", written, err)
 	}
