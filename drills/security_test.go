@@ -716,11 +716,13 @@ func TestSecurityNoUpstreamURLFromRequest(t *testing.T) {
 
 // TestSecurityAdminRefusesClientKeys: every admin endpoint refuses a
 // client key (in api-key, Bearer or Basic) with 401, and a missing or wrong
-// one; the admin key opens them; the admin key is no client key on the API;
-// and a config whose client key equals the admin key does not load.
+// one, with the same bytes (so they cannot tell a client key from a wrong
+// guess); the admin key opens them; the admin key is no client key on the
+// API; and a config whose client key equals the admin key does not load.
+// (/metrics is public by default; here it is made private to be checked too.)
 func TestSecurityAdminRefusesClientKeys(t *testing.T) {
 	a := newSim(t, "a", simOptions("a"))
-	g := startGateway(t, drillConfig(t, []backendSpec{be(a)}, map[string]any{"admin.key": adminKey}))
+	g := startGateway(t, drillConfig(t, []backendSpec{be(a)}, map[string]any{"admin.key": adminKey, "admin.metrics_public": false}))
 	c := newClient(t, g.url)
 	paths := []string{"/admin/backends", "/admin/keys", "/status", "/metrics", "/admin/usage", "/debug/pprof/"}
 	basic := func(pw string) string {
@@ -746,6 +748,7 @@ func TestSecurityAdminRefusesClientKeys(t *testing.T) {
 		} else if status != http.StatusOK {
 			t.Errorf("GET %s with the admin key: %d, want 200", p, status)
 		}
+		_, _, wrongBody := call(t, c.hc, http.MethodGet, g.url+p, map[string]string{"api-key": adminKey + "x"}, "")
 		for _, cr := range creds {
 			status, _, body := call(t, c.hc, http.MethodGet, g.url+p, cr.hdr, "")
 			if status == http.StatusNotFound && slices.Contains(unwired, p) {
@@ -753,6 +756,9 @@ func TestSecurityAdminRefusesClientKeys(t *testing.T) {
 			}
 			if status != http.StatusUnauthorized {
 				t.Errorf("GET %s with %s: %d, want 401", p, cr.name, status)
+			}
+			if !bytes.Equal(body, wrongBody) {
+				t.Errorf("GET %s with %s: body %q differs from a wrong key's %q", p, cr.name, body, wrongBody)
 			}
 			// Refused: no backend data (its URL), no metrics.
 			if bytes.Contains(body, []byte(a.url)) || bytes.Contains(body, []byte("llmgate_")) || bytes.Contains(body, []byte(keyName)) {

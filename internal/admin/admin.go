@@ -4,7 +4,8 @@
 //
 // Every endpoint needs the admin key from the config (admin.key), in
 // api-key, Authorization: Bearer, or as the password of Basic auth; a client
-// key is always refused. /metrics may be public (admin.metrics_public).
+// key is always refused, with the answer a wrong key gets. /metrics is
+// public unless admin.metrics_public is false.
 // With no admin key configured the endpoints answer 404. The status page is
 // embedded in the binary: no build step, nothing fetched from elsewhere.
 package admin
@@ -94,7 +95,7 @@ func Owns(path string) bool {
 func (a *Admin) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Cache-Control", "no-store")
 	w.Header().Set("X-Content-Type-Options", "nosniff")
-	if a.opts.Config().Admin.Key == "" && !(r.URL.Path == "/metrics" && a.opts.Config().Admin.MetricsPublic) {
+	if a.opts.Config().Admin.Key == "" && !(r.URL.Path == "/metrics" && a.opts.Config().Admin.MetricsOpen()) {
 		writeError(w, http.StatusNotFound, "not_found", "Not found: the admin endpoints are disabled (no admin.key configured).")
 		return
 	}
@@ -115,44 +116,30 @@ func (a *Admin) guard(next http.Handler) http.Handler {
 	})
 }
 
-// authorized checks the admin key and answers 401 when it is missing or wrong.
+// authorized checks the admin key and answers 401 when it is missing or
+// wrong. A client key gets the very same answer as a wrong key, so the
+// admin endpoints cannot be used to learn whether a guess is a client key.
 func (a *Admin) authorized(w http.ResponseWriter, r *http.Request) bool {
-	switch a.check(r) {
-	case granted:
+	if a.check(r) {
 		return true
-	case clientKey:
-		writeError(w, http.StatusUnauthorized, "401", "Unauthorized: client keys cannot use the admin endpoints; use the admin key.")
-	default:
-		writeError(w, http.StatusUnauthorized, "401", "Unauthorized: the admin key is required (api-key or Authorization: Bearer).")
 	}
+	writeError(w, http.StatusUnauthorized, "401", "Unauthorized: the admin key is required (api-key or Authorization: Bearer); client keys cannot use the admin endpoints.")
 	return false
 }
 
-type verdict uint8
-
-const (
-	denied verdict = iota
-	granted
-	clientKey
-)
-
 // check compares the presented secret with the admin key in constant time
-// (SHA-256 digests, so the length of the key leaks nothing either).
-func (a *Admin) check(r *http.Request) verdict {
+// (SHA-256 digests, so the length of the key leaks nothing either). A client
+// key is never granted, even one equal to the admin key (validate refuses
+// such a config; this holds if one is ever loaded).
+func (a *Admin) check(r *http.Request) bool {
 	want := a.opts.Config().Admin.Key.Reveal()
 	got := presented(r)
 	if want == "" || got == "" {
-		return denied
+		return false
 	}
 	gd, wd := sha256.Sum256([]byte(got)), sha256.Sum256([]byte(want))
-	isClient := a.opts.IsClientKey != nil && a.opts.IsClientKey(got)
-	switch {
-	case isClient:
-		return clientKey
-	case subtle.ConstantTimeCompare(gd[:], wd[:]) == 1:
-		return granted
-	}
-	return denied
+	match := subtle.ConstantTimeCompare(gd[:], wd[:]) == 1
+	return match && (a.opts.IsClientKey == nil || !a.opts.IsClientKey(got))
 }
 
 // presented returns the secret a request carries: api-key, Bearer, or the
@@ -172,7 +159,7 @@ func (a *Admin) serveMetrics(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusNotFound, "not_found", "Not found: metrics are off.")
 		return
 	}
-	if !a.opts.Config().Admin.MetricsPublic && !a.authorized(w, r) {
+	if !a.opts.Config().Admin.MetricsOpen() && !a.authorized(w, r) {
 		return
 	}
 	a.prom.ServeHTTP(w, r)

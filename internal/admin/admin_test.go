@@ -4,7 +4,6 @@ import (
 	"encoding/json"
 	"net/http"
 	"net/http/httptest"
-	"strings"
 	"testing"
 	"time"
 
@@ -49,7 +48,8 @@ func serve(a http.Handler, path string, hdr ...string) *httptest.ResponseRecorde
 func TestAccess(t *testing.T) {
 	t.Parallel()
 	now := time.Now()
-	cfg := &config.Config{Admin: config.Admin{Key: adminKey}}
+	private := false
+	cfg := &config.Config{Admin: config.Admin{Key: adminKey, MetricsPublic: &private}}
 	a, _ := newAdmin(t, cfg, upstream.NewRegistry(), now)
 	tests := []struct {
 		path string
@@ -63,6 +63,7 @@ func TestAccess(t *testing.T) {
 		{"/admin/backends", []string{"api-key", clientKey}, 401},
 		{"/admin/keys", []string{"api-key", adminKey}, 200},
 		{"/metrics", nil, 401},
+		{"/metrics", []string{"api-key", clientKey}, 401},
 		{"/metrics", []string{"api-key", adminKey}, 200},
 		{"/status", nil, 401},
 		{"/status", []string{"api-key", adminKey}, 200},
@@ -77,15 +78,27 @@ func TestAccess(t *testing.T) {
 			t.Errorf("GET %s %v: got %d, want %d", tc.path, tc.hdr, got, tc.want)
 		}
 	}
-	if body := serve(a, "/admin/keys", "api-key", clientKey).Body.String(); !strings.Contains(body, "client keys cannot use the admin endpoints") {
-		t.Errorf("client key refusal: got %s", body)
+	// A client key gets exactly what a wrong or missing key gets: the admin
+	// endpoints tell nothing about which guesses are client keys.
+	wrong := serve(a, "/admin/keys", "api-key", "not-a-key")
+	for _, hdr := range [][]string{{"api-key", clientKey}, {"Authorization", "Bearer " + clientKey}, nil} {
+		got := serve(a, "/admin/keys", hdr...)
+		if got.Code != wrong.Code || got.Body.String() != wrong.Body.String() {
+			t.Errorf("GET /admin/keys %v: got %d %s, want what a wrong key gets: %d %s", hdr, got.Code, got.Body, wrong.Code, wrong.Body)
+		}
 	}
 
-	off := &config.Config{Admin: config.Admin{MetricsPublic: true}}
+	off := &config.Config{} // metrics are public unless admin.metrics_public is false
 	b, _ := newAdmin(t, off, upstream.NewRegistry(), now)
 	for path, want := range map[string]int{"/status": 404, "/admin/backends": 404, "/debug/pprof/": 404, "/metrics": 200} {
-		if got := serve(b, path, "api-key", adminKey).Code; got != want {
-			t.Errorf("no admin key, public metrics: GET %s: got %d, want %d", path, got, want)
+		if got := serve(b, path).Code; got != want {
+			t.Errorf("no admin key, metrics public by default: GET %s: got %d, want %d", path, got, want)
+		}
+	}
+	c, _ := newAdmin(t, &config.Config{Admin: config.Admin{Key: adminKey}}, upstream.NewRegistry(), now)
+	for _, hdr := range [][]string{nil, {"api-key", clientKey}, {"api-key", adminKey}} {
+		if got := serve(c, "/metrics", hdr...).Code; got != 200 {
+			t.Errorf("metrics public by default: GET /metrics %v: got %d, want 200", hdr, got)
 		}
 	}
 }

@@ -48,7 +48,7 @@ func buildPage() statusPage {
 func (a *Admin) serveStatus(w http.ResponseWriter, r *http.Request) {
 	status := http.StatusOK
 	h := w.Header()
-	if a.check(r) != granted {
+	if !a.check(r) {
 		// No WWW-Authenticate: a browser would prompt (or, headless, fail
 		// the load) instead of showing the page's own login form.
 		status = http.StatusUnauthorized

@@ -288,8 +288,10 @@ func TestMetricsEndpointAccess(t *testing.T) {
 		want  int
 	}{
 		{"admin key", "", adminKey, 200},
-		{"no key", "", "", 401},
-		{"client key", "", clientKey, 401},
+		{"public by default", "", "", 200},
+		{"private: admin key", "  metrics_public: false\n", adminKey, 200},
+		{"private: no key", "  metrics_public: false\n", "", 401},
+		{"private: client key", "  metrics_public: false\n", clientKey, 401},
 		{"public", "  metrics_public: true\n", "", 200},
 	}
 	for _, tc := range tests {
@@ -306,10 +308,13 @@ func TestMetricsEndpointAccess(t *testing.T) {
 		t.Parallel()
 		yaml := strings.Replace(opsHead, "admin:\n  key: ${ADMIN_KEY}\n", "", 1) + backends
 		g := startOps(t, opsConfig(t, yaml), app.Options{})
-		for _, path := range []string{"/metrics", "/status", "/admin/backends", "/admin/keys", "/debug/pprof/"} {
+		for _, path := range []string{"/status", "/admin/backends", "/admin/keys", "/debug/pprof/"} {
 			if got, _ := adminGet(t, g.Srv.URL, path, adminKey); got != http.StatusNotFound {
 				t.Errorf("GET %s without admin.key: got %d, want 404", path, got)
 			}
+		}
+		if got, _ := adminGet(t, g.Srv.URL, "/metrics", ""); got != http.StatusOK {
+			t.Errorf("GET /metrics without admin.key: got %d, want 200 (public by default)", got)
 		}
 	})
 }

@@ -60,10 +60,15 @@ type Admin struct {
 	// Key is the admin key (api-key or Bearer). Never a client key. Empty:
 	// the admin endpoints are disabled (404).
 	Key Secret `yaml:"key"`
-	// MetricsPublic serves /metrics without the admin key (for scrapers on
-	// a private network). Default false.
-	MetricsPublic bool `yaml:"metrics_public"`
+	// MetricsPublic serves /metrics without a key, as Prometheus scrapers
+	// expect (default true: metrics carry key and backend names, never a
+	// secret). false: /metrics needs the admin key like the other admin
+	// endpoints.
+	MetricsPublic *bool `yaml:"metrics_public"`
 }
+
+// MetricsOpen reports whether /metrics is served without the admin key.
+func (a Admin) MetricsOpen() bool { return a.MetricsPublic == nil || *a.MetricsPublic }
 
 // Store selects where shared state lives.
 type Store struct {

@@ -145,6 +145,23 @@ func (h *Handler) choose(cfg *Config, rt *Route, q *request, tried balance.Set, 
 	return choice{member: earliestIdx, wait: max(until, backoff(!tried.Has(earliestIdx)))}
 }
 
+// earliestFree returns how long until the first member of the route can be
+// called: 0 if one is available now.
+func earliestFree(cfg *Config, rt *Route, now time.Time) time.Duration {
+	best := time.Duration(-1)
+	for _, m := range rt.Members {
+		st := cfg.Backends[m.Backend].State
+		d := time.Duration(0)
+		if !st.Available(now) {
+			d = max(st.ReadyAt().Sub(now), 0)
+		}
+		if best < 0 || d < best {
+			best = d
+		}
+	}
+	return max(best, 0)
+}
+
 func (h *Handler) float() float64 { return float64(h.rand()>>11) / (1 << 53) }
 
 func allOf(n int) balance.Set {

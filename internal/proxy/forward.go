@@ -31,6 +31,7 @@ type failure struct {
 	body   []byte
 	err    error // set when no response arrived
 	class  retry.Class
+	ra     time.Duration // the delay the upstream asked for, if any
 }
 
 // forward runs the attempt loop over the route's members.
@@ -119,8 +120,8 @@ func (h *Handler) forward(w http.ResponseWriter, r *http.Request, cfg *Config, r
 		tried = tried.With(c.member)
 		q.attempts++
 		final := attempt == retries
-		canSwitch := !final && tried != allOf(len(rt.Members))
-		f, done := h.attempt(ctx, w, r, cfg, m, body, q, final, canSwitch, probe)
+		allTried := tried == allOf(len(rt.Members))
+		f, done := h.attempt(ctx, w, r, cfg, rt, m, body, q, final, allTried, probe)
 		if done {
 			if stickyKey != "" && q.status < 300 {
 				h.sticky.put(stickyKey, cfg.Backends[m.Backend].Name, h.now(), cfg.StickyTTL)
@@ -133,14 +134,14 @@ func (h *Handler) forward(w http.ResponseWriter, r *http.Request, cfg *Config, r
 		}
 		last = c.member
 		lastFail = f
-		if f.class == retry.Auth && !canSwitch {
+		if f.class == retry.Auth && (final || allTried) {
 			break
 		}
 		if !q.deadline.IsZero() && !h.now().Before(q.deadline) {
 			break // the deadline passed
 		}
 	}
-	h.answerFailure(w, lastFail, q, tried == allOf(len(rt.Members)))
+	h.answerFailure(w, lastFail, q, tried == allOf(len(rt.Members)), cfg, rt)
 }
 
 var errBudget = errors.New("retry budget exhausted")
@@ -184,9 +185,10 @@ func (h *Handler) stickyKey(cfg *Config, r *http.Request, q *request) string {
 // stack for its whole life, so the work before and after the relay is in
 // functions of their own and the bookkeeping is one deferred call: a stack
 // small enough at the wait is halved by the garbage collector.
-func (h *Handler) attempt(ctx context.Context, w http.ResponseWriter, r *http.Request, cfg *Config, m Member, body []byte, q *request, final, canSwitch, probe bool) (f *failure, done bool) {
+func (h *Handler) attempt(ctx context.Context, w http.ResponseWriter, r *http.Request, cfg *Config, rt *Route, m Member, body []byte, q *request, final, allTried, probe bool) (f *failure, done bool) {
 	var a attemptRun // field by field: a literal would take a temporary on this frame too
 	a.b, a.q, a.probe = &cfg.Backends[m.Backend], q, probe
+	a.cfg, a.rt, a.allTried = cfg, rt, allTried
 	a.outcome, a.label = upstream.Abandoned, OutcomeCanceled
 	actx, cancel := context.WithCancel(ctx)
 	a.cancel = cancel
@@ -203,7 +205,7 @@ func (h *Handler) attempt(ctx context.Context, w http.ResponseWriter, r *http.Re
 		a.streamEnded(f, ctx)
 		return f, done
 	}
-	retryable := a.class.Retryable() || (a.class == retry.Auth && canSwitch)
+	retryable := a.class.Retryable() || (a.class == retry.Auth && !final && !allTried)
 	if a.class == retry.Redirect || (retryable && !final) {
 		return keepFailed(resp, a.b, q, a.class, a.idle, a.ra), false
 	}
@@ -232,6 +234,10 @@ type attemptRun struct {
 	resp  *http.Response
 	final bool
 	cut   bool // the upstream broke off its answer
+	// the route, for a final failure's Retry-After and X-Should-Retry
+	cfg      *Config
+	rt       *Route
+	allTried bool // every member of the route has been tried
 }
 
 // send makes the upstream call and classifies its answer. A nil response
@@ -263,13 +269,11 @@ func (h *Handler) send(ctx context.Context, m Member, body []byte, a *attemptRun
 	a.status = resp.StatusCode
 	b.State.Observe(resp.Header, now)
 	a.class = retry.Classify(resp.StatusCode)
-	if a.class != retry.Success {
-		if d, ok := retry.After(resp.Header, now); ok {
-			a.ra = d
-			b.State.Throttle(now.Add(d))
-			if h.onThrottle != nil {
-				h.onThrottle(b.Name, now.Add(d))
-			}
+	if d, ok := retry.Delay(a.class, resp.Header, now); ok {
+		a.ra = d
+		b.State.Throttle(now.Add(d))
+		if h.onThrottle != nil {
+			h.onThrottle(b.Name, now.Add(d))
 		}
 	}
 	switch a.class {
@@ -376,7 +380,7 @@ func keepFailed(resp *http.Response, b *Backend, q *request, class retry.Class, 
 	if rerr != nil {
 		return &failure{err: rerr, class: retry.Transient}
 	}
-	return &failure{status: resp.StatusCode, header: resp.Header, body: data, class: class}
+	return &failure{status: resp.StatusCode, header: resp.Header, body: data, class: class, ra: ra}
 }
 
 // relayBody relays a non-streamed answer: a success is read ahead (up to
@@ -413,10 +417,11 @@ func (h *Handler) relayBody(x *attemptRun) (*failure, bool) {
 		}
 	}
 	q.trail = appendTrail(q.trail, b.Name, strconv.Itoa(resp.StatusCode), ra)
+	clientRA := time.Duration(-1) // the upstream's own delay headers, unchanged
 	if final && class != retry.Success && class != retry.CallerFault {
-		w.Header().Set("X-Should-Retry", "false")
+		clientRA = h.finalAdvice(w.Header(), x.cfg, x.rt, resp.StatusCode, ra, x.allTried)
 	}
-	h.writeHeader(w, resp.StatusCode, resp.Header, b.Name, q)
+	h.writeHeaderWith(w, resp.StatusCode, resp.Header, b.Name, q, clientRA)
 	tap := class == retry.Success
 	if len(pre) > 0 {
 		m, werr := w.Write(pre)
@@ -691,7 +696,14 @@ func expectsDone(suffix string) bool {
 // answerFailure gives the client the last upstream answer unchanged, or a
 // gateway error if no upstream answered. exhausted reports that every
 // backend of the route was tried: the client's own retries would not help.
-func (h *Handler) answerFailure(w http.ResponseWriter, f *failure, q *request, exhausted bool) {
+func (h *Handler) answerFailure(w http.ResponseWriter, f *failure, q *request, exhausted bool, cfg *Config, rt *Route) {
+	if f != nil && f.header != nil {
+		ra := h.finalAdvice(w.Header(), cfg, rt, f.status, f.ra, exhausted)
+		h.writeHeaderWith(w, f.status, f.header, lastBackend(q), q, ra)
+		m, _ := w.Write(f.body)
+		q.bytesOut += int64(m)
+		return
+	}
 	if exhausted {
 		w.Header().Set("X-Should-Retry", "false")
 	}
@@ -706,12 +718,6 @@ func (h *Handler) answerFailure(w http.ResponseWriter, f *failure, q *request, e
 			return
 		}
 		writeError(w, q, q.status, typeServer, "no_backend", "No backend can take the request now.")
-		return
-	}
-	if f.header != nil {
-		h.writeHeader(w, f.status, f.header, lastBackend(q), q)
-		m, _ := w.Write(f.body)
-		q.bytesOut += int64(m)
 		return
 	}
 	q.err = f.err
@@ -732,6 +738,29 @@ func (h *Handler) answerFailure(w http.ResponseWriter, f *failure, q *request, e
 	}
 	q.status = http.StatusBadGateway
 	writeError(w, q, q.status, typeServer, "upstream_unreachable", "No upstream could be reached.")
+}
+
+// finalAdvice sets X-Should-Retry on the last upstream failure the client
+// gets, and returns the delay its Retry-After headers should carry (-1: the
+// upstream's own, unchanged). A 429 tells the earliest time any backend of
+// the route is free, not only the one that answered last; X-Should-Retry is
+// false only when the client's retry cannot help soon: every backend was
+// tried and none is free now, or the wait is long.
+func (h *Handler) finalAdvice(hd http.Header, cfg *Config, rt *Route, status int, ra time.Duration, allTried bool) time.Duration {
+	if status != http.StatusTooManyRequests || cfg == nil || rt == nil {
+		if allTried {
+			hd.Set("X-Should-Retry", "false")
+		}
+		return -1
+	}
+	wait := earliestFree(cfg, rt, h.now())
+	if allTried && wait > 0 || wait > 8*time.Second {
+		hd.Set("X-Should-Retry", "false")
+	}
+	if wait == 0 && ra <= 0 {
+		return -1 // nothing known about when: the upstream's own answer stands
+	}
+	return wait
 }
 
 // answerBlocked answers when no backend can be called in time: 429 with the

@@ -11,19 +11,29 @@ import (
 // header cannot park a backend for days.
 const maxDelay = 24 * time.Hour
 
+// Delay returns how long a backend that answered with class c asked to be
+// left alone. A 429 is read in every form After knows; a server fault only
+// in the explicit retry headers, since OpenAI and Azure send their
+// x-ratelimit-reset-* headers on every answer, and a reset alone says
+// nothing about a 500. Other answers (a success, a caller's fault, a
+// refused credential, a redirect) never ask for a wait.
+func Delay(c Class, h http.Header, now time.Time) (time.Duration, bool) {
+	switch c {
+	case RateLimited:
+		return After(h, now)
+	case Transient:
+		return explicit(h, now)
+	}
+	return 0, false
+}
+
 // After returns how long the backend asked us to wait, read from the forms
 // in use: retry-after-ms, x-ms-retry-after-ms, Retry-After (seconds or an
 // HTTP date), and x-ratelimit-reset-requests / -tokens (seconds, or Go-style
 // durations such as "6m0s" or "250ms"). Values of 0 or below mean unknown.
 // ok is false when no usable value is present.
 func After(h http.Header, now time.Time) (d time.Duration, ok bool) {
-	if d, ok := millis(h.Get("Retry-After-Ms")); ok {
-		return d, true
-	}
-	if d, ok := millis(h.Get("X-Ms-Retry-After-Ms")); ok {
-		return d, true
-	}
-	if d, ok := RetryAfter(h.Get("Retry-After"), now); ok {
+	if d, ok := explicit(h, now); ok {
 		return d, true
 	}
 	// OpenAI and Azure reset headers: the exhausted limit's reset is the one
@@ -44,6 +54,18 @@ func After(h http.Header, now time.Time) (d time.Duration, ok bool) {
 		found = true
 	}
 	return best, found
+}
+
+// explicit reads the headers whose only meaning is "retry after":
+// retry-after-ms, x-ms-retry-after-ms and Retry-After.
+func explicit(h http.Header, now time.Time) (time.Duration, bool) {
+	if d, ok := millis(h.Get("Retry-After-Ms")); ok {
+		return d, true
+	}
+	if d, ok := millis(h.Get("X-Ms-Retry-After-Ms")); ok {
+		return d, true
+	}
+	return RetryAfter(h.Get("Retry-After"), now)
 }
 
 func millis(v string) (time.Duration, bool) {

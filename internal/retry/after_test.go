@@ -78,3 +78,33 @@ func TestClassify(t *testing.T) {
 		t.Error("Retryable: wrong set")
 	}
 }
+
+func TestDelayByClass(t *testing.T) {
+	now := time.Now()
+	reset := http.Header{}
+	reset.Set("X-Ratelimit-Reset-Requests", "6m0s")
+	reset.Set("X-Ratelimit-Remaining-Requests", "99")
+	explicit := http.Header{}
+	explicit.Set("Retry-After", "7")
+	for _, tc := range []struct {
+		class Class
+		h     http.Header
+		want  time.Duration
+		ok    bool
+	}{
+		{RateLimited, reset, 6 * time.Minute, true}, // a 429: the longest reset is safe
+		{RateLimited, explicit, 7 * time.Second, true},
+		{Transient, reset, 0, false}, // a 500's routine reset headers say nothing
+		{Transient, explicit, 7 * time.Second, true},
+		{CallerFault, explicit, 0, false},
+		{CallerFault, reset, 0, false},
+		{Success, explicit, 0, false},
+		{Auth, explicit, 0, false},
+		{Redirect, explicit, 0, false},
+	} {
+		d, ok := Delay(tc.class, tc.h, now)
+		if d != tc.want || ok != tc.ok {
+			t.Errorf("Delay(%v, %v) = %v, %v; want %v, %v", tc.class, tc.h, d, ok, tc.want, tc.ok)
+		}
+	}
+}
