@@ -123,11 +123,22 @@ func TestSecurityClientKeyNeverReachesUpstreamOrLog(t *testing.T) {
 	call(t, hc, http.MethodPost, g.url+chatPath, map[string]string{
 		"api-key": clientKey, "Cookie": "session=" + clientKey, "Proxy-Authorization": "Bearer " + clientKey,
 	}, chatBody)
+	// ... and in API Management's credential header, the common custom one,
+	// and a header of the client's own making.
+	for _, h := range []map[string]string{
+		{"api-key": clientKey, "Ocp-Apim-Subscription-Key": clientKey},
+		{"api-key": clientKey, "X-Api-Key": clientKey},
+		{"Authorization": "Bearer " + clientKey, "X-My-Auth": "Token " + clientKey},
+	} {
+		if status, _, body := call(t, hc, http.MethodPost, g.url+chatPath, h, chatBody); status >= 500 {
+			t.Errorf("%v: status %d %s", h, status, body)
+		}
+	}
 	expectNoLeak(t, a, b)
 
 	t.Run("key in the query string", func(t *testing.T) {
 		before := a.leaks.Load() + b.leaks.Load()
-		for _, q := range []string{"&api-key=", "&subscription-key="} {
+		for _, q := range []string{"&api-key=", "&subscription-key=", "&api_key=", "&foo=", "&token=Bearer%20"} {
 			status, _, _ := call(t, hc, http.MethodPost, g.url+chatPath+q+url.QueryEscape(clientKey), map[string]string{"api-key": clientKey}, chatBody)
 			if status != http.StatusOK {
 				t.Errorf("status %d", status)
@@ -502,6 +513,21 @@ func TestSecurityConcurrentStreamsPerKeyBounded(t *testing.T) {
 	}
 	if r.latency > 500*time.Millisecond {
 		t.Errorf("third stream refused after %v, want at once", r.latency)
+	}
+	// The body's label is no way around the bound: the body is read as
+	// JSON when it is plainly a JSON object, and media types in any case.
+	for _, ct := range []string{"application/x-www-form-urlencoded", "Application/JSON", "text/plain"} {
+		req := c.request(chatStream, 30)
+		req.Header.Set("Content-Type", ct)
+		resp, err := c.hc.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusTooManyRequests || !bytes.Contains(b, []byte("too_many_streams")) {
+			t.Errorf("third stream labelled %q: status %d %s, want 429 too_many_streams", ct, resp.StatusCode, b)
+		}
 	}
 	if r := c.do(chatPlain, 4); r.out != okAnswer {
 		t.Errorf("a plain request with two streams open: %s (status %d), want success", r.out, r.status)

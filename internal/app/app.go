@@ -114,7 +114,7 @@ func New(cfg *config.Config, opts Options) (*App, error) {
 		}
 		return nil, err
 	}
-	a.metrics = metrics.New(metrics.Options{Backends: a.registry})
+	a.metrics = metrics.New(metrics.Options{Backends: a.registry, Keys: a.keyInfo, Store: a.shared.metricsState})
 	rt := opts.Transport
 	if rt == nil {
 		a.transport = newTransport(cfg.Timeouts)
@@ -146,20 +146,38 @@ func New(cfg *config.Config, opts Options) (*App, error) {
 	return a, nil
 }
 
+// keyInfo lists the keys of the config in use for llmgate_key_info.
+func (a *App) keyInfo() []metrics.KeyInfo {
+	cfg := a.cfg.Load()
+	if cfg == nil {
+		return nil
+	}
+	out := make([]metrics.KeyInfo, 0, len(cfg.Keys))
+	for _, k := range cfg.Keys {
+		out = append(out, metrics.KeyInfo{Name: k.Name, Team: k.Team, Owner: k.Owner})
+	}
+	return out
+}
+
 // Handler serves /healthz, /readyz, the admin endpoints (/status,
-// /admin/*, /metrics, /debug/pprof/) and the API.
+// /admin/*, /metrics, /debug/pprof/) and the API. /healthz is 200 while
+// the process runs; /readyz is 503 while draining. While the state store
+// is unreachable both bodies say so and name store.on_failure, and /readyz
+// is 503 under on_failure: closed (see shared.health).
 func (a *App) Handler() http.Handler { return http.HandlerFunc(a.serveHTTP) }
 
 func (a *App) serveHTTP(w http.ResponseWriter, r *http.Request) {
 	switch p := r.URL.Path; {
 	case p == "/healthz":
-		writePlain(w, http.StatusOK, "ok\n")
+		status, body := a.shared.health(false)
+		writePlain(w, status, body)
 	case p == "/readyz":
 		if a.draining.Load() {
 			writePlain(w, http.StatusServiceUnavailable, "draining\n")
 			return
 		}
-		writePlain(w, http.StatusOK, "ready\n")
+		status, body := a.shared.health(true)
+		writePlain(w, status, body)
 	case admin.Owns(p):
 		a.admin.ServeHTTP(w, r)
 	default:

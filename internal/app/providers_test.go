@@ -213,6 +213,33 @@ backends:
 	if got, want := strings.Join(ids("key-some"), ","), "gpt-4o,text-embedding-3-small"; got != want {
 		t.Errorf("models for key some = %s, want %s", got, want)
 	}
+	// The same list through the SDK's Azure options (GET /openai/models):
+	// the gateway answers it, never a backend with its whole catalogue.
+	c := openai.NewClient(azure.WithEndpoint(gw, "2024-10-21"), azure.WithAPIKey("key-some"), azure.WithUnsafeAllowHTTP(), option.WithMaxRetries(0))
+	page, err := c.Models.List(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	var azureIDs []string
+	for _, m := range page.Data {
+		azureIDs = append(azureIDs, m.ID)
+	}
+	sort.Strings(azureIDs)
+	if got, want := strings.Join(azureIDs, ","), "gpt-4o,text-embedding-3-small"; got != want {
+		t.Errorf("models for key some, Azure options = %s, want %s", got, want)
+	}
+	// A /v1 request naming no model: 400, and no backend is called.
+	req0, _ := http.NewRequest("POST", gw+"/v1/chat/completions", strings.NewReader(`{"messages":[{"role":"user","content":"hi"}]}`))
+	req0.Header.Set("Authorization", "Bearer key-all")
+	res0, err := http.DefaultClient.Do(req0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body0, _ := io.ReadAll(res0.Body)
+	res0.Body.Close()
+	if res0.StatusCode != http.StatusBadRequest || !strings.Contains(string(body0), `"code":"missing_model"`) {
+		t.Errorf("no model: %d %s, want 400 missing_model", res0.StatusCode, body0)
+	}
 	req, _ := http.NewRequest("POST", gw+"/v1/chat/completions", strings.NewReader(`{"model":"gpt-35-turbo","messages":[]}`))
 	req.Header.Set("Authorization", "Bearer key-some")
 	res, err := http.DefaultClient.Do(req)

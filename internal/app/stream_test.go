@@ -180,6 +180,36 @@ func TestStreamBrokenMidwayEndsWithErrorEvent(t *testing.T) {
 	}
 }
 
+// An upstream that ends a committed stream with an error event of its own
+// gives the client that one clear error: the gateway adds no second one.
+func TestStreamEndedByUpstreamErrorEventGetsNoSecond(t *testing.T) {
+	t.Parallel()
+	errEvent := `data: {"error":{"code":"server_error","message":"The model had an error."}}` + "\n\n"
+	rec := newRecorder()
+	a := rec.upstream(t, "a", func(w http.ResponseWriter, _ *http.Request, _ call) {
+		w.Header().Set("Content-Type", "text/event-stream")
+		w.WriteHeader(http.StatusOK)
+		for i := range 2 {
+			_, _ = io.WriteString(w, chunk(i, "tok"))
+			w.(http.Flusher).Flush()
+			time.Sleep(20 * time.Millisecond) // the stream is committed before the error
+		}
+		_, _ = io.WriteString(w, errEvent)
+	})
+	gw := startGateway(t, []backend{be("a", a.URL)}, fastRetry)
+	resp := gw.openStream(t, ctxTimeout(t, 10*time.Second))
+	events := readEvents(t, resp.Body)
+	want := []string{chunk(0, "tok"), chunk(1, "tok"), errEvent}
+	if strings.Join(events, "") != strings.Join(want, "") {
+		t.Errorf("events: got %q, want the upstream's %q and nothing more", events, want)
+	}
+	gw.Srv.Drain(t)
+	lines := gw.Log.accessLines(t)
+	if len(lines) != 1 || lines[0]["err"] == nil || lines[0]["attempts"] != float64(1) {
+		t.Errorf("access log: %v, want the request logged with its error", lines)
+	}
+}
+
 func TestStream200ThenErrorEventFailsOver(t *testing.T) {
 	t.Parallel()
 	for name, first := range map[string]string{

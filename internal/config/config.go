@@ -11,13 +11,19 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"net/url"
 	"os"
 	"reflect"
+	"slices"
 	"strings"
 	"time"
+	"unicode"
+	"unicode/utf8"
 
 	"go.yaml.in/yaml/v3"
+
+	redisstore "github.com/llmgate/llmgate/internal/store/redis"
 )
 
 // Config is the whole gateway configuration. Values are immutable once
@@ -209,9 +215,37 @@ type Key struct {
 	MonthlyTokens int64 `yaml:"monthly_tokens"`
 	// MaxStreams bounds the key's concurrent streaming requests. Zero: no bound.
 	MaxStreams int64 `yaml:"max_streams"`
-	// Team and Owner are carried into logs and metrics.
+	// Team and Owner are carried into the access log and the
+	// llmgate_key_info metric. Empty: none. They may also be given as
+	// metadata.team and metadata.owner; giving both forms with different
+	// values is an error.
 	Team  string `yaml:"team"`
 	Owner string `yaml:"owner"`
+	// Metadata holds free-form string entries about the key, e.g.
+	// {team: search, owner: alice@example.com, cost_center: "4711"}.
+	// Its team and owner entries are the same as Team and Owner (Defaults
+	// copies them there); names are lower case letters, digits and '_'.
+	// Nil: none.
+	Metadata map[string]string `yaml:"metadata"`
+}
+
+// Meta returns the key's metadata entries with Team and Owner as "team"
+// and "owner"; nil when there is none.
+func (k Key) Meta() map[string]string {
+	if len(k.Metadata) == 0 && k.Team == "" && k.Owner == "" {
+		return nil
+	}
+	m := make(map[string]string, len(k.Metadata)+2)
+	for n, v := range k.Metadata {
+		m[n] = v
+	}
+	if k.Team != "" {
+		m["team"] = k.Team
+	}
+	if k.Owner != "" {
+		m["owner"] = k.Owner
+	}
+	return m
 }
 
 // Backend is one upstream deployment (an Azure OpenAI resource).
@@ -381,6 +415,15 @@ func (c *Config) Defaults() {
 	if ro.Sticky.MaxEntries == 0 {
 		ro.Sticky.MaxEntries = 100000
 	}
+	for i := range c.Keys {
+		k := &c.Keys[i]
+		if k.Team == "" {
+			k.Team = k.Metadata["team"]
+		}
+		if k.Owner == "" {
+			k.Owner = k.Metadata["owner"]
+		}
+	}
 	for i := range c.Backends {
 		if c.Backends[i].Type == "" {
 			c.Backends[i].Type = "azure"
@@ -427,6 +470,7 @@ func (c *Config) Validate() []Problem {
 		if k.RPM < 0 || k.TPM < 0 || k.DailyTokens < 0 || k.MonthlyTokens < 0 || k.MaxStreams < 0 {
 			d.add(p, nil, "rpm, tpm, daily_tokens, monthly_tokens and max_streams must be >= 0")
 		}
+		checkMetadata(&d, p, k)
 	}
 	if len(c.Backends) == 0 {
 		d.add("backends", nil, "at least one backend is required")
@@ -538,6 +582,9 @@ func (c *Config) Validate() []Problem {
 	case "redis":
 		if c.Store.URL == "" {
 			d.add("store.url", nil, "required when store.type is redis")
+		} else if err := redisstore.CheckURL(c.Store.URL.Reveal()); err != nil {
+			// The error never repeats the URL, which may hold a password.
+			d.add("store.url", nil, "%v", err)
 		}
 	default:
 		d.add("store.type", nil, "must be memory or redis")
@@ -568,6 +615,51 @@ func (c *Config) Validate() []Problem {
 		}
 	}
 	return d.problems
+}
+
+// Bounds of a key's metadata.
+const (
+	maxMetaEntries  = 32
+	maxMetaNameLen  = 64
+	maxMetaValueLen = 256
+)
+
+// checkMetadata reports bad metadata of the key at path p: names that are
+// not lower-case identifiers, oversized values, and a team or owner given
+// both at the top level and under metadata with different values.
+func checkMetadata(d *decoder, p string, k Key) {
+	if len(k.Metadata) > maxMetaEntries {
+		d.add(p+".metadata", nil, "at most %d entries", maxMetaEntries)
+	}
+	for _, n := range slices.Sorted(maps.Keys(k.Metadata)) {
+		v := k.Metadata[n]
+		if !metaName(n) {
+			d.add(p+".metadata", nil, "invalid name %q: use lower case letters, digits and _, starting with a letter, at most %d bytes", n, maxMetaNameLen)
+			continue
+		}
+		if len(v) > maxMetaValueLen || !utf8.ValidString(v) || strings.ContainsFunc(v, unicode.IsControl) {
+			d.add(p+".metadata."+n, nil, "must be printable text of at most %d bytes", maxMetaValueLen)
+		}
+	}
+	for _, f := range []struct{ name, top string }{{"team", k.Team}, {"owner", k.Owner}} {
+		if v, ok := k.Metadata[f.name]; ok && f.top != "" && v != f.top {
+			d.add(p+".metadata."+f.name, nil, "%q conflicts with %s.%s %q: give it once, at the top level or under metadata",
+				v, p, f.name, f.top)
+		}
+	}
+}
+
+// metaName reports whether s is a lower-case identifier: [a-z][a-z0-9_]*.
+func metaName(s string) bool {
+	if s == "" || len(s) > maxMetaNameLen || s[0] < 'a' || s[0] > 'z' {
+		return false
+	}
+	for _, c := range []byte(s) {
+		if (c < 'a' || c > 'z') && (c < '0' || c > '9') && c != '_' {
+			return false
+		}
+	}
+	return true
 }
 
 // validName reports whether s can be a deployment or model name: no

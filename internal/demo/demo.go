@@ -36,6 +36,10 @@ type Options struct {
 	TTFT, TokenInterval time.Duration
 	// RetryInterval, RetryDelta and RetryMax are the backoff (defaults 1s, 1s, 8s).
 	RetryInterval, RetryDelta, RetryMax time.Duration
+	// RetryMode is retry.mode: "smart" (default: a switch to a region not
+	// yet tried goes at once) or "apim" (API Management's timing: the
+	// backoff before every retry).
+	RetryMode string
 	// Logger receives the gateway's access log. Nil discards.
 	Logger *slog.Logger
 }
@@ -69,6 +73,7 @@ func Start(ctx context.Context, o Options) (*Demo, error) {
 	o.RetryInterval = cmpOr(o.RetryInterval, time.Second)
 	o.RetryDelta = cmpOr(o.RetryDelta, time.Second)
 	o.RetryMax = cmpOr(o.RetryMax, 8*time.Second)
+	o.RetryMode = cmpOr(o.RetryMode, "smart")
 
 	d := &Demo{Key: o.Key, done: make(chan error, 1)}
 	var ab [12]byte
@@ -120,7 +125,8 @@ retry:
   delta: %s
   max_interval: %s
   first_fast_retry: false
-`, o.Listen, urls["se"], urls["fr"], o.RetryInterval, o.RetryDelta, o.RetryMax)
+  mode: %s
+`, o.Listen, urls["se"], urls["fr"], o.RetryInterval, o.RetryDelta, o.RetryMax, o.RetryMode)
 	env := map[string]string{"DEMO_KEY": o.Key, "ADMIN_KEY": d.AdminKey, "SE_KEY": regionKeys["se"], "FR_KEY": regionKeys["fr"]}
 	cfg, err := config.Parse("demo", []byte(yaml), func(k string) (string, bool) { v, ok := env[k]; return v, ok })
 	if err != nil {
@@ -146,6 +152,14 @@ retry:
 	d.cancel = cancel
 	go func() { d.done <- a.Serve(gctx, ln) }()
 	return d, nil
+}
+
+// modeNote says what a retry mode means, for the demo's banner.
+func modeNote(mode string) string {
+	if mode == "apim" {
+		return "apim: the backoff before every retry, as API Management waits"
+	}
+	return mode + ": a switch to the other region goes at once; the backoff applies to a region called again (-retry-mode apim: API Management's timing)"
 }
 
 func cmpOr[T comparable](v, def T) T {
@@ -184,6 +198,7 @@ func Run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs.StringVar(&o.Key, "key", "", "client key (default: random)")
 	fs.IntVar(&o.TPM, "tpm", 8000, "tokens per minute of each region")
 	fs.IntVar(&o.RPM, "rpm", 48, "requests per minute of each region")
+	fs.StringVar(&o.RetryMode, "retry-mode", "smart", "retry timing: smart (a switch to a fresh region goes at once) or apim (API Management's: the backoff before every retry)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -195,7 +210,8 @@ func Run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fmt.Fprintf(stdout, `llmgate demo: two simulated Azure OpenAI regions behind the gateway
   oai-se: weight 75, %d TPM, %d RPM
   oai-fr: weight 25, %d TPM, %d RPM
-  retry: 5 retries, interval 1s, delta 1s, max-interval 8s
+  retry: 5 retries, interval 1s, delta 1s, max-interval 8s, first-fast-retry false (API Management's policy),
+         mode %s
 
 gateway: %s
 client key: %s
@@ -220,7 +236,7 @@ Send a few dozen quickly to see throttling and failover in the log below
 
 Live status page: %s/status#key=%s
 Ctrl-C stops.
-`, o.TPM, o.RPM, o.TPM, o.RPM, d.URL, d.Key, d.URL, d.Key, d.URL, d.Key, d.URL, d.Key, d.URL, d.AdminKey)
+`, o.TPM, o.RPM, o.TPM, o.RPM, modeNote(o.RetryMode), d.URL, d.Key, d.URL, d.Key, d.URL, d.Key, d.URL, d.Key, d.URL, d.AdminKey)
 	<-ctx.Done()
 	fmt.Fprintln(stdout, "\nstopping...")
 	if err := d.Close(); err != nil && !errors.Is(err, context.Canceled) {

@@ -37,7 +37,10 @@ type Server struct {
 	// Handler answers every request. Required.
 	Handler http.Handler
 	// ReadHeaderTimeout bounds reading a request's head, from its first
-	// byte (for a connection's first request, from the accept). Zero: 10s.
+	// byte (for a connection's first request, from the accept). A head
+	// begun but not done in time is answered with 408 and a JSON error
+	// body; a connection on which no request began is closed without a
+	// word. Zero: 10s.
 	ReadHeaderTimeout time.Duration
 	// IdleTimeout bounds the wait for the next request on a keep-alive
 	// connection. Zero: ReadHeaderTimeout.
@@ -277,6 +280,7 @@ type source struct {
 	hasPre bool
 	left   int64 // < 0: no bound
 	reads  int   // reads from nc (counted while a head is read)
+	err    error // the first read error from nc (noted while a head is read)
 }
 
 func (s *source) Read(p []byte) (int, error) {
@@ -301,6 +305,9 @@ func (s *source) Read(p []byte) (int, error) {
 	s.reads++
 	if s.left > 0 {
 		s.left -= int64(n)
+	}
+	if err != nil && s.err == nil && s.left >= 0 {
+		s.err = err
 	}
 	return n, err
 }
@@ -388,20 +395,32 @@ func (c *srvConn) readRequest(first bool) (*http.Request, bool) {
 	// chunked request) Content-Length headers that checkRequest looks for.
 	// Valid while no read refilled the buffer.
 	raw, _ := c.br.Peek(c.br.Buffered())
-	c.src.reads = 0
+	c.src.reads, c.src.err = 0, nil
 	req, err := c.parseRequest(raw)
 	c.src.left = -1
 	if c.src.reads > 0 {
 		raw = nil
 	}
 	if err != nil {
+		// A failed read cut the head short: its error is the cause, even
+		// when the parse calls the cut line malformed (a partial last line
+		// reads as a whole one).
+		cut := c.src.err
 		var ne net.Error
 		switch {
 		case errors.Is(err, errRequestHeadTooLarge):
 			c.linger = true
 			c.reject(http.StatusRequestHeaderFieldsTooLarge, "headers_too_large", "The request headers are larger than the server's limit.")
-		case errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) || (errors.As(err, &ne) && ne.Timeout()):
-			// The client left or stalled mid-head: nothing to answer.
+		case errors.As(cut, &ne) && ne.Timeout():
+			// The head began but did not end within ReadHeaderTimeout (a
+			// client idle before its first byte was closed silently above).
+			// Linger: a slow client may still be sending, and a reset could
+			// lose the answer.
+			c.linger = true
+			c.reject(http.StatusRequestTimeout, "request_timeout", "The request headers did not arrive within the server's time limit.")
+		case cut != nil || errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF):
+			// The client left mid-head, or its connection failed: nothing
+			// to answer.
 		default:
 			msg := err.Error()
 			if len(msg) > 200 {
@@ -491,6 +510,10 @@ func headHas(raw []byte, name string) bool {
 	}
 }
 
+// rejectWriteFor bounds the write of reject's answer: a client that reads
+// nothing holds its connection (and a Shutdown waiting for it) no longer.
+const rejectWriteFor = time.Second
+
 // reject answers a request the server refuses before any handler, in the
 // OpenAI API's error shape, and leaves the connection to be closed.
 func (c *srvConn) reject(status int, code, msg string) {
@@ -505,7 +528,7 @@ func (c *srvConn) reject(status int, code, msg string) {
 	b = itoa(b, int64(len(body)))
 	b = append(b, "\r\n\r\n"...)
 	b = append(b, body...)
-	_ = c.nc.SetWriteDeadline(time.Now().Add(time.Second))
+	_ = c.nc.SetWriteDeadline(time.Now().Add(rejectWriteFor))
 	_, _ = c.nc.Write(b)
 }
 

@@ -1170,65 +1170,193 @@ func TestServerHalfClosedClientGetsAnswer(t *testing.T) {
 // ---------------------------------------------------------------------------
 // Timeouts.
 
+// srvExpect408 reads the answer to a request head that did not arrive
+// within the server's ReadHeaderTimeout: 408 in the OpenAI error shape
+// with Connection: close, then the connection closed.
+func srvExpect408(t testing.TB, c net.Conn, br *bufio.Reader) {
+	t.Helper()
+	_ = c.SetReadDeadline(time.Now().Add(3 * time.Second))
+	resp, err := http.ReadResponse(br, &http.Request{Method: "GET"})
+	if err != nil {
+		t.Fatalf("no answer: %v, want 408", err)
+	}
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatalf("reading the 408's body: %v", err)
+	}
+	if resp.StatusCode != http.StatusRequestTimeout {
+		t.Fatalf("got %d %q, want 408", resp.StatusCode, b)
+	}
+	if !resp.Close {
+		t.Errorf("408 without Connection: close")
+	}
+	if ct := resp.Header.Get("Content-Type"); ct != "application/json" {
+		t.Errorf("got Content-Type %q, want application/json", ct)
+	}
+	var e struct {
+		Error map[string]any `json:"error"`
+	}
+	if err := json.Unmarshal(b, &e); err != nil || e.Error == nil {
+		t.Fatalf("408 body %q: not an error object (%v)", b, err)
+	}
+	for k, want := range map[string]any{"type": "invalid_request_error", "code": "request_timeout", "param": nil} {
+		if got, ok := e.Error[k]; !ok || got != want {
+			t.Errorf("408 body %q: got error.%s %v, want %v", b, k, got, want)
+		}
+	}
+	if m, _ := e.Error["message"].(string); m == "" {
+		t.Errorf("408 body %q: empty message", b)
+	}
+	srvExpectClosed(t, c, br, 2*time.Second)
+}
+
+// srvTrickle writes head a byte every 20ms, then "s" bytes, until the
+// connection fails or the test ends.
+func srvTrickle(t testing.TB, c net.Conn, head string) {
+	stop := make(chan struct{})
+	done := make(chan struct{})
+	t.Cleanup(func() {
+		close(stop)
+		<-done
+	})
+	go func() {
+		defer close(done)
+		for i := 0; ; i++ {
+			select {
+			case <-stop:
+				return
+			case <-time.After(20 * time.Millisecond):
+			}
+			b := "s"
+			if i < len(head) {
+				b = head[i : i+1]
+			}
+			if _, err := c.Write([]byte(b)); err != nil {
+				return
+			}
+		}
+	}()
+}
+
 func TestServerReadHeaderTimeout(t *testing.T) {
 	t.Parallel()
-	addr, _ := srvStart(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	const limit = 200 * time.Millisecond
+	ok := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		io.WriteString(w, "ok")
-	}), func(s *Server) { s.ReadHeaderTimeout = 200 * time.Millisecond; s.IdleTimeout = 5 * time.Second })
+	})
+	addr, _ := srvStart(t, ok, func(s *Server) { s.ReadHeaderTimeout = limit; s.IdleTimeout = 5 * time.Second })
+	early := func(t *testing.T, start time.Time) {
+		t.Helper()
+		if d := time.Since(start); d < limit-50*time.Millisecond {
+			t.Errorf("closed after %v, before the %v ReadHeaderTimeout", d, limit)
+		}
+	}
+
+	// A head the time limit cuts, wherever it stops, is answered 408 (not
+	// 400: the bytes that came were no malformed request).
 	for _, tc := range []struct{ name, sent string }{
-		{"nothing", ""},
+		{"one-byte", "G"},
 		{"half-a-head", "GET / HTTP/1.1\r\nHost: x\r\n"},
+		{"mid-request-line", "GET /pa"},
+		{"mid-header-name", "GET / HTTP/1.1\r\nHost: x\r\nX-Fo"},
+		{"mid-header-value", "GET / HTTP/1.1\r\nHost: x\r\nX-A: b"},
+		{"before-the-last-lf", "GET / HTTP/1.1\r\nHost: x\r\n\r"},
 	} {
-		t.Run(tc.name, func(t *testing.T) {
+		t.Run("stalled-"+tc.name, func(t *testing.T) {
+			t.Parallel()
 			c, br := srvDial(t, addr)
 			start := time.Now()
-			if tc.sent != "" {
-				srvWrite(t, c, tc.sent)
-			}
-			srvExpectClosed(t, c, br, 2*time.Second)
-			if d := time.Since(start); d < 150*time.Millisecond {
-				t.Errorf("closed after %v, before the 200ms ReadHeaderTimeout", d)
-			}
+			srvWrite(t, c, tc.sent)
+			srvExpect408(t, c, br)
+			early(t, start)
 		})
 	}
 	t.Run("byte-by-byte", func(t *testing.T) {
-		// Bytes keep coming, but the head is not done within the timeout.
+		// Bytes keep coming (slowloris), but the head is not done within
+		// the time limit.
+		t.Parallel()
 		c, br := srvDial(t, addr)
-		stop := make(chan struct{})
-		defer close(stop)
-		go func() {
-			for i := 0; ; i++ {
-				select {
-				case <-stop:
-					return
-				case <-time.After(20 * time.Millisecond):
-				}
-				const head = "GET / HTTP/1.1\r\nHost: x\r\nX-Slow: "
-				b := "s"
-				if i < len(head) {
-					b = head[i : i+1]
-				}
-				if _, err := c.Write([]byte(b)); err != nil {
-					return
-				}
-			}
-		}()
-		srvExpectRefusedOrClosed(t, c, br, 2*time.Second)
+		start := time.Now()
+		srvTrickle(t, c, "GET / HTTP/1.1\r\nHost: x\r\nX-Slow: ")
+		srvExpect408(t, c, br)
+		early(t, start)
 	})
 	t.Run("second-request", func(t *testing.T) {
-		// On a kept connection the timeout runs from the next request's
+		// On a kept connection the time limit runs from the next request's
 		// first byte.
+		t.Parallel()
 		c, br := srvDial(t, addr)
 		srvWrite(t, c, "GET / HTTP/1.1\r\nHost: x\r\n\r\n")
 		srvRead(t, br, "GET")
 		time.Sleep(300 * time.Millisecond) // idle, within IdleTimeout
-		srvWrite(t, c, "GET / HTTP/1.1\r\nHost: x\r\n")
+		srvWrite(t, c, "GET / HTTP/1.1\r\nHost: x\r\nX-Fo")
+		start := time.Now()
+		srvExpect408(t, c, br)
+		early(t, start)
+	})
+
+	// No byte of a request came: the connection closes without a word.
+	t.Run("nothing", func(t *testing.T) {
+		t.Parallel()
+		c, br := srvDial(t, addr)
 		start := time.Now()
 		srvExpectClosed(t, c, br, 2*time.Second)
-		if d := time.Since(start); d < 150*time.Millisecond {
-			t.Errorf("closed after %v, before the 200ms ReadHeaderTimeout", d)
-		}
+		early(t, start)
 	})
+	t.Run("idle-keep-alive", func(t *testing.T) {
+		t.Parallel()
+		addr, _ := srvStart(t, ok, func(s *Server) { s.ReadHeaderTimeout = limit }) // IdleTimeout: the same
+		c, br := srvDial(t, addr)
+		srvWrite(t, c, "GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+		if resp, body := srvRead(t, br, "GET"); resp.StatusCode != 200 || body != "ok" {
+			t.Fatalf("got %d %q, want 200 \"ok\"", resp.StatusCode, body)
+		}
+		start := time.Now()
+		srvExpectClosed(t, c, br, 2*time.Second)
+		early(t, start)
+	})
+
+	// The client closed its side mid-head: nothing to answer.
+	for _, tc := range []struct{ name, sent string }{
+		{"after-a-line", "GET / HTTP/1.1\r\nHost: x\r\n"},
+		{"mid-request-line", "GET /pa"},
+		{"mid-header-name", "GET / HTTP/1.1\r\nHost: x\r\nX-Fo"},
+		{"mid-header-value", "GET / HTTP/1.1\r\nHost: x\r\nX-A: b"},
+	} {
+		t.Run("eof-"+tc.name, func(t *testing.T) {
+			t.Parallel()
+			c, br := srvDial(t, addr)
+			srvWrite(t, c, tc.sent)
+			if err := c.(*net.TCPConn).CloseWrite(); err != nil {
+				t.Fatal(err)
+			}
+			srvExpectClosed(t, c, br, 2*time.Second)
+		})
+	}
+}
+
+// TestServerShutdownAnswersSlowHead: a head still arriving when Shutdown
+// starts holds it up no longer than the time limit and the bounded answer,
+// even when the client reads nothing meanwhile; the answer is then there.
+func TestServerShutdownAnswersSlowHead(t *testing.T) {
+	t.Parallel()
+	const limit = 300 * time.Millisecond
+	run := srvStartRun(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		io.WriteString(w, "ok")
+	}), func(s *Server) { s.ReadHeaderTimeout = limit })
+	c, br := srvDial(t, run.addr)
+	srvTrickle(t, c, "GET / HTTP/1.1\r\nHost: x\r\nX-Slow: ")
+	time.Sleep(50 * time.Millisecond) // the head has begun
+	start := time.Now()
+	errc := make(chan error, 1)
+	go func() { errc <- run.s.Shutdown(context.Background()) }()
+	if err := srvWait(t, errc, 5*time.Second, "Shutdown"); err != nil {
+		t.Errorf("Shutdown: %v", err)
+	}
+	if d := time.Since(start); d > limit+2*time.Second {
+		t.Errorf("Shutdown took %v, want at most the %v limit plus the answer's bounds", d, limit)
+	}
+	srvExpect408(t, c, br)
 }
 
 func TestServerIdleTimeout(t *testing.T) {

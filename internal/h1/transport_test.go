@@ -704,7 +704,10 @@ func TestExchangeSendsALargeRequestAndEndsOnCancel(t *testing.T) {
 		}
 		time.Sleep(100 * time.Millisecond) // the request waits in the kernel's buffers meanwhile
 		n, _ := io.Copy(io.Discard, req.Body)
-		fmt.Fprintf(c, "HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n%d", len(fmt.Sprint(n)), n)
+		// Connection: close, as rawServer closes after one answer: the
+		// stuck request below must not be sent on this connection while
+		// its close is still on the way (a reset, not the cancellation).
+		fmt.Fprintf(c, "HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: %d\r\n\r\n%d", len(fmt.Sprint(n)), n)
 	})
 	t.Cleanup(func() { close(hold) })
 	tr := newTransport(t, h1.Options{})

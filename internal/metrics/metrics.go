@@ -40,6 +40,11 @@ type Options struct {
 	Backends *upstream.Registry
 	// Now is the clock of the recent windows. Nil means time.Now.
 	Now func() time.Time
+	// Keys is read at every scrape for llmgate_key_info: the keys of the
+	// config in use. Nil: no such metric.
+	Keys func() []KeyInfo
+	// Store is read at every scrape for llmgate_store_up. Nil: no such metric.
+	Store func() StoreState
 }
 
 // Gateway records requests, upstream attempts, tokens, retries and circuit
@@ -80,6 +85,7 @@ type reqChildren struct {
 	requests         prometheus.Counter
 	duration, ttfb   prometheus.Observer
 	prompt, complete prometheus.Counter
+	total            prometheus.Counter // prompt + completion
 	usage            *keyCounters
 }
 
@@ -124,7 +130,7 @@ func New(opts Options) *Gateway {
 	}, []string{"route", "model", "stream"})
 	g.tokens = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "llmgate_tokens_total",
-		Help: "Tokens reported by upstreams, by key name, model, backend and type (prompt or completion).",
+		Help: "Tokens reported by upstreams, by key name, model, backend and type (prompt, completion, or total = prompt + completion; summing over type counts twice).",
 	}, []string{"key", "model", "backend", "type"})
 	g.attempts = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "llmgate_upstream_attempts_total",
@@ -159,6 +165,9 @@ func New(opts Options) *Gateway {
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	if opts.Backends != nil {
 		g.reg.MustRegister(&stateCollector{reg: opts.Backends, now: g.now})
+	}
+	if opts.Keys != nil || opts.Store != nil {
+		g.reg.MustRegister(&infoCollector{keys: opts.Keys, store: opts.Store})
 	}
 	return g
 }
@@ -264,6 +273,9 @@ func (g *Gateway) Request(r *proxy.RequestInfo) {
 	if r.CompletionTokens > 0 {
 		c.complete.Add(float64(r.CompletionTokens))
 	}
+	if r.PromptTokens > 0 || r.CompletionTokens > 0 {
+		c.total.Add(float64(max(r.PromptTokens, 0) + max(r.CompletionTokens, 0)))
+	}
 	if c.usage != nil {
 		c.usage.add(r.Status, r.PromptTokens, r.CompletionTokens)
 	}
@@ -278,6 +290,7 @@ func (g *Gateway) request(k reqKey) *reqChildren {
 			ttfb:     g.ttfb.WithLabelValues(k.route, k.model, stream),
 			prompt:   g.tokens.WithLabelValues(k.key, k.model, k.backend, "prompt"),
 			complete: g.tokens.WithLabelValues(k.key, k.model, k.backend, "completion"),
+			total:    g.tokens.WithLabelValues(k.key, k.model, k.backend, "total"),
 		}
 		if k.key != None {
 			km := keyModel{k.key, k.model}

@@ -98,6 +98,7 @@ func TestGatewayCountsEvents(t *testing.T) {
 	expect(t, f, 1, "llmgate_time_to_first_byte_seconds", "route", "chat/completions", "model", "gpt-4o", "stream", "true")
 	expect(t, f, 7, "llmgate_tokens_total", "key", "team", "model", "gpt-4o", "backend", "b", "type", "prompt")
 	expect(t, f, 11, "llmgate_tokens_total", "key", "team", "model", "gpt-4o", "backend", "b", "type", "completion")
+	expect(t, f, 18, "llmgate_tokens_total", "key", "team", "model", "gpt-4o", "backend", "b", "type", "total")
 	expect(t, f, 1, "llmgate_upstream_attempts_total", "backend", "a", "outcome", "429")
 	expect(t, f, 1, "llmgate_upstream_attempts_total", "backend", "b", "outcome", "ok")
 	expect(t, f, 1, "llmgate_upstream_retries_total", "backend", "a", "reason", "429")

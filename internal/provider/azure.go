@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"net/url"
 	"strings"
+	"sync"
 )
 
 // DefaultAPIVersion is the api-version sent to Azure for requests that came
@@ -13,7 +14,8 @@ import (
 const DefaultAPIVersion = "2024-10-21"
 
 // AzureBackend is an Azure OpenAI resource, reached with an api-key or an
-// Entra ID token. Immutable; safe for concurrent use.
+// Entra ID token. Safe for concurrent use; its only state is what it has
+// learned of the api-versions that refuse stream_options.
 type AzureBackend struct {
 	scheme     string
 	host       string
@@ -21,6 +23,34 @@ type AzureBackend struct {
 	apiKey     []string // shared, never mutated; nil when tokens are used
 	apiVersion string
 	tokens     TokenSource
+	noUsage    refusals // api-versions this resource answered 400 to stream_options for
+}
+
+// refusals is a small set of api-versions, bounded so that a resource
+// refusing every version (or versions made up by clients) cannot grow it.
+type refusals struct {
+	mu  sync.RWMutex
+	set map[string]struct{}
+}
+
+const maxRefusals = 64
+
+func (r *refusals) has(v string) bool {
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	_, ok := r.set[v]
+	return ok
+}
+
+func (r *refusals) add(v string) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.set == nil {
+		r.set = map[string]struct{}{}
+	}
+	if len(r.set) < maxRefusals {
+		r.set[v] = struct{}{}
+	}
 }
 
 // TokenSource returns a bearer token; an Entra ID token cache implements it.
@@ -99,16 +129,38 @@ func (a *AzureBackend) Authorize(ctx context.Context, h http.Header) error {
 // ModelInBody implements Adapter: only Azure's v1 surface reads the model from the body.
 func (a *AzureBackend) ModelInBody(s Style) bool { return s == AzureV1 }
 
-// StreamUsage implements Adapter.
+// StreamUsage implements Adapter. Azure documents stream_options from
+// api-version 2024-09-01 (and the v1 surface), and earlier versions may
+// refuse it, but many resources (and the simulator) accept it at any
+// version: it is asked for at every version until the resource has refused
+// it for that version once (RefuseStreamUsage), so the gateway counts the
+// true usage of streams wherever it can.
 func (a *AzureBackend) StreamUsage(r Request) bool {
 	switch r.Style {
-	case OpenAI:
-		return a.apiVersion >= streamUsageSince
 	case AzureV1:
 		return true
-	case Azure:
-		q, err := url.ParseQuery(r.RawQuery)
-		return err == nil && q.Get("api-version") >= streamUsageSince
+	case OpenAI, Azure:
+		return !a.noUsage.has(a.version(r))
 	}
 	return false
+}
+
+// RefuseStreamUsage implements Adapter: the resource answered 400 to
+// stream_options for r's api-version; it is not asked for again there.
+func (a *AzureBackend) RefuseStreamUsage(r Request) {
+	if r.Style == OpenAI || r.Style == Azure {
+		a.noUsage.add(a.version(r))
+	}
+}
+
+// version is the api-version a request goes upstream with.
+func (a *AzureBackend) version(r Request) string {
+	if r.Style == OpenAI {
+		return a.apiVersion
+	}
+	q, err := url.ParseQuery(r.RawQuery)
+	if err != nil {
+		return ""
+	}
+	return q.Get("api-version")
 }

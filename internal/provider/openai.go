@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"net/url"
 	"strings"
+	"sync/atomic"
 )
 
 // OpenAIBackend is OpenAI or any OpenAI-compatible server (vLLM, Ollama, LM
@@ -13,8 +14,9 @@ import (
 type OpenAIBackend struct {
 	scheme   string
 	host     string
-	basePath string   // e.g. "/v1"
-	bearer   []string // "Bearer KEY"; nil for a server that needs no key
+	basePath string      // e.g. "/v1"
+	bearer   []string    // "Bearer KEY"; nil for a server that needs no key
+	noUsage  atomic.Bool // the server answered 400 to stream_options once
 }
 
 // NewOpenAI returns the adapter for base, the URL an OpenAI SDK would take
@@ -60,4 +62,8 @@ func (o *OpenAIBackend) Authorize(_ context.Context, h http.Header) error {
 func (o *OpenAIBackend) ModelInBody(Style) bool { return true }
 
 // StreamUsage implements Adapter: OpenAI and compatible servers take stream_options.
-func (o *OpenAIBackend) StreamUsage(Request) bool { return true }
+func (o *OpenAIBackend) StreamUsage(Request) bool { return !o.noUsage.Load() }
+
+// RefuseStreamUsage implements Adapter: OpenAI-compatible servers that
+// refuse stream_options (some older self-hosted ones) are not asked again.
+func (o *OpenAIBackend) RefuseStreamUsage(Request) { o.noUsage.Store(true) }

@@ -48,14 +48,14 @@ type Adapter interface {
 	// ModelInBody reports whether the upstream reads the model from the
 	// body for a request of style s, so the body must carry its Name.
 	ModelInBody(s Style) bool
-	// StreamUsage reports whether the upstream accepts
-	// stream_options.include_usage for request r (Azure: api-version
-	// 2024-09-01 and later), so the gateway may ask for the usage chunk.
+	// StreamUsage reports whether the gateway may ask the upstream for
+	// the usage chunk (stream_options.include_usage) for request r.
 	StreamUsage(r Request) bool
+	// RefuseStreamUsage records that the upstream answered 400 to
+	// stream_options for a request like r: StreamUsage then says false
+	// for such requests.
+	RefuseStreamUsage(r Request)
 }
-
-// streamUsageSince is the first Azure api-version that takes stream_options.
-const streamUsageSince = "2024-09-01"
 
 // base splits a configured URL into scheme, host and a path without a
 // trailing slash.

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/llmgate/llmgate/internal/balance"
+	"github.com/llmgate/llmgate/internal/provider"
 	"github.com/llmgate/llmgate/internal/retry"
 	"github.com/llmgate/llmgate/internal/stream"
 	"github.com/llmgate/llmgate/internal/upstream"
@@ -146,6 +147,10 @@ func (h *Handler) forward(w http.ResponseWriter, r *http.Request, cfg *Config, r
 
 var errBudget = errors.New("retry budget exhausted")
 
+// errStreamErrorEvent marks a committed stream that the upstream ended with
+// an error event.
+var errStreamErrorEvent = errors.New("the upstream ended the stream with an error event")
+
 // clientTimeout reads the SDKs' x-stainless-timeout header (seconds).
 func clientTimeout(h http.Header) time.Duration {
 	v := h.Get("X-Stainless-Timeout")
@@ -196,6 +201,11 @@ func (h *Handler) attempt(ctx context.Context, w http.ResponseWriter, r *http.Re
 	defer h.finish(&a)
 	a.w, a.r, a.final = w, r, final
 	resp, injected, f, done := h.send(actx, m, body, &a)
+	if resp != nil && injected && resp.StatusCode == http.StatusBadRequest && h.usageRefused(a.b, resp, q, r) {
+		// The upstream does not take stream_options here: ask again,
+		// at once and without it (it is not asked for again).
+		resp, injected, f, done = h.send(actx, m, body, &a)
+	}
 	if resp == nil {
 		return f, done
 	}
@@ -295,6 +305,34 @@ func (h *Handler) send(ctx context.Context, m Member, body []byte, a *attemptRun
 	return resp, injected, nil, false
 }
 
+// usageRefused reports whether a 400 answers the usage chunk the gateway
+// asked for on the client's behalf (an older Azure api-version, or a server
+// without stream_options); it then records the refusal with the backend and
+// consumes the answer. Otherwise the answer is left whole for the caller.
+//
+//go:noinline
+func (h *Handler) usageRefused(b *Backend, resp *http.Response, q *request, r *http.Request) bool {
+	data, err := io.ReadAll(io.LimitReader(resp.Body, maxErrorBody))
+	if err == nil && bytes.Contains(data, []byte("stream_options")) {
+		resp.Body.Close()
+		pr := provider.Request{Style: q.style, RawQuery: r.URL.RawQuery}
+		b.Provider.RefuseStreamUsage(pr)
+		h.log.Info("backend refuses stream_options: streams there are counted by the admission estimate",
+			slog.String("backend", b.Name), slog.String("request_id", q.id))
+		return true
+	}
+	resp.Body = &replayBody{Reader: io.MultiReader(bytes.NewReader(data), resp.Body), c: resp.Body}
+	return false
+}
+
+// replayBody is a response body whose start was read already.
+type replayBody struct {
+	io.Reader
+	c io.Closer
+}
+
+func (b *replayBody) Close() error { return b.c.Close() }
+
 // streamEnded sets the outcome of an attempt whose stream relay returned.
 func (a *attemptRun) streamEnded(f *failure, ctx context.Context) {
 	switch {
@@ -304,6 +342,8 @@ func (a *attemptRun) streamEnded(f *failure, ctx context.Context) {
 		a.outcome, a.label = upstream.Failed, OutcomeErrorEvent
 	case a.q.err == errClientGone:
 		a.outcome, a.label = upstream.Abandoned, OutcomeCanceled
+	case a.q.err == errStreamErrorEvent:
+		a.outcome, a.label = upstream.Failed, OutcomeErrorEvent
 	case a.q.err != nil:
 		a.outcome, a.label = upstream.Failed, OutcomeStreamCut
 	}
@@ -565,8 +605,8 @@ func (h *Handler) relayStream(ctx context.Context, a *attemptRun, injected bool)
 		fl = nopFlusher{a.w}
 	}
 	var tail stream.Tail
-	sn := new(usage.Sniffer)
-	filter := stream.Filter{Tap: sn}
+	tap := new(streamTap)
+	filter := stream.Filter{Tap: tap}
 	if a.idle.watchesIdle() {
 		filter.OnRead = a.idle.touch // a hook, not one more reader between the socket and the relay
 	}
@@ -575,8 +615,14 @@ func (h *Handler) relayStream(ctx context.Context, a *attemptRun, injected bool)
 	}
 	written, cerr := stream.CopyFiltered(fl, resp.Body, &buf, n, &tail, filter)
 	q.bytesOut += written
-	h.account(b, q, sn)
+	h.account(b, q, &tap.Sniffer)
 	if cerr == nil && !tail.Done() && expectsDone(q.suffix) {
+		if tap.last.isError() {
+			// Ended by an error event of the upstream's own, which the
+			// client has: one clear error is enough, the gateway adds none.
+			q.err = errStreamErrorEvent
+			return nil, true
+		}
 		cerr = io.ErrUnexpectedEOF
 	}
 	if cerr != nil {

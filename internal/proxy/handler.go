@@ -106,6 +106,7 @@ type request struct {
 	start      time.Time
 	id         string
 	key        auth.KeyID
+	secret     string // the credential the client presented: kept from every upstream request; never logged
 	deployment string
 	status     int
 	attempts   int
@@ -191,13 +192,17 @@ func (h *Handler) prepare(w http.ResponseWriter, r *http.Request, cfg *Config, q
 			"The request headers are larger than the gateway's limit of "+strconv.Itoa(cfg.MaxHeader)+" bytes.")
 		return nil, nil, nil
 	}
-	key := cfg.Keys.Lookup(auth.FromRequest(r.Header))
+	presented := auth.FromRequest(r.Header)
+	key := cfg.Keys.Lookup(presented)
 	if key == nil {
 		writeUnauthorized(w, q)
 		return nil, nil, nil
 	}
-	q.key, q.meta = key.ID, key.Meta
-	if r.Method == http.MethodGet && q.suffix == "/models" && q.style != provider.Azure && q.style != provider.AzureOther {
+	q.key, q.meta, q.secret = key.ID, key.Meta, presented
+	if r.Method == http.MethodGet && (q.suffix == "/models" && q.style != provider.Azure && q.style != provider.AzureOther ||
+		q.style == provider.AzureOther && q.suffix == "/openai/models") {
+		// Every style's "list models", Azure's /openai/models included:
+		// what this key may use, never a backend's whole catalogue.
 		h.listModels(w, cfg, key, q)
 		return nil, nil, nil
 	}
@@ -228,7 +233,7 @@ func (h *Handler) prepare(w http.ResponseWriter, r *http.Request, cfg *Config, q
 	q.bytesIn = int64(len(body))
 	q.fields.MaxTokens = -1
 	ct := r.Header.Get("Content-Type")
-	if len(body) > 0 && isJSON(ct) {
+	if len(body) > 0 && isJSON(ct, body) {
 		if f, err := reqbody.Read(body); err == nil {
 			q.fields = f
 			q.stream = f.Stream
@@ -238,14 +243,19 @@ func (h *Handler) prepare(w http.ResponseWriter, r *http.Request, cfg *Config, q
 		switch {
 		case q.fields.Model != nil:
 			q.deployment = string(q.fields.Model)
-		case strings.HasPrefix(ct, "multipart/"):
+		case hasPrefixFold(ct, "multipart/"):
 			if m, found, err := reqbody.MultipartField(body, ct, "model"); err == nil && found {
 				q.deployment = m
 			}
 		}
-		// A request naming no model goes to any backend, whose own error
-		// (if any) the client then gets: forwarded, never refused here.
 		q.bodyModel = q.deployment
+		if q.deployment == "" && q.style == provider.OpenAI && r.Method == http.MethodPost {
+			// The model selects the route: without one there is no
+			// deployment to call (an Azure backend would be sent an empty
+			// name), and no backend should pay for the client's mistake.
+			writeError(w, q, http.StatusBadRequest, typeInvalidRequest, "missing_model", "you must provide a model parameter")
+			return nil, nil, nil
+		}
 	}
 	q.estimate = usage.Estimate(len(body), q.fields.MaxTokens)
 	route := resolve(cfg, q)
@@ -350,8 +360,40 @@ func splitDeployment(p string) (dep, suffix string) {
 	return rest, ""
 }
 
-func isJSON(ct string) bool {
-	return ct == "" || strings.HasPrefix(ct, "application/json") || strings.Contains(ct, "+json")
+// isJSON reports whether a request body is read as JSON: labelled so (media
+// types are case-insensitive), or unlabelled, or labelled otherwise but
+// plainly a JSON object, as upstreams read such a body anyway (curl -d sends
+// a JSON body as form-urlencoded). Only multipart bodies are never read as
+// JSON. Reading it is what bounds streams per key and estimates tokens, so
+// a label must not be a way around them.
+func isJSON(ct string, body []byte) bool {
+	if ct == "" || hasPrefixFold(ct, "application/json") || containsFold(ct, "+json") {
+		return true
+	}
+	if hasPrefixFold(ct, "multipart/") {
+		return false
+	}
+	for _, c := range body {
+		switch c {
+		case ' ', '\t', '\r', '\n':
+			continue
+		}
+		return c == '{'
+	}
+	return false
+}
+
+func hasPrefixFold(s, prefix string) bool {
+	return len(s) >= len(prefix) && strings.EqualFold(s[:len(prefix)], prefix)
+}
+
+func containsFold(s, sub string) bool {
+	for i := 0; i+len(sub) <= len(s); i++ {
+		if strings.EqualFold(s[i:i+len(sub)], sub) {
+			return true
+		}
+	}
+	return false
 }
 
 // readBody reads the whole body, bounded by max. A non-zero status reports

@@ -32,8 +32,21 @@ func hopByHop(k string) bool {
 // upstream.
 func clientOnly(k string) bool {
 	switch k {
-	case "Api-Key", "Authorization", "Cookie", "Host", "Content-Length":
+	case "Api-Key", "Authorization", "Cookie", "Host", "Content-Length",
+		"Ocp-Apim-Subscription-Key", "X-Api-Key": // API Management's and the common custom credential headers
 		return true
+	}
+	return false
+}
+
+// carries reports whether any of a header's values holds the client's
+// credential: a client key never reaches an upstream, whatever header a
+// client (or a library of its) put it in.
+func carries(v []string, secret string) bool {
+	for _, s := range v {
+		if len(s) >= len(secret) && strings.Contains(s, secret) {
+			return true
+		}
 	}
 	return false
 }
@@ -50,7 +63,7 @@ func (h *Handler) outbound(ctx context.Context, r *http.Request, b *Backend, m M
 	hdr := make(http.Header, len(r.Header)+1)
 	conn := r.Header["Connection"]
 	for k, v := range r.Header {
-		if hopByHop(k) || clientOnly(k) || listedIn(conn, k) {
+		if hopByHop(k) || clientOnly(k) || listedIn(conn, k) || carries(v, q.secret) {
 			continue
 		}
 		hdr[k] = v
@@ -66,7 +79,7 @@ func (h *Handler) outbound(ctx context.Context, r *http.Request, b *Backend, m M
 	if name == "" {
 		name = q.canon
 	}
-	pr := provider.Request{Style: q.style, Op: q.suffix, Name: name, RawQuery: dropCredentials(r.URL.RawQuery)}
+	pr := provider.Request{Style: q.style, Op: q.suffix, Name: name, RawQuery: dropCredentials(r.URL.RawQuery, q.secret)}
 	u := b.Provider.URL(pr)
 	model := ""
 	if name != "" && name != q.bodyModel && b.Provider.ModelInBody(q.style) {
@@ -94,7 +107,7 @@ func (h *Handler) outbound(ctx context.Context, r *http.Request, b *Backend, m M
 
 // setModel sets the model of a JSON or multipart body.
 func setModel(body []byte, contentType, name string) ([]byte, error) {
-	if strings.HasPrefix(contentType, "multipart/") {
+	if hasPrefixFold(contentType, "multipart/") {
 		return reqbody.SetMultipartField(body, contentType, "model", name)
 	}
 	if len(body) == 0 {
@@ -175,23 +188,47 @@ func attemptsValue(n int) []string {
 }
 
 // dropCredentials removes a client credential sent in the query string
-// (api-key, or API Management's subscription-key): like the credential
-// headers, it never reaches an upstream.
-func dropCredentials(raw string) string {
-	if !strings.Contains(strings.ToLower(raw), "key=") {
+// (api-key, API Management's subscription-key, api_key, key, or the
+// client's key under any other name): like the credential headers, it never
+// reaches an upstream.
+func dropCredentials(raw, secret string) string {
+	if raw == "" || !strings.Contains(strings.ToLower(raw), "key=") && (secret == "" || !strings.Contains(raw, secret) && !strings.Contains(raw, "%")) {
 		return raw
 	}
-	v, err := url.ParseQuery(raw)
-	if err != nil {
-		return ""
-	}
-	for k := range v {
-		switch strings.ToLower(k) {
-		case "api-key", "subscription-key", "api_key", "key":
-			v.Del(k)
+	// Parameter by parameter, so that what stays is sent exactly as the
+	// client wrote it (order, encoding, empty values).
+	var b strings.Builder
+	dropped := false
+	for rest := raw; rest != ""; {
+		var part string
+		part, rest, _ = strings.Cut(rest, "&")
+		k, v, _ := strings.Cut(part, "=")
+		uk, err1 := url.QueryUnescape(k)
+		uv, err2 := url.QueryUnescape(v)
+		if err1 != nil || err2 != nil {
+			return "" // unreadable: nothing of it is worth the risk
 		}
+		drop := false
+		switch strings.ToLower(uk) {
+		case "api-key", "subscription-key", "api_key", "key":
+			drop = true
+		}
+		if secret != "" && (strings.Contains(uv, secret) || strings.Contains(uk, secret)) {
+			drop = true // the key under another name
+		}
+		if drop {
+			dropped = true
+			continue
+		}
+		if b.Len() > 0 {
+			b.WriteByte('&')
+		}
+		b.WriteString(part)
 	}
-	return v.Encode()
+	if !dropped {
+		return raw
+	}
+	return b.String()
 }
 
 // bodyVariant is the request body as one kind of upstream needs it: the

@@ -25,6 +25,7 @@ func (h *Handler) admit(w http.ResponseWriter, r *http.Request, cfg *Config, key
 	if err != nil {
 		h.storeFailed(err)
 		if !cfg.StoreFailOpen {
+			setRetryAfter(w.Header(), time.Second) // the store is checked again every second
 			writeError(w, q, http.StatusServiceUnavailable, typeServer, "limits_unavailable",
 				"The gateway cannot check this key's limits right now. Please retry shortly.")
 			return false

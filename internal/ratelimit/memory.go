@@ -33,9 +33,11 @@ type Memory struct {
 	seq    atomic.Uint64 // reservation ids
 	shards [memShards]memShard
 
-	usageMu     sync.Mutex // guards usage and usagePruned
-	usage       map[int64]map[usageKey]*Usage
-	usagePruned time.Time
+	usageMu       sync.Mutex // guards hours, minutes, hoursPruned and minutesPruned
+	hours         usageBuckets
+	minutes       usageBuckets
+	hoursPruned   time.Time // when expired hours were last dropped (every hour)
+	minutesPruned time.Time // when expired minutes were last dropped (every minute)
 
 	thrMu     sync.Mutex // guards throttles
 	throttles map[string]time.Time
@@ -78,7 +80,8 @@ func NewMemory(now func() time.Time) *Memory {
 	m := &Memory{
 		now:       now,
 		seed:      maphash.MakeSeed(),
-		usage:     make(map[int64]map[usageKey]*Usage),
+		hours:     usageBuckets{},
+		minutes:   usageBuckets{},
 		throttles: make(map[string]time.Time),
 	}
 	for i := range m.shards {

@@ -7,33 +7,15 @@ import (
 	"time"
 )
 
-// Record implements UsageStore.
-func (m *Memory) Record(ctx context.Context, at time.Time, u Usage) error {
-	if err := ctx.Err(); err != nil {
-		return err
-	}
-	if u.Prompt == 0 && u.Completion == 0 && u.Requests == 0 {
-		return nil
-	}
-	now := m.now()
-	hour := at.UTC().Truncate(time.Hour)
-	if !hour.Add(UsageRetention).After(now) {
-		return nil // already expired
-	}
-	m.usageMu.Lock()
-	defer m.usageMu.Unlock()
-	if now.Sub(m.usagePruned) >= time.Hour {
-		m.usagePruned = now
-		for h := range m.usage {
-			if !time.Unix(h, 0).Add(UsageRetention).After(now) {
-				delete(m.usage, h)
-			}
-		}
-	}
-	byKey := m.usage[hour.Unix()]
+// usageBuckets maps a bucket's start (Unix seconds) to its sums.
+type usageBuckets map[int64]map[usageKey]*Usage
+
+// add adds u to the bucket starting at start.
+func (b usageBuckets) add(start time.Time, u Usage) {
+	byKey := b[start.Unix()]
 	if byKey == nil {
 		byKey = make(map[usageKey]*Usage)
-		m.usage[hour.Unix()] = byKey
+		b[start.Unix()] = byKey
 	}
 	k := usageKey{u.Key, u.Model, u.Backend}
 	sum := byKey[k]
@@ -44,19 +26,12 @@ func (m *Memory) Record(ctx context.Context, at time.Time, u Usage) error {
 	sum.Prompt += u.Prompt
 	sum.Completion += u.Completion
 	sum.Requests += u.Requests
-	return nil
 }
 
-// Query implements UsageStore.
-func (m *Memory) Query(ctx context.Context, from, to time.Time) ([]Usage, error) {
-	if err := ctx.Err(); err != nil {
-		return nil, err
-	}
-	first, end := UsageHours(m.now(), from, to)
-	sums := make(map[usageKey]*Usage)
-	m.usageMu.Lock()
-	for h, byKey := range m.usage {
-		if h < first.Unix() || h >= end.Unix() {
+// sum adds the buckets starting in [from, to) to sums.
+func (b usageBuckets) sum(from, to time.Time, sums map[usageKey]*Usage) {
+	for start, byKey := range b {
+		if start < from.Unix() || start >= to.Unix() {
 			continue
 		}
 		for k, u := range byKey {
@@ -70,6 +45,56 @@ func (m *Memory) Query(ctx context.Context, from, to time.Time) ([]Usage, error)
 			sum.Requests += u.Requests
 		}
 	}
+}
+
+// prune drops the buckets that expired by now.
+func (b usageBuckets) prune(now time.Time, retention time.Duration) {
+	for start := range b {
+		if !time.Unix(start, 0).Add(retention).After(now) {
+			delete(b, start)
+		}
+	}
+}
+
+// Record implements UsageStore.
+func (m *Memory) Record(ctx context.Context, at time.Time, u Usage) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	if u.Prompt == 0 && u.Completion == 0 && u.Requests == 0 {
+		return nil
+	}
+	now := m.now()
+	hour, minute, hourKept, minuteKept := UsageBuckets(now, at)
+	m.usageMu.Lock()
+	defer m.usageMu.Unlock()
+	if now.Sub(m.hoursPruned) >= time.Hour {
+		m.hoursPruned = now
+		m.hours.prune(now, UsageRetention)
+	}
+	if now.Sub(m.minutesPruned) >= time.Minute {
+		m.minutesPruned = now
+		m.minutes.prune(now, MinuteRetention)
+	}
+	if hourKept {
+		m.hours.add(hour, u)
+	}
+	if minuteKept {
+		m.minutes.add(minute, u)
+	}
+	return nil
+}
+
+// Query implements UsageStore.
+func (m *Memory) Query(ctx context.Context, from, to time.Time) ([]Usage, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	p := PlanUsage(m.now(), from, to)
+	sums := make(map[usageKey]*Usage)
+	m.usageMu.Lock()
+	m.hours.sum(p.HourFrom, p.HourTo, sums)
+	m.minutes.sum(p.MinuteFrom, p.MinuteTo, sums)
 	m.usageMu.Unlock()
 	out := make([]Usage, 0, len(sums))
 	for _, u := range sums {

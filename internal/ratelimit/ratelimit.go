@@ -24,11 +24,20 @@ const DefaultWindow = time.Minute
 // in Redis scripts (Lua numbers are doubles) and exceed any real quota.
 const MaxValue = 1 << 50
 
-// UsageRetention is how long usage counters are kept.
-const UsageRetention = 400 * 24 * time.Hour
+// Usage is counted in two sizes of bucket: per minute for the last
+// MinuteRetention, per hour for UsageRetention. A query reads minute
+// buckets where they are kept and hourly ones before, so a range within
+// the last day is answered to the minute and an older one to the hour.
+const (
+	// UsageRetention is how long hourly usage counters are kept.
+	UsageRetention = 400 * 24 * time.Hour
+	// MinuteRetention is how long per-minute usage counters are kept: a
+	// little over a day, so the last 24 hours are always answered per minute.
+	MinuteRetention = 26 * time.Hour
+)
 
 // usageFuture is how far past now Query looks, for clock skew between replicas.
-const usageFuture = 48 * time.Hour
+const usageFuture = 5 * time.Minute
 
 // Reasons a request is refused; Decision.Reason is one of them or "".
 const (
@@ -152,13 +161,15 @@ type Usage struct {
 	Requests            int64
 }
 
-// UsageStore keeps hourly usage counters for UsageRetention.
+// UsageStore keeps usage counters per minute for MinuteRetention and per
+// hour for UsageRetention.
 type UsageStore interface {
-	// Record adds u to the hour containing at. Usage with all counts zero is ignored.
+	// Record adds u to the minute and the hour containing at. Usage with
+	// all counts zero is ignored, and so are buckets already expired.
 	Record(ctx context.Context, at time.Time, u Usage) error
-	// Query sums per (key, model, backend) over the hours overlapping
-	// [from, to), sorted by key, model and backend. Only hours within
-	// [now-UsageRetention, now+48h] are read.
+	// Query sums per (key, model, backend) over the buckets PlanUsage
+	// returns for [from, to) at the store's now, sorted by key, model and
+	// backend.
 	Query(ctx context.Context, from, to time.Time) ([]Usage, error)
 }
 
@@ -183,23 +194,97 @@ type Store interface {
 	Close() error
 }
 
-// UsageHours returns the hour starts [first, end) that Query reads for
-// [from, to) at time now: the hours overlapping [from, to), cut to the
-// retention and to 48h past now. first >= end means none.
-func UsageHours(now, from, to time.Time) (first, end time.Time) {
-	now = now.UTC()
-	// Hour h expires at h+UsageRetention: the oldest one alive is the first after now-UsageRetention.
-	oldest := now.Add(-UsageRetention).Truncate(time.Hour).Add(time.Hour)
-	first = from.UTC().Truncate(time.Hour)
-	if first.Before(oldest) {
-		first = oldest
+// UsagePlan is the buckets a usage query reads: hourly buckets starting
+// in [HourFrom, HourTo) and minute buckets starting in [MinuteFrom,
+// MinuteTo). A span whose From is not before its To is empty. When both
+// are non-empty, HourTo == MinuteFrom.
+type UsagePlan struct {
+	HourFrom, HourTo     time.Time
+	MinuteFrom, MinuteTo time.Time
+}
+
+// PlanUsage returns the buckets that answer [from, to) at time now: every
+// bucket overlapping the range, per minute from the first hour boundary
+// after now-MinuteRetention on (where every minute bucket is still kept),
+// per hour before it; none that expired (older than UsageRetention) and
+// none starting later than 5 minutes past now (room for clock skew
+// between replicas).
+func PlanUsage(now, from, to time.Time) UsagePlan {
+	now, from, to = now.UTC(), from.UTC(), to.UTC()
+	// Bucket b of size d expires at b+retention: the oldest alive is the first after now-retention.
+	oldestHour := now.Add(-UsageRetention).Truncate(time.Hour).Add(time.Hour)
+	split := now.Add(-MinuteRetention).Truncate(time.Hour).Add(time.Hour)
+	latest := now.Add(usageFuture).Truncate(time.Minute).Add(time.Minute)
+	if to.After(latest) {
+		to = latest
 	}
-	end = to.UTC().Truncate(time.Hour)
-	if end.Before(to) {
-		end = end.Add(time.Hour)
+	var p UsagePlan
+	p.HourFrom = later(from.Truncate(time.Hour), oldestHour)
+	p.HourTo = earlier(ceil(to, time.Hour), split)
+	p.MinuteFrom = later(from.Truncate(time.Minute), split)
+	p.MinuteTo = ceil(to, time.Minute)
+	if !p.HourFrom.Before(p.HourTo) || !from.Before(to) {
+		p.HourFrom, p.HourTo = split, split
 	}
-	if latest := now.Add(usageFuture).Truncate(time.Hour); end.After(latest) {
-		end = latest
+	if !p.MinuteFrom.Before(p.MinuteTo) || !from.Before(to) {
+		p.MinuteFrom, p.MinuteTo = split, split
 	}
-	return first, end
+	return p
+}
+
+// Span returns the time the plan's buckets cover: from the start of the
+// first to the end of the last. ok is false when the plan reads nothing.
+func (p UsagePlan) Span() (from, to time.Time, ok bool) {
+	hours, minutes := p.HourFrom.Before(p.HourTo), p.MinuteFrom.Before(p.MinuteTo)
+	switch {
+	case hours && minutes:
+		return p.HourFrom, p.MinuteTo, true
+	case hours:
+		return p.HourFrom, p.HourTo, true
+	case minutes:
+		return p.MinuteFrom, p.MinuteTo, true
+	}
+	return time.Time{}, time.Time{}, false
+}
+
+// Hours calls f with the start of every hourly bucket in the plan, in order.
+func (p UsagePlan) Hours(f func(time.Time)) { each(p.HourFrom, p.HourTo, time.Hour, f) }
+
+// Minutes calls f with the start of every minute bucket in the plan, in order.
+func (p UsagePlan) Minutes(f func(time.Time)) { each(p.MinuteFrom, p.MinuteTo, time.Minute, f) }
+
+func each(from, to time.Time, d time.Duration, f func(time.Time)) {
+	for t := from; t.Before(to); t = t.Add(d) {
+		f(t)
+	}
+}
+
+// ceil rounds t up to a multiple of d.
+func ceil(t time.Time, d time.Duration) time.Time {
+	if c := t.Truncate(d); c.Before(t) {
+		return c.Add(d)
+	}
+	return t
+}
+
+func later(a, b time.Time) time.Time {
+	if a.After(b) {
+		return a
+	}
+	return b
+}
+
+func earlier(a, b time.Time) time.Time {
+	if a.Before(b) {
+		return a
+	}
+	return b
+}
+
+// UsageBuckets returns the hour and the minute containing at, and whether
+// each is still kept at time now: what Record adds to.
+func UsageBuckets(now, at time.Time) (hour, minute time.Time, hourKept, minuteKept bool) {
+	now, at = now.UTC(), at.UTC()
+	hour, minute = at.Truncate(time.Hour), at.Truncate(time.Minute)
+	return hour, minute, hour.Add(UsageRetention).After(now), minute.Add(MinuteRetention).After(now)
 }

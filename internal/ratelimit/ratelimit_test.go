@@ -8,33 +8,69 @@ import (
 	"github.com/llmgate/llmgate/internal/ratelimit"
 )
 
-func TestUsageHours(t *testing.T) {
+func TestPlanUsage(t *testing.T) {
 	t.Parallel()
-	now := time.Date(2025, 6, 10, 12, 30, 0, 0, time.UTC)
-	h := func(s string) time.Time {
+	now := time.Date(2025, 6, 10, 12, 30, 20, 0, time.UTC)
+	at := func(s string) time.Time {
 		v, err := time.Parse(time.DateTime, s)
 		if err != nil {
 			t.Fatalf("parse %q: %v", s, err)
 		}
 		return v
 	}
+	split := at("2025-06-09 11:00:00") // first hour boundary after now-26h
+	none := ratelimit.UsagePlan{HourFrom: split, HourTo: split, MinuteFrom: split, MinuteTo: split}
 	tests := []struct {
-		name               string
-		from, to           time.Time
-		wantFirst, wantEnd time.Time
+		name     string
+		from, to time.Time
+		want     ratelimit.UsagePlan
 	}{
-		{"aligned", h("2025-06-10 09:00:00"), h("2025-06-10 11:00:00"), h("2025-06-10 09:00:00"), h("2025-06-10 11:00:00")},
-		{"overlapping", h("2025-06-10 09:59:59"), h("2025-06-10 11:00:01"), h("2025-06-10 09:00:00"), h("2025-06-10 12:00:00")},
-		{"empty", h("2025-06-10 10:00:00"), h("2025-06-10 10:00:00"), h("2025-06-10 10:00:00"), h("2025-06-10 10:00:00")},
+		{"recent, aligned", at("2025-06-10 09:00:00"), at("2025-06-10 11:00:00"),
+			ratelimit.UsagePlan{HourFrom: split, HourTo: split, MinuteFrom: at("2025-06-10 09:00:00"), MinuteTo: at("2025-06-10 11:00:00")}},
+		{"recent, overlapping", at("2025-06-10 09:59:59"), at("2025-06-10 11:00:01"),
+			ratelimit.UsagePlan{HourFrom: split, HourTo: split, MinuteFrom: at("2025-06-10 09:59:00"), MinuteTo: at("2025-06-10 11:01:00")}},
+		{"last 24 hours", now.Add(-24 * time.Hour), now,
+			ratelimit.UsagePlan{HourFrom: split, HourTo: split, MinuteFrom: at("2025-06-09 12:30:00"), MinuteTo: at("2025-06-10 12:31:00")}},
+		{"old", at("2025-06-01 09:10:00"), at("2025-06-01 10:20:00"),
+			ratelimit.UsagePlan{HourFrom: at("2025-06-01 09:00:00"), HourTo: at("2025-06-01 11:00:00"), MinuteFrom: split, MinuteTo: split}},
+		{"old to recent", at("2025-06-01 09:10:00"), at("2025-06-10 10:20:30"),
+			ratelimit.UsagePlan{HourFrom: at("2025-06-01 09:00:00"), HourTo: split, MinuteFrom: split, MinuteTo: at("2025-06-10 10:21:00")}},
+		{"empty", at("2025-06-10 10:00:00"), at("2025-06-10 10:00:00"), none},
+		{"reversed", at("2025-06-10 10:00:00"), at("2025-06-10 09:00:00"), none},
+		{"future", now.Add(time.Hour), now.Add(2 * time.Hour), none},
 		{"all time", time.Time{}, time.Date(9999, 1, 1, 0, 0, 0, 0, time.UTC),
-			now.Add(-ratelimit.UsageRetention).Truncate(time.Hour).Add(time.Hour), now.Add(48 * time.Hour).Truncate(time.Hour)},
-		{"other zone", time.Date(2025, 6, 10, 11, 15, 0, 0, time.FixedZone("x", 2*3600)), h("2025-06-10 10:00:00"),
-			h("2025-06-10 09:00:00"), h("2025-06-10 10:00:00")},
+			ratelimit.UsagePlan{HourFrom: now.Add(-ratelimit.UsageRetention).Truncate(time.Hour).Add(time.Hour), HourTo: split,
+				MinuteFrom: split, MinuteTo: at("2025-06-10 12:36:00")}},
+		{"other zone", time.Date(2025, 6, 10, 11, 15, 0, 0, time.FixedZone("x", 2*3600)), at("2025-06-10 10:00:00"),
+			ratelimit.UsagePlan{HourFrom: split, HourTo: split, MinuteFrom: at("2025-06-10 09:15:00"), MinuteTo: at("2025-06-10 10:00:00")}},
 	}
 	for _, tc := range tests {
-		first, end := ratelimit.UsageHours(now, tc.from, tc.to)
-		if !first.Equal(tc.wantFirst) || !end.Equal(tc.wantEnd) {
-			t.Errorf("%s: got [%v, %v), want [%v, %v)", tc.name, first, end, tc.wantFirst, tc.wantEnd)
+		got := ratelimit.PlanUsage(now, tc.from, tc.to)
+		if got != tc.want {
+			t.Errorf("%s: got %+v, want %+v", tc.name, got, tc.want)
+		}
+	}
+}
+
+func TestUsagePlanSpan(t *testing.T) {
+	t.Parallel()
+	now := time.Date(2025, 6, 10, 12, 30, 20, 0, time.UTC)
+	for _, tc := range []struct {
+		name             string
+		from, to         time.Time
+		wantFrom, wantTo time.Time
+		ok               bool
+	}{
+		{"minutes", now.Add(-90 * time.Second), now, now.Add(-140 * time.Second), now.Add(40 * time.Second), true},
+		{"hours and minutes", now.Add(-30*time.Hour - 20*time.Minute), now,
+			now.Add(-30*time.Hour - 30*time.Minute - 20*time.Second), now.Add(40 * time.Second), true},
+		{"hours", now.Add(-72 * time.Hour), now.Add(-71*time.Hour - 30*time.Minute),
+			now.Add(-72*time.Hour - 30*time.Minute - 20*time.Second), now.Add(-71*time.Hour + 29*time.Minute + 40*time.Second), true},
+		{"nothing", now, now, time.Time{}, time.Time{}, false},
+	} {
+		from, to, ok := ratelimit.PlanUsage(now, tc.from, tc.to).Span()
+		if ok != tc.ok || !from.Equal(tc.wantFrom) || !to.Equal(tc.wantTo) {
+			t.Errorf("%s: got [%v, %v) %v, want [%v, %v) %v", tc.name, from, to, ok, tc.wantFrom, tc.wantTo, tc.ok)
 		}
 	}
 }

@@ -5,7 +5,6 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
-	"time"
 )
 
 const maxAdminBody = 64 << 10
@@ -72,9 +71,10 @@ func (s *Server) adminOutage(w http.ResponseWriter, r *http.Request) {
 	switch r.Method {
 	case http.MethodGet, http.MethodHead:
 	case http.MethodPost, http.MethodPut:
-		d, err := time.ParseDuration(r.URL.Query().Get("for"))
+		d, err := parseSpan(r.URL.Query().Get("for"))
 		if err != nil || d < 0 {
-			adminError(w, badRequest("for", "Query parameter 'for' must be a duration such as 10s."))
+			adminError(w, badRequest("for", "Query parameter 'for' must be a number of seconds "+
+				"such as 10 or 1.5, or a duration such as 10s or 1m30s."))
 			return
 		}
 		s.StartOutage(d)

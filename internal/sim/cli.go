@@ -24,7 +24,8 @@ func Run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs.Usage = func() {
 		fmt.Fprintln(fs.Output(), "Usage: llmgate simulate [flags]\n\n"+
 			"Serves a simulated Azure OpenAI resource with quotas, latency and injected faults.\n"+
-			"Admin endpoint: GET|PUT|POST|DELETE /sim/faults, GET|POST /sim/outage?for=10s, GET /sim/stats.\n\nFlags:")
+			"Admin endpoint: GET|PUT|POST|DELETE /sim/faults, GET|POST /sim/outage?for=10s, GET /sim/stats.\n"+
+			"Durations take Go units (300ms, 1m30s) or a plain number of seconds (0.3, 90).\n\nFlags:")
 		fs.PrintDefaults()
 	}
 	var (
@@ -32,25 +33,28 @@ func Run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		f        = &opts.Faults
 		listen   = fs.String("listen", "127.0.0.1:8089", "`address` to listen on (port 0 picks a free one)")
 		logLevel = fs.String("log-level", "info", "log `level`: debug, info, warn or error")
-		outage   = fs.Duration("outage", 0, "start with an outage of this `duration` (every request fails)")
+		outage   time.Duration
 	)
+	opts.Window, f.RetryAfter429, f.SlowHeadersDelay = time.Minute, time.Second, 2*time.Second
+	span := func(d *time.Duration, name, usage string) { fs.Var((*spanFlag)(d), name, usage) }
+	span(&outage, "outage", "start with an outage of this `duration` (every request fails)")
 	fs.StringVar(&opts.Key, "key", "", "API `key` required as api-key or Authorization: Bearer (empty: none)")
 	fs.IntVar(&opts.TPM, "tpm", 0, "tokens per window per deployment (0: unlimited)")
 	fs.IntVar(&opts.RPM, "rpm", 0, "requests per window per deployment (0: unlimited)")
-	fs.DurationVar(&opts.Window, "window", time.Minute, "length of the sliding quota window")
-	fs.DurationVar(&opts.TTFT, "ttft", 0, "time to first token")
-	fs.DurationVar(&opts.TokenInterval, "token-interval", 0, "time between tokens")
+	span(&opts.Window, "window", "`duration` of the sliding quota window")
+	span(&opts.TTFT, "ttft", "`duration` to the first token")
+	span(&opts.TokenInterval, "token-interval", "`duration` between tokens")
 	fs.Int64Var(&opts.Seed, "seed", 0, "seed of generated content and fault draws")
 	fs.StringVar(&opts.Region, "region", "", "region sent in x-ms-region (empty: no header)")
 	fs.Float64Var(&f.Fail500, "fail-500", 0, "fraction of requests answered 500")
 	fs.Float64Var(&f.Fail503, "fail-503", 0, "fraction of requests answered 503")
 	fs.Float64Var(&f.Fail429, "fail-429", 0, "fraction of requests answered 429 regardless of quota")
-	fs.DurationVar(&f.RetryAfter429, "fail-429-retry-after", time.Second,
-		"retry-after advertised by injected 429s (negative: no retry-after headers)")
+	span(&f.RetryAfter429, "fail-429-retry-after",
+		"retry-after `duration` advertised by injected 429s (negative: no retry-after headers)")
 	fs.Float64Var(&f.Reset, "reset", 0, "fraction of requests whose connection is reset")
 	fs.Float64Var(&f.Hang, "hang", 0, "fraction of requests never answered")
 	fs.Float64Var(&f.SlowHeaders, "slow-headers", 0, "fraction of requests whose headers are delayed")
-	fs.DurationVar(&f.SlowHeadersDelay, "slow-headers-delay", 2*time.Second, "delay of -slow-headers")
+	span(&f.SlowHeadersDelay, "slow-headers-delay", "`duration` by which -slow-headers delays answers")
 	fs.Float64Var(&f.StreamCut, "stream-cut", 0, "fraction of answers aborted halfway, without [DONE]")
 	fs.Float64Var(&f.ErrorEvent, "error-event", 0, "fraction of streams answered 200 with only an error event")
 	fs.BoolVar(&f.AuthBreak, "auth-break", false, "answer 401 to every request")
@@ -65,7 +69,7 @@ func Run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if err := level.UnmarshalText([]byte(*logLevel)); err != nil {
 		return fmt.Errorf("simulate: -log-level: %w", err)
 	}
-	if err := validateOptions(&opts, *outage); err != nil {
+	if err := validateOptions(&opts, outage); err != nil {
 		return fmt.Errorf("simulate: %w", err)
 	}
 	handler := slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level})
@@ -73,8 +77,8 @@ func Run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 
 	s := New(opts)
 	defer s.Close()
-	if *outage > 0 {
-		s.StartOutage(*outage)
+	if outage > 0 {
+		s.StartOutage(outage)
 	}
 	ln, err := (&net.ListenConfig{}).Listen(ctx, "tcp", *listen)
 	if err != nil {

@@ -141,3 +141,45 @@ func TestRunFlagErrors(t *testing.T) {
 		}
 	}
 }
+
+// TestRunTakesSecondsAsSpans: the duration flags take a plain number of seconds as well as a Go
+// duration.
+func TestRunTakesSecondsAsSpans(t *testing.T) {
+	checkGoroutines(t)
+	ctx, cancel := context.WithCancel(t.Context())
+	defer cancel()
+	url, done, stderr := startRun(t, ctx, "-listen", "127.0.0.1:0", "-outage", "30", "-window", "90",
+		"-ttft", "0.001", "-token-interval", "0", "-fail-429-retry-after", "2.5", "-slow-headers-delay", ".1")
+	client := &http.Client{Transport: &http.Transport{}}
+	defer client.CloseIdleConnections()
+	get := func(path string, v any) {
+		t.Helper()
+		resp, err := client.Get(url + path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		if err := json.NewDecoder(resp.Body).Decode(v); err != nil || resp.StatusCode != 200 {
+			t.Fatalf("GET %s: %d %v", path, resp.StatusCode, err)
+		}
+	}
+	var f Faults
+	get("/sim/faults", &f)
+	if f.RetryAfter429 != 2500*time.Millisecond || f.SlowHeadersDelay != 100*time.Millisecond {
+		t.Errorf("faults: got retry_after_429 %v, slow_headers_delay %v; want 2.5s, 100ms", f.RetryAfter429, f.SlowHeadersDelay)
+	}
+	var o struct{ Remaining string }
+	get("/sim/outage", &o)
+	if d, err := time.ParseDuration(o.Remaining); err != nil || d <= 25*time.Second || d > 30*time.Second {
+		t.Errorf("outage remaining: got %q, want about 30s", o.Remaining)
+	}
+	cancel()
+	if err := waitRun(t, done); err != nil {
+		t.Errorf("Run: got %v, want nil (stderr %s)", err, stderr)
+	}
+	for _, args := range [][]string{{"-ttft", "soon"}, {"-window", "1e3"}, {"-outage", "-5"}} {
+		if err := Run(t.Context(), args, io.Discard, io.Discard); err == nil || !strings.Contains(err.Error(), args[0]) {
+			t.Errorf("Run(%q): got %v, want an error mentioning %s", args, err, args[0])
+		}
+	}
+}

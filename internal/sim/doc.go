@@ -86,13 +86,24 @@
 // requests) and truthful retry-after (whole seconds, rounded up) and retry-after-ms headers: the
 // exact time after which the same request would be admitted if nothing else were. A request whose
 // estimate alone exceeds TPM can never be admitted: it gets 429 with a message saying so,
-// x-should-retry: false and no retry-after headers.
+// x-should-retry: false, and retry-after and retry-after-ms giving the time until the whole
+// window is free again (every admission in it a window old; 1 s and 1 ms if it already is),
+// after which any request that fits is admitted. So every 429 of the quota carries
+// both retry headers; injected 429s carry them unless their delay is set negative.
 //
-// Every answer to a valid request (success, 429, injected 500/503/429) carries
-// x-ratelimit-remaining-requests and x-ratelimit-limit-requests when RPM is set, and
-// x-ratelimit-remaining-tokens and x-ratelimit-limit-tokens when TPM is set; an unlimited
-// dimension has no headers. Every answer carries apim-request-id and x-request-id (the same
-// uuid-like id), x-ms-region when a region is set, and echoes x-ms-client-request-id.
+// Every answer of the API routes (success or error, plain or streamed, Azure or /v1 paths,
+// injected faults included; not the admin routes, and not a reset or hung connection) carries,
+// as Azure's always do, x-ratelimit-limit-requests, x-ratelimit-remaining-requests,
+// x-ratelimit-limit-tokens and x-ratelimit-remaining-tokens. A dimension without a limit (TPM
+// or RPM zero) reports 2147483647 as both its limit and its remaining value, on every answer,
+// never decremented: the largest value a 32-bit parser accepts, far above any quota Azure grants
+// a deployment, so a gateway that steers by remaining/limit sees a backend with all its capacity.
+// The values are those of the deployment the request names; an answer given before the
+// simulator knows which (a 401 or an outage on /v1 paths, whose body is not read, the model
+// list, an unknown route, a body without a valid model) reports the least any deployment has
+// left, so it never promises more than the meant deployment has; a deployment nothing was
+// charged to reports its full limits. Every answer carries apim-request-id and x-request-id
+// (the same uuid-like id), x-ms-region when a region is set, and echoes x-ms-client-request-id.
 //
 // # Faults
 //
@@ -126,8 +137,14 @@
 //	PUT, POST   /sim/faults           replace the faults with the JSON body (unknown fields: 400)
 //	DELETE      /sim/faults           clear all faults
 //	GET         /sim/outage           {"remaining":"…"} of the current outage
-//	POST        /sim/outage?for=10s   start an outage of that length (for=0 ends it)
+//	POST        /sim/outage?for=10    start an outage of that length (for=0 ends it)
 //	GET         /sim/stats            the counters of [Server.Stats] as JSON
+//
+// A time span (the outage's for, the faults' retry_after_429 and slow_headers_delay, and the
+// duration flags) is a Go duration ("10s", "1m30s", "250ms") or a plain decimal number of
+// seconds ("10", "1.5", ".25"); in the faults JSON also a JSON number of seconds (1.5).
+// Text with an exponent ("1e3"), units other than Go's, and spans beyond about 292 years are
+// refused.
 //
 // # Command
 //
@@ -139,5 +156,7 @@
 // Flags: -listen, -key, -tpm, -rpm, -window, -ttft, -token-interval, -seed, -region,
 // -log-level, and the fault flags -fail-500, -fail-503, -fail-429, -fail-429-retry-after,
 // -reset, -hang, -slow-headers, -slow-headers-delay, -stream-cut, -error-event, -auth-break,
-// -outage, -outage-reset.
+// -outage, -outage-reset. The duration flags (-window, -ttft, -token-interval,
+// -fail-429-retry-after, -slow-headers-delay, -outage) take time spans as the admin endpoint
+// does: -outage 30 is -outage 30s.
 package sim

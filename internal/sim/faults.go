@@ -12,7 +12,7 @@ import (
 // Faults says which faults the simulator injects and how often. Rates are fractions of requests
 // from 0 to 1; a zero rate injects nothing. The zero value injects no fault. See the package
 // documentation for what each fault does on the wire. JSON uses the names in the tags and
-// durations as strings such as "2s".
+// durations as strings such as "2s"; decoding also takes a number of seconds (2, 0.5, "2").
 type Faults struct {
 	// Fail500 is the fraction of requests answered 500 InternalServerError.
 	Fail500 float64 `json:"fail_500"`
@@ -213,7 +213,9 @@ func (f *Faults) UnmarshalJSON(data []byte) error {
 	return nil
 }
 
-// jsonDuration is a time.Duration that JSON encodes as a string ("250ms").
+// jsonDuration is a time.Duration that JSON encodes as a string ("250ms") and decodes from a
+// string holding a duration or a number of seconds ("250ms", "0.25") or from a JSON number of
+// seconds (0.25).
 type jsonDuration time.Duration
 
 func (d jsonDuration) MarshalJSON() ([]byte, error) {
@@ -221,13 +223,25 @@ func (d jsonDuration) MarshalJSON() ([]byte, error) {
 }
 
 func (d *jsonDuration) UnmarshalJSON(data []byte) error {
-	var s string
-	if err := json.Unmarshal(data, &s); err != nil {
-		return fmt.Errorf("duration must be a string such as \"2s\": %w", err)
-	}
-	v, err := time.ParseDuration(s)
-	if err != nil {
-		return err
+	var v time.Duration
+	if len(data) > 0 && data[0] == '"' {
+		var s string
+		if err := json.Unmarshal(data, &s); err != nil {
+			return err
+		}
+		var err error
+		if v, err = parseSpan(s); err != nil {
+			return err
+		}
+	} else {
+		var f float64
+		if err := json.Unmarshal(data, &f); err != nil || string(data) == "null" {
+			return fmt.Errorf("duration must be a number of seconds such as 2 or a string such as \"2s\", got %s", data)
+		}
+		var err error
+		if v, err = secondsSpan(f); err != nil {
+			return err
+		}
 	}
 	*d = jsonDuration(v)
 	return nil

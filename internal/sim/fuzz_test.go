@@ -3,10 +3,13 @@ package sim
 import (
 	"bytes"
 	"encoding/json"
+	"math"
 	"mime/multipart"
 	"net/http"
+	"strconv"
 	"strings"
 	"testing"
+	"time"
 )
 
 // fuzzPaths are the routes FuzzRequestBody sends its body to, chosen by the fuzzed index.
@@ -103,4 +106,35 @@ func checkSSE(t *testing.T, out []byte) {
 			t.Fatalf("invalid event %q", e)
 		}
 	}
+}
+
+// FuzzParseSpan: parseSpan never panics, agrees with time.ParseDuration on what it accepts,
+// reads any other accepted text as that many seconds, and reads back what a duration prints.
+func FuzzParseSpan(f *testing.F) {
+	for _, seed := range []string{"10", "1.5", ".25", "-1", "+3.", "10s", "1m30s", "0", "", ".", "-",
+		"1e3", "NaN", "Inf", "0x10", "1_000", "9223372036", "9223372037", "2562047h47m16.854775807s"} {
+		f.Add(seed)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		d, err := parseSpan(s)
+		if err != nil {
+			return
+		}
+		if want, perr := time.ParseDuration(s); perr == nil {
+			if d != want {
+				t.Fatalf("parseSpan(%q) = %v, time.ParseDuration says %v", s, d, want)
+			}
+		} else {
+			if !isDecimal(s) {
+				t.Fatalf("parseSpan(%q) = %v, accepted text that is neither a duration nor decimal", s, d)
+			}
+			secs, perr := strconv.ParseFloat(s, 64)
+			if perr != nil || math.Abs(float64(d)-secs*float64(time.Second)) > math.Max(1, math.Abs(secs)) {
+				t.Fatalf("parseSpan(%q) = %v, want %v seconds", s, d, secs)
+			}
+		}
+		if back, err := parseSpan(d.String()); err != nil || back != d {
+			t.Fatalf("parseSpan(%q) = %v, which reads back as %v, %v", s, d, back, err)
+		}
+	})
 }

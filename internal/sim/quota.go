@@ -38,7 +38,8 @@ type decision struct {
 	never bool
 	// byTokens tells which limit refused: tokens if true, requests if false.
 	byTokens bool
-	// retryAfter is the wait after which the same request would be admitted.
+	// retryAfter is the wait after which the same request would be admitted; if never, the
+	// wait until the window is empty (0 if it is), after which any request that fits is.
 	retryAfter time.Duration
 	// remaining requests and tokens in the window after this decision; -1 if unlimited.
 	remainingRequests, remainingTokens int64
@@ -77,8 +78,14 @@ func (q *quota) admit(w *window, cost int64, now time.Time) decision {
 	w.expire(now, q.window)
 	count := int64(len(w.log) - w.head)
 	if q.tpm > 0 && cost > q.tpm {
-		return decision{never: true, byTokens: true,
+		d := decision{never: true, byTokens: true,
 			remainingRequests: q.remaining(q.rpm, count), remainingTokens: q.remaining(q.tpm, w.tokens)}
+		// expire drops admissions from the head only, so the window is empty once the latest of
+		// them (concurrent admissions may be logged slightly out of order) is a window old.
+		for _, a := range w.log[w.head:] {
+			d.retryAfter = max(d.retryAfter, a.at.Add(q.window).Sub(now))
+		}
+		return d
 	}
 	if q.fits(count, w.tokens, cost) {
 		// A request that costs no tokens needs a log entry only to count requests.
@@ -107,6 +114,27 @@ func (q *quota) admit(w *window, cost int64, now time.Time) decision {
 		}
 	}
 	return d
+}
+
+// remainingOf reports the remaining requests and tokens at now of deployment dep (its full
+// limits if it has no window yet) or, if dep is "", the least of every tracked deployment (the
+// limits if there are none): a value no deployment is below. -1 means unlimited.
+func (q *quota) remainingOf(dep string, now time.Time) (requests, tokens int64) {
+	requests, tokens = q.remaining(q.rpm, 0), q.remaining(q.tpm, 0)
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	if dep != "" {
+		if w := q.windows[dep]; w != nil {
+			return q.peek(w, now)
+		}
+		return requests, tokens
+	}
+	// Lock order: q.mu, then a window's mu; admit and peek never take q.mu.
+	for _, w := range q.windows {
+		r, t := q.peek(w, now)
+		requests, tokens = min(requests, r), min(tokens, t)
+	}
+	return requests, tokens
 }
 
 // peek reports the remaining requests and tokens of w at now without admitting anything.

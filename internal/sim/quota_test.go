@@ -1,6 +1,7 @@
 package sim
 
 import (
+	"cmp"
 	"math/rand/v2"
 	"net/http"
 	"strconv"
@@ -209,33 +210,230 @@ func TestQuotaIsPerDeploymentAndHeaders(t *testing.T) {
 	}
 }
 
+// TestRequestLargerThanTPMIsNeverAdmitted: a request whose estimate alone exceeds TPM gets a
+// 429 that says so, x-should-retry: false, and retry headers telling when the whole window is
+// free again, after which (and not before) a request of a full window's tokens is admitted.
 func TestRequestLargerThanTPMIsNeverAdmitted(t *testing.T) {
 	t.Parallel()
-	s := New(Options{TPM: 100})
-	res := serve(t, s, http.MethodPost, chatPath("dep"), chatBody("x", 500, false), nil)
-	if res.Code != http.StatusTooManyRequests {
-		t.Fatalf("status: got %d, want 429", res.Code)
+	clock := newFakeClock()
+	// "x": 3 + 4 + 1 = 8 prompt tokens.
+	const tpm = 1000
+	s := New(Options{TPM: tpm, Now: clock.Now})
+	tooLarge := chatBody("x", 1500, false)
+	check := func(wantMS int64) {
+		t.Helper()
+		res := serve(t, s, http.MethodPost, chatPath("dep"), tooLarge, nil)
+		if res.Code != http.StatusTooManyRequests {
+			t.Fatalf("status: got %d, want 429", res.Code)
+		}
+		if got := res.Header().Get("x-should-retry"); got != "false" {
+			t.Errorf("x-should-retry: got %q, want false", got)
+		}
+		if !strings.Contains(res.Body.String(), "can never be admitted") {
+			t.Errorf("body: got %s", res.Body)
+		}
+		if got := headerInt(t, res.Header(), "retry-after-ms"); got != wantMS {
+			t.Errorf("retry-after-ms: got %d, want %d", got, wantMS)
+		}
+		if got, want := headerInt(t, res.Header(), "retry-after"), max((wantMS+999)/1000, 1); got != want {
+			t.Errorf("retry-after: got %d, want %d", got, want)
+		}
 	}
-	if got := res.Header().Get("x-should-retry"); got != "false" {
-		t.Errorf("x-should-retry: got %q, want false", got)
+	check(1) // the window is empty: it is whole at once
+
+	for _, maxTokens := range []int{92, 192} { // 100 and 200 tokens, 10 s apart
+		if res := serve(t, s, http.MethodPost, chatPath("dep"), chatBody("x", maxTokens, false), nil); res.Code != 200 {
+			t.Fatalf("filling the window: got %d", res.Code)
+		}
+		clock.Advance(10 * time.Second)
 	}
-	if got := res.Header().Get("retry-after"); got != "" {
-		t.Errorf("retry-after: got %q, want none", got)
+	clock.Advance(2500 * time.Millisecond)
+	// The last admission, 12.5 s ago, leaves the window 47.5 s from now.
+	check(47500)
+	full := chatBody("x", tpm-8, false)
+	clock.Advance(47499 * time.Millisecond)
+	if res := serve(t, s, http.MethodPost, chatPath("dep"), full, nil); res.Code != http.StatusTooManyRequests {
+		t.Fatalf("a full window's request 1 ms before retry-after-ms: got %d, want 429", res.Code)
 	}
-	if !strings.Contains(res.Body.String(), "can never be admitted") {
-		t.Errorf("body: got %s", res.Body)
+	clock.Advance(time.Millisecond)
+	if res := serve(t, s, http.MethodPost, chatPath("dep"), full, nil); res.Code != http.StatusOK {
+		t.Fatalf("a full window's request at retry-after-ms: got %d, want 200; body %s", res.Code, res.Body)
 	}
 }
 
-func TestNoLimitsNoRateHeaders(t *testing.T) {
-	t.Parallel()
-	s := New(Options{})
-	res := serve(t, s, http.MethodPost, chatPath("dep"), chatBody("x", 0, false), nil)
-	for _, name := range []string{"x-ratelimit-remaining-requests", "x-ratelimit-remaining-tokens"} {
-		if v := res.Header().Get(name); v != "" {
-			t.Errorf("%s: got %q, want none without limits", name, v)
+// checkRateHeaders fails unless h carries the limit and remaining headers of both dimensions,
+// consistent with the limits tpm and rpm (0: unlimited, reported as unlimitedQuota).
+func checkRateHeaders(t *testing.T, h http.Header, tpm, rpm int64) {
+	t.Helper()
+	for _, dim := range []struct {
+		name  string
+		limit int64
+	}{{"tokens", tpm}, {"requests", rpm}} {
+		for _, kind := range []string{"limit", "remaining"} {
+			if h.Get("x-ratelimit-"+kind+"-"+dim.name) == "" {
+				t.Fatalf("x-ratelimit-%s-%s: missing in %v", kind, dim.name, h)
+			}
+		}
+		limit := headerInt(t, h, "x-ratelimit-limit-"+dim.name)
+		remaining := headerInt(t, h, "x-ratelimit-remaining-"+dim.name)
+		if dim.limit == 0 {
+			if limit != unlimitedQuota || remaining != unlimitedQuota {
+				t.Errorf("unlimited %s: got limit %d, remaining %d, want both %d", dim.name, limit, remaining, unlimitedQuota)
+			}
+			continue
+		}
+		if limit != dim.limit || remaining < 0 || remaining > limit {
+			t.Errorf("%s: got limit %d, remaining %d, want limit %d and 0 ≤ remaining ≤ limit", dim.name, limit, remaining, dim.limit)
 		}
 	}
+}
+
+// TestEveryAnswerCarriesRateHeaders: every answer of the API routes (success and error, plain
+// and streamed, Azure and /v1 paths, injected faults and throttling) carries the limit and
+// remaining headers of both dimensions, whether the quota sets them or not.
+func TestEveryAnswerCarriesRateHeaders(t *testing.T) {
+	t.Parallel()
+	v1 := func(body string) string { return `{"model":"dep",` + body[1:] }
+	cases := []struct {
+		name, method, target, body string
+		header                     http.Header
+		faults                     Faults
+		outage                     bool
+		status                     int
+	}{
+		{name: "azure chat", target: chatPath("dep"), body: chatBody("hi", 5, false), status: 200},
+		{name: "azure chat stream", target: chatPath("dep"), body: chatBody("hi", 5, true), status: 200},
+		{name: "v1 chat", target: "/v1/chat/completions", body: v1(chatBody("hi", 5, false)), status: 200},
+		{name: "openai/v1 chat stream", target: "/openai/v1/chat/completions", body: v1(chatBody("hi", 5, true)), status: 200},
+		{name: "v1 completions stream", target: "/v1/completions", body: `{"model":"dep","prompt":"hi","max_tokens":3,"stream":true}`, status: 200},
+		{name: "embeddings", target: "/v1/embeddings", body: `{"model":"dep","input":"hi"}`, status: 200},
+		{name: "images", target: "/v1/images/generations", body: `{"model":"dep","prompt":"cat"}`, status: 200},
+		{name: "models", method: "GET", target: "/v1/models", status: 200},
+		{name: "content filter", target: chatPath("dep"), body: chatBody("[[content_filter]]", 5, false), status: 400},
+		{name: "bad body", target: chatPath("dep"), body: `{"messages":`, status: 400},
+		{name: "v1 without model", target: "/v1/chat/completions", body: chatBody("hi", 5, false), status: 400},
+		{name: "bad api-version", target: "/openai/deployments/dep/chat/completions?api-version=x", body: chatBody("hi", 5, false), status: 400},
+		{name: "missing api-version", target: "/openai/deployments/dep/chat/completions", body: chatBody("hi", 5, false), status: 404},
+		{name: "bad deployment", target: chatPath("d%20d"), body: chatBody("hi", 5, false), status: 404},
+		{name: "unknown route", target: "/v1/nothing", body: "{}", status: 404},
+		{name: "wrong method", method: "GET", target: chatPath("dep"), status: 405},
+		{name: "wrong key", target: chatPath("dep"), body: chatBody("hi", 5, false), header: http.Header{"Api-Key": {"nope"}}, status: 401},
+		{name: "auth_break", target: "/v1/chat/completions", body: v1(chatBody("hi", 5, false)), faults: Faults{AuthBreak: true}, status: 401},
+		{name: "fail_500", target: chatPath("dep"), body: chatBody("hi", 5, false), faults: Faults{Fail500: 1}, status: 500},
+		{name: "fail_503 stream", target: chatPath("dep"), body: chatBody("hi", 5, true), faults: Faults{Fail503: 1}, status: 503},
+		{name: "fail_429", target: chatPath("dep"), body: chatBody("hi", 5, false), faults: Faults{Fail429: 1}, status: 429},
+		{name: "error_event", target: chatPath("dep"), body: chatBody("hi", 5, true), faults: Faults{ErrorEvent: 1}, status: 200},
+		{name: "outage azure", target: chatPath("dep"), body: chatBody("hi", 5, false), outage: true, status: 503},
+		{name: "outage v1", target: "/v1/chat/completions", body: v1(chatBody("hi", 5, false)), outage: true, status: 503},
+	}
+	for _, q := range []struct {
+		name     string
+		tpm, rpm int64
+	}{{"unlimited", 0, 0}, {"tpm only", 1000, 0}, {"rpm only", 0, 5}, {"both", 1000, 5}} {
+		t.Run(q.name, func(t *testing.T) {
+			t.Parallel()
+			for _, tc := range cases {
+				t.Run(tc.name, func(t *testing.T) {
+					s := New(Options{Key: testKey, TPM: int(q.tpm), RPM: int(q.rpm), Faults: tc.faults})
+					if tc.outage {
+						s.StartOutage(time.Minute)
+					}
+					header := tc.header
+					if header == nil {
+						header = http.Header{"Api-Key": {testKey}}
+					}
+					method := cmp.Or(tc.method, http.MethodPost)
+					res := serve(t, s, method, tc.target, tc.body, header)
+					if res.Code != tc.status {
+						t.Fatalf("status: got %d, want %d; body %s", res.Code, tc.status, res.Body)
+					}
+					checkRateHeaders(t, res.Result().Header, q.tpm, q.rpm) // as sent with the status
+				})
+			}
+			if q.tpm == 0 && q.rpm == 0 {
+				return
+			}
+			t.Run("over quota", func(t *testing.T) {
+				s := New(Options{TPM: int(q.tpm), RPM: int(q.rpm)})
+				for range 20 { // 200 tokens a request: at most 5 fit in either quota
+					res := serve(t, s, http.MethodPost, chatPath("dep"), chatBody("x", 192, false), nil)
+					checkRateHeaders(t, res.Result().Header, q.tpm, q.rpm)
+					if res.Code == http.StatusTooManyRequests {
+						return
+					}
+				}
+				t.Fatal("no request throttled")
+			})
+			if q.tpm > 0 {
+				t.Run("never fits", func(t *testing.T) {
+					s := New(Options{TPM: int(q.tpm), RPM: int(q.rpm)})
+					res := serve(t, s, http.MethodPost, chatPath("dep"), chatBody("x", 2000, false), nil)
+					if res.Code != http.StatusTooManyRequests {
+						t.Fatalf("status: got %d, want 429", res.Code)
+					}
+					checkRateHeaders(t, res.Result().Header, q.tpm, q.rpm)
+				})
+			}
+		})
+	}
+}
+
+// TestUnlimitedDimensionNeverDecreases: the dimension without a limit reports the same fixed
+// quota on every answer while the limited one counts down.
+func TestUnlimitedDimensionNeverDecreases(t *testing.T) {
+	t.Parallel()
+	s := New(Options{TPM: 1000})
+	for i := range 5 {
+		res := serve(t, s, http.MethodPost, chatPath("dep"), chatBody("x", 92, false), nil)
+		h := res.Header()
+		if got := headerInt(t, h, "x-ratelimit-remaining-tokens"); got != int64(900-100*i) {
+			t.Errorf("%d: remaining tokens: got %d, want %d", i, got, 900-100*i)
+		}
+		if got := headerInt(t, h, "x-ratelimit-remaining-requests"); got != unlimitedQuota {
+			t.Errorf("%d: remaining requests: got %d, want %d", i, got, unlimitedQuota)
+		}
+	}
+	s = New(Options{RPM: 100})
+	for i := range 5 {
+		res := serve(t, s, http.MethodPost, chatPath("dep"), chatBody("x", 2000, false), nil)
+		h := res.Header()
+		if got := headerInt(t, h, "x-ratelimit-remaining-requests"); got != int64(99-i) {
+			t.Errorf("%d: remaining requests: got %d, want %d", i, got, 99-i)
+		}
+		if got := headerInt(t, h, "x-ratelimit-remaining-tokens"); got != unlimitedQuota {
+			t.Errorf("%d: remaining tokens: got %d, want %d", i, got, unlimitedQuota)
+		}
+	}
+}
+
+// TestRateHeadersBeforeAdmission: an answer given before admission reports the quota of the
+// deployment the request names, a deployment's full quota if nothing was charged to it, and,
+// when the request names no deployment (yet), the least any deployment has left.
+func TestRateHeadersBeforeAdmission(t *testing.T) {
+	t.Parallel()
+	s := New(Options{Key: testKey, TPM: 1000})
+	good := http.Header{"Api-Key": {testKey}}
+	if res := serve(t, s, http.MethodPost, chatPath("a"), chatBody("x", 892, false), good); res.Code != 200 {
+		t.Fatalf("charging 900 tokens to a: got %d", res.Code)
+	}
+	check := func(name, method, target, body string, header http.Header, want int64) {
+		t.Helper()
+		res := serve(t, s, method, target, body, header)
+		if got := headerInt(t, res.Header(), "x-ratelimit-remaining-tokens"); got != want {
+			t.Errorf("%s (%d): remaining tokens: got %d, want %d", name, res.Code, got, want)
+		}
+	}
+	body := chatBody("hi", 5, false)
+	check("wrong key for a", "POST", chatPath("a"), body, nil, 100)
+	check("wrong key for b", "POST", chatPath("b"), body, nil, 1000)
+	check("bad api-version for a", "POST", "/openai/deployments/a/chat/completions?api-version=x", body, good, 100)
+	check("v1 body naming b", "POST", "/v1/chat/completions", `{"model":"b","messages":`, good, 100)
+	check("v1 content filter for b", "POST", "/v1/chat/completions",
+		`{"model":"b","messages":[{"role":"user","content":"[[content_filter]]"}]}`, good, 1000)
+	check("models", "GET", "/v1/models", "", good, 100)
+	s.StartOutage(time.Minute)
+	check("outage for b", "POST", chatPath("b"), body, good, 1000)
+	check("outage on v1", "POST", "/v1/chat/completions", `{"model":"b"}`, good, 100)
 }
 
 func TestQuotaConcurrentAdmissionsNeverExceed(t *testing.T) {

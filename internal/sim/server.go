@@ -22,9 +22,11 @@ type Options struct {
 	// Key is the API key clients must send as api-key or Authorization: Bearer. If empty, no
 	// authentication is required.
 	Key string
-	// TPM is the tokens per Window each deployment admits. If zero, tokens are unlimited.
+	// TPM is the tokens per Window each deployment admits. If zero, tokens are unlimited (and
+	// the rate headers report 2147483647 tokens).
 	TPM int
-	// RPM is the requests per Window each deployment admits. If zero, requests are unlimited.
+	// RPM is the requests per Window each deployment admits. If zero, requests are unlimited
+	// (and the rate headers report 2147483647 requests).
 	// (Azure grants 6 RPM per 1000 TPM.)
 	RPM int
 	// Window is the length of the sliding quota window. If zero, one minute.
@@ -155,6 +157,11 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if v := r.Header.Get("X-Ms-Client-Request-Id"); v != "" && len(v) <= 128 {
 		h.Set("X-Ms-Client-Request-Id", v)
 	}
+	rt, routed := parseRoute(r.URL.Path)
+	dep := "" // the deployment the request names, once known: its quota goes in the headers
+	if routed && rt.azure && validName(rt.deployment) {
+		dep = rt.deployment
+	}
 	f := s.faults.Load()
 	if s.outageRemaining() > 0 {
 		s.stats.faults[faultOutage].Add(1)
@@ -162,35 +169,35 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			s.reset(w)
 			return
 		}
-		s.writeError(w, errUnavailable)
+		s.refuse(w, dep, errUnavailable)
 		return
 	}
 	if f.AuthBreak {
 		s.stats.faults[faultAuthBreak].Add(1)
-		s.writeError(w, errUnauthorized)
+		s.refuse(w, dep, errUnauthorized)
 		return
 	}
 	if !s.authorized(r) {
-		s.writeError(w, errUnauthorized)
+		s.refuse(w, dep, errUnauthorized)
 		return
 	}
-	rt, ok := parseRoute(r.URL.Path)
-	if !ok {
-		s.writeError(w, errNotFound)
+	if !routed {
+		s.refuse(w, dep, errNotFound)
 		return
 	}
 	if rt.op == opModels {
 		if r.Method != http.MethodGet && r.Method != http.MethodHead {
 			h.Set("Allow", "GET, HEAD")
-			s.writeError(w, methodNotAllowed())
+			s.refuse(w, dep, methodNotAllowed())
 			return
 		}
+		s.quotaHeaders(h, dep)
 		s.writeBody(w, http.StatusOK, "application/json", []byte(modelsBody))
 		return
 	}
 	if r.Method != http.MethodPost {
 		h.Set("Allow", "POST")
-		s.writeError(w, methodNotAllowed())
+		s.refuse(w, dep, methodNotAllowed())
 		return
 	}
 	x := &exchange{w: w, r: r, id: id, route: rt, apiVersion: "v1", faults: f}
@@ -198,13 +205,13 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		x.apiVersion = queryParam(r.URL.RawQuery, "api-version")
 		switch {
 		case x.apiVersion == "":
-			s.writeError(w, errNotFound)
+			s.refuse(w, dep, errNotFound)
 			return
 		case !validAPIVersion(x.apiVersion):
-			s.writeError(w, errBadVersion)
+			s.refuse(w, dep, errBadVersion)
 			return
 		case !validName(rt.deployment):
-			s.writeError(w, errNoDeployment)
+			s.refuse(w, dep, errNoDeployment)
 			return
 		}
 	}
@@ -218,19 +225,20 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	if e != nil {
-		s.writeError(w, e)
+		s.refuse(w, dep, e)
 		return
 	}
 	if rt.azure {
 		x.call.model = rt.deployment
 	} else if x.call.model == "" {
-		s.writeError(w, badRequest("model", "You must provide a model parameter."))
+		s.refuse(w, dep, badRequest("model", "You must provide a model parameter."))
 		return
 	} else if !validName(x.call.model) {
-		s.writeError(w, errNoDeployment)
+		s.refuse(w, dep, errNoDeployment)
 		return
 	}
 	if x.call.prompt.filter {
+		s.quotaHeaders(h, x.call.model)
 		s.writeBody(w, http.StatusBadRequest, "application/json", []byte(contentFilterBody))
 		return
 	}
@@ -267,9 +275,11 @@ func (s *Server) serve(x *exchange) {
 	var win *window
 	if s.quota.enabled() {
 		if win = s.quota.lookup(c.model); win == nil {
-			s.writeError(x.w, errNoDeployment)
+			s.refuse(x.w, "", errNoDeployment)
 			return
 		}
+	} else {
+		s.setRateHeaders(x.w.Header(), -1, -1)
 	}
 	if slow {
 		s.stats.faults[faultSlowHeaders].Add(1)
@@ -323,7 +333,7 @@ func (s *Server) failBeforeAdmission(x *exchange, win *window) bool {
 	default:
 		return false
 	}
-	if win != nil {
+	if win != nil { // else serve has set the headers of an unlimited quota
 		requests, tokens := s.quota.peek(win, s.now())
 		s.setRateHeaders(x.w.Header(), requests, tokens)
 	}
@@ -332,7 +342,7 @@ func (s *Server) failBeforeAdmission(x *exchange, win *window) bool {
 }
 
 // admit charges the request to the deployment's quota window, if any; over quota it answers
-// 429 and returns false.
+// 429 and returns false. Without a window (no quota), serve has set the rate headers.
 func (s *Server) admit(x *exchange, win *window) bool {
 	cost := x.call.cost()
 	if win != nil {
@@ -341,8 +351,11 @@ func (s *Server) admit(x *exchange, win *window) bool {
 		s.setRateHeaders(h, d.remainingRequests, d.remainingTokens)
 		switch {
 		case d.never:
+			// The same request will never fit, but the next one that does is admitted once the
+			// whole window is free again: the retry headers say when that is.
 			s.stats.throttled.Add(1)
 			h.Set("X-Should-Retry", "false")
+			setRetryAfter(h, d.retryAfter)
 			s.writeError(x.w, tooLargeForQuota(x.call.op, x.apiVersion, cost, s.quota.tpm))
 			return false
 		case !d.admitted:
@@ -376,17 +389,49 @@ func (s *Server) authorized(r *http.Request) bool {
 	return subtle.ConstantTimeCompare(sum[:], s.key[:]) == 1
 }
 
-// setRateHeaders sets the x-ratelimit headers of the limited dimensions; remaining values of
-// -1 mean unlimited.
+// unlimitedQuota is the limit and remaining value the x-ratelimit headers report for an
+// unlimited dimension (TPM or RPM of zero): the largest value a 32-bit parser accepts, far above
+// any quota Azure grants a deployment, and never decremented. A client that steers by
+// remaining/limit sees a full backend.
+const unlimitedQuota = 1<<31 - 1
+
+var unlimitedQuotaText = strconv.Itoa(unlimitedQuota)
+
+// setRateHeaders sets the x-ratelimit-limit-* and x-ratelimit-remaining-* headers of both
+// dimensions; a remaining value of -1 means unlimited and reports unlimitedQuota.
 func (s *Server) setRateHeaders(h http.Header, requests, tokens int64) {
 	if requests >= 0 {
 		h.Set("X-Ratelimit-Limit-Requests", strconv.FormatInt(s.quota.rpm, 10))
 		h.Set("X-Ratelimit-Remaining-Requests", strconv.FormatInt(requests, 10))
+	} else {
+		h.Set("X-Ratelimit-Limit-Requests", unlimitedQuotaText)
+		h.Set("X-Ratelimit-Remaining-Requests", unlimitedQuotaText)
 	}
 	if tokens >= 0 {
 		h.Set("X-Ratelimit-Limit-Tokens", strconv.FormatInt(s.quota.tpm, 10))
 		h.Set("X-Ratelimit-Remaining-Tokens", strconv.FormatInt(tokens, 10))
+	} else {
+		h.Set("X-Ratelimit-Limit-Tokens", unlimitedQuotaText)
+		h.Set("X-Ratelimit-Remaining-Tokens", unlimitedQuotaText)
 	}
+}
+
+// quotaHeaders sets the rate headers of an answer given before admission: those of deployment
+// dep, or, if dep is "" (the request names no existing deployment, or not yet), the least any
+// deployment has left, so that they never promise more than the meant deployment has.
+func (s *Server) quotaHeaders(h http.Header, dep string) {
+	requests, tokens := int64(-1), int64(-1)
+	if s.quota.enabled() {
+		requests, tokens = s.quota.remainingOf(dep, s.now())
+	}
+	s.setRateHeaders(h, requests, tokens)
+}
+
+// refuse answers e, with the rate headers of deployment dep (see quotaHeaders), to a request
+// that does not reach its deployment's quota.
+func (s *Server) refuse(w http.ResponseWriter, dep string, e *apiError) {
+	s.quotaHeaders(w.Header(), dep)
+	s.writeError(w, e)
 }
 
 // writeHead sends the status line and counts it.

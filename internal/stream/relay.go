@@ -6,6 +6,7 @@ package stream
 import (
 	"bytes"
 	"errors"
+	"fmt"
 	"io"
 	"net/http"
 	"sync"
@@ -209,19 +210,33 @@ type Writer interface {
 	http.Flusher
 }
 
+// ErrPartialEvent is Copy's error for an upstream that ended cleanly (io.EOF)
+// inside an event. It wraps io.ErrUnexpectedEOF.
+var ErrPartialEvent = fmt.Errorf("stream ended inside an event: %w", io.ErrUnexpectedEOF)
+
 // Copy relays src to dst event by event until src ends: it writes only
 // whole events (up to the last blank line read so far) and flushes after
 // each write, so a client never sees half an event, even when the upstream
-// breaks. An event larger than buf is passed through in pieces. buf[:pre]
-// holds bytes already read from src and not yet written. When src is a
-// Waiter, buf goes back to the pool whenever no event is pending and src has
-// nothing to read (pre bytes read before are still written first). What dst
-// holds before the call (a response head) is flushed with the first whole
-// events in buf[:pre], or alone before the first read. Copy calls onRead
-// after each successful read (e.g. to extend an idle deadline) and records
-// what was written in tail. It returns the bytes written and the first read
-// or write error (io.EOF is not an error); on a read error, bytes of an
-// unfinished event are dropped.
+// breaks. An event larger than buf is passed through in pieces (all but
+// its last 3 bytes while no blank line is in sight). buf[:pre] holds bytes
+// already read from src and not yet written. When src is a Waiter, buf goes
+// back to the pool whenever no event is pending and src has nothing to read
+// (pre bytes read before are still written first). What dst holds before
+// the call (a response head) is flushed with the first whole events in
+// buf[:pre], or alone before the first read. Copy calls onRead after each
+// successful read (e.g. to extend an idle deadline) and records what was
+// written in tail.
+//
+// It returns the bytes written and the first read or write error. When src
+// ends, the bytes after the last blank line never reach dst: at io.EOF they
+// are an unfinished event, and Copy returns ErrPartialEvent (so a caller
+// ends the client's stream with an error event, as for any other read
+// error), unless they hold nothing a client would act on (only blank or
+// whitespace lines and ":" comments, such as a stray trailing newline) and
+// no piece of an event larger than buf went out before them: then src ended
+// cleanly and the error is nil. So dst gets nothing after the stream's last
+// whole event, except pieces of an event larger than buf (which then always
+// ends in a non-nil error).
 func Copy(dst Writer, src io.Reader, buf *Buf, pre int, tail *Tail, onRead func()) (int64, error) {
 	return CopyFiltered(dst, src, buf, pre, tail, Filter{OnRead: onRead})
 }
@@ -293,7 +308,17 @@ func CopyFiltered(dst Writer, src io.Reader, b *Buf, pre int, tail *Tail, f Filt
 	} else {
 		dst.Flush()
 	}
+	inside := false // a piece of the pending event has been written
 	for {
+		if off == len(buf) {
+			// An event larger than buf: pass it through, keeping back the 3
+			// bytes that may begin the blank line ending it, so that blank
+			// line is found whole in buf.
+			if err := write(max(off-3, 1)); err != nil {
+				return written, err
+			}
+			inside = true
+		}
 		if off == 0 && waiter != nil {
 			b.Release()
 			_ = waiter.Wait()
@@ -310,28 +335,42 @@ func CopyFiltered(dst Writer, src io.Reader, b *Buf, pre int, tail *Tail, f Filt
 			prev := off
 			off += n
 			// Only the new bytes (and the 3 before them) can hold a new boundary.
-			end := lastBoundaryFrom(buf[:off], max(prev-3, 0))
-			if end < 0 && off == len(buf) {
-				end = off
-			}
-			if end > 0 {
+			if end := lastBoundaryFrom(buf[:off], max(prev-3, 0)); end > 0 {
 				if err := write(end); err != nil {
 					return written, err
 				}
+				inside = false
 			}
 		}
 		if rerr != nil {
-			if errors.Is(rerr, io.EOF) {
-				if off > 0 {
-					if err := write(off); err != nil {
-						return written, err
-					}
-				}
-				return written, nil
+			// Every whole event is written: buf[:off] is what src left
+			// unfinished, and it is dropped.
+			if !errors.Is(rerr, io.EOF) {
+				return written, rerr
 			}
-			return written, rerr
+			if inside || !inert(buf[:off]) {
+				return written, ErrPartialEvent
+			}
+			return written, nil
 		}
 	}
+}
+
+// inert reports whether b, bytes after the last event, holds nothing an SSE
+// client acts on: only empty or whitespace lines and comments (":").
+func inert(b []byte) bool {
+	for len(b) > 0 {
+		line := b
+		if i := bytes.IndexAny(b, "\r\n"); i >= 0 {
+			line, b = b[:i], b[i+1:]
+		} else {
+			b = nil
+		}
+		if len(line) > 0 && line[0] != ':' && len(bytes.Trim(line, " \t")) > 0 {
+			return false
+		}
+	}
+	return true
 }
 
 // lastBoundaryFrom is lastBoundary for a boundary that ends after from.

@@ -8,6 +8,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 )
 
 type recorder struct {
@@ -80,6 +81,95 @@ func TestCopyDropsPartialEventOnError(t *testing.T) {
 	ev := string(ErrorEvent(&tail, `broke "here"`, "upstream_stream_broken"))
 	if ev != "data: {\"error\":{\"message\":\"broke \\\"here\\\"\",\"type\":\"server_error\",\"param\":null,\"code\":\"upstream_stream_broken\"}}\n\n" {
 		t.Errorf("error event = %q", ev)
+	}
+}
+
+// TestCopyDropsPartialEventAtEnd: an upstream that ends (EOF or a read
+// error) inside an event gives the client its whole events and nothing of
+// the unfinished one, and the copy reports the cut; bytes after the last
+// event that no parser acts on (blank lines, comments) are dropped without
+// counting as a cut.
+func TestCopyDropsPartialEventAtEnd(t *testing.T) {
+	t.Parallel()
+	three := "data: {\"id\":\"a\"}\n\ndata: {\"id\":\"b\"}\n\ndata: {\"id\":\"c\"}\n\n"
+	threeCRLF := strings.ReplaceAll(three, "\n", "\r\n")
+	errReset := errors.New("connection reset")
+	if !errors.Is(ErrPartialEvent, io.ErrUnexpectedEOF) {
+		t.Fatal("ErrPartialEvent does not wrap io.ErrUnexpectedEOF, which callers take for a cut")
+	}
+	big := "data: " + strings.Repeat("x", 25) + "\n" // 32 bytes: fills the buffer
+	for _, tc := range []struct {
+		name  string
+		parts []string
+		err   error  // the source's error after its parts; nil for io.EOF
+		want  string // what the client gets
+		cut   error  // the copy's error; nil for a clean end
+	}{
+		{"partial event", []string{three, `data: {"id":"d","obj`}, nil, three, ErrPartialEvent},
+		{"partial event in one read", []string{three + `data: {"id":"d","obj`}, nil, three, ErrPartialEvent},
+		{"partial event, CRLF", []string{threeCRLF + "data: {\"id\":\"d\"}\r\n"}, nil, threeCRLF, ErrPartialEvent},
+		{"event without its blank line", []string{three, "data: [DONE]\n"}, nil, three, ErrPartialEvent},
+		{"field line only", []string{three, "event: x"}, nil, three, ErrPartialEvent},
+		{"partial event, read error", []string{three, `data: {"id":"d","obj`}, errReset, three, errReset},
+		{"lone newline", []string{three, "\n"}, nil, three, nil},
+		{"lone CRLF", []string{threeCRLF, "\r\n"}, nil, threeCRLF, nil},
+		{"whitespace", []string{three, " \t\n\r\n"}, nil, three, nil},
+		{"comment", []string{three, ": ping"}, nil, three, nil},
+		{"comment lines", []string{three, ": ping\n:\r\n"}, nil, three, nil},
+		{"comment then data", []string{three, ": ping\ndata: x"}, nil, three, ErrPartialEvent},
+		{"clean end", []string{three}, nil, three, nil},
+		{"nothing", nil, nil, "", nil},
+		// An event larger than the buffer goes out in pieces: its blank line
+		// may straddle two reads, and a cut in it is still a cut.
+		{"oversized event, blank line across reads", []string{big, "\n"}, nil, big + "\n", nil},
+		{"oversized event, CRLF across reads", []string{big[:len(big)-1] + "\r", "\n\r\n"}, nil, big[:len(big)-1] + "\r\n\r\n", nil},
+		{"oversized event cut", []string{big, "xx"}, nil, big[:len(big)-3], ErrPartialEvent},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			var dst recorder
+			var tail Tail
+			src := &chunks{parts: slices.Clone(tc.parts), err: tc.err}
+			n, err := Copy(&dst, src, FixedBuf(make([]byte, 32)), 0, &tail, nil)
+			if dst.String() != tc.want || n != int64(len(tc.want)) {
+				t.Errorf("client got %q (%d), want %q", dst.String(), n, tc.want)
+			}
+			switch {
+			case tc.cut == nil && err != nil:
+				t.Errorf("err = %v, want nil (a clean end)", err)
+			case tc.cut != nil && !errors.Is(err, tc.cut):
+				t.Errorf("err = %v, want %v (a cut)", err, tc.cut)
+			}
+			if strings.HasSuffix(tc.want, "\n\n") && !tail.AtBoundary() {
+				t.Errorf("tail %q: want at a boundary", tail.bytes())
+			}
+		})
+	}
+}
+
+// TestCopyFullBufferAtStart: bytes already read that fill the buffer without
+// ending an event (a first event larger than the buffer) are passed through,
+// not read after forever with an empty slice.
+func TestCopyFullBufferAtStart(t *testing.T) {
+	t.Parallel()
+	ev := "data: " + strings.Repeat("x", 40) + "\n\n"
+	buf := make([]byte, 32)
+	pre := copy(buf, ev)
+	src := &chunks{parts: []string{ev[pre:]}}
+	var dst recorder
+	var tail Tail
+	done := make(chan error, 1)
+	go func() {
+		_, err := Copy(&dst, src, FixedBuf(buf), pre, &tail, nil)
+		done <- err
+	}()
+	select {
+	case err := <-done:
+		if err != nil || dst.String() != ev {
+			t.Fatalf("got %q (%v), want %q", dst.String(), err, ev)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("the copy spun on a full buffer")
 	}
 }
 
@@ -180,6 +270,9 @@ func FuzzCopy(f *testing.F) {
 	f.Add([]byte("data: {\"a\":1}\n\ndata: [DONE]\n\n"), uint8(3))
 	f.Add([]byte("event: error\r\ndata: {}\r\n\r\n"), uint8(1))
 	f.Add([]byte("data: x\n\nda"), uint8(7))
+	f.Add([]byte("data: x\n\n: ping\r\n \n"), uint8(2))
+	f.Add([]byte("data: x\n\n\n"), uint8(8))
+	f.Add([]byte("data: "+strings.Repeat("x", 40)+"\n\ndata: y"), uint8(9))
 	f.Fuzz(func(t *testing.T, in []byte, step uint8) {
 		s := int(step%16) + 1
 		var parts []string
@@ -189,22 +282,75 @@ func FuzzCopy(f *testing.F) {
 		again := slices.Clone(parts) // chunks consumes its parts
 		var dst recorder
 		var tail Tail
-		n, err := Copy(&dst, &chunks{parts: parts}, FixedBuf(make([]byte, 32)), 0, &tail, nil)
-		if err != nil || !bytes.Equal(dst.Bytes(), in) || n != int64(len(in)) {
-			t.Fatalf("Copy changed the stream: err=%v got %q want %q", err, dst.Bytes(), in)
-		}
+		const size = 32
+		n, err := Copy(&dst, &chunks{parts: parts}, FixedBuf(make([]byte, size)), 0, &tail, nil)
+		checkRelayed(t, in, dst.Bytes(), n, err, size)
 		// The same through a pooled buffer handed back while the source waits.
 		var pooled Buf
 		dst.Reset()
 		src := &waitingChunks{chunks: chunks{parts: again}, buf: &pooled}
 		n, err = Copy(&dst, src, &pooled, 0, &tail, nil)
 		pooled.Release()
-		if err != nil || !bytes.Equal(dst.Bytes(), in) || n != int64(len(in)) || src.held {
-			t.Fatalf("Copy over a Waiter changed the stream: err=%v held=%v got %q want %q", err, src.held, dst.Bytes(), in)
+		if src.held {
+			t.Fatalf("the copy held its buffer while the source waited")
 		}
+		checkRelayed(t, in, dst.Bytes(), n, err, StreamBufSize)
 		IsErrorEvent(in)
 		_ = ErrorEvent(&tail, string(in), "x")
 	})
+}
+
+// checkRelayed checks what a copy of in through a buffer of size bytes
+// wrote (got, n) and returned (err) against the plain definition of an
+// event's end, the end of any "\n\n" or "\r\n\r\n": the client gets in up
+// to an event's end, all events (blank lines after the last may go or
+// stay), nothing after the last event's end unless an event of at least
+// size bytes passed through in pieces; and the copy reports a cut
+// (io.ErrUnexpectedEOF) exactly when bytes after the last event's end
+// reached the client or hold a line that is neither blank nor a comment.
+func checkRelayed(t *testing.T, in, got []byte, n int64, err error, size int) {
+	t.Helper()
+	var ends []int
+	for i := range in {
+		if bytes.HasPrefix(in[i:], []byte("\n\n")) {
+			ends = append(ends, i+2)
+		}
+		if bytes.HasPrefix(in[i:], []byte("\r\n\r\n")) {
+			ends = append(ends, i+4)
+		}
+	}
+	last, lo := 0, 0 // the last event's end; the first end followed only by line breaks up to it
+	if len(ends) > 0 {
+		last = slices.Max(ends)
+		lo = last
+		for _, e := range ends {
+			if e < lo && strings.Trim(string(in[e:last]), "\r\n") == "" {
+				lo = e
+			}
+		}
+	}
+	if n != int64(len(got)) || !bytes.HasPrefix(in, got) {
+		t.Fatalf("wrote %q (%d), not a prefix of %q", got, n, in)
+	}
+	if len(got) < lo {
+		t.Fatalf("wrote %q, want all of %q", got, in[:lo])
+	}
+	passed := len(got) > last // a piece of an event larger than the buffer went out
+	switch {
+	case passed && len(in)-lo < size:
+		t.Fatalf("wrote %q past the last whole event of %q", got[last:], in)
+	case !passed && len(got) > 0 && !slices.Contains(ends, len(got)):
+		t.Fatalf("wrote %q, not whole events, of %q", got, in)
+	}
+	cut := passed
+	for _, line := range strings.FieldsFunc(string(in[last:]), func(r rune) bool { return r == '\r' || r == '\n' }) {
+		if !strings.HasPrefix(line, ":") && strings.TrimLeft(line, " \t") != "" {
+			cut = true
+		}
+	}
+	if cut && !errors.Is(err, io.ErrUnexpectedEOF) || !cut && err != nil {
+		t.Fatalf("copy of %q (wrote %q) returned %v, want a cut: %v", in, got, err, cut)
+	}
 }
 
 func BenchmarkCopy(b *testing.B) {

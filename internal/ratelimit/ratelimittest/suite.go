@@ -412,9 +412,13 @@ func testConcurrent(t *testing.T, h Harness, e Env) {
 	}
 }
 
+// testUsage checks that a query counts exactly the buckets overlapping its
+// range: per minute within the last day, per hour before.
 func testUsage(t *testing.T, h Harness, e Env) {
 	ctx := t.Context()
-	base := e.Now().UTC().Truncate(time.Hour).Add(-3 * time.Hour)
+	now := e.Now().UTC()
+	base := now.Truncate(time.Hour).Add(-3 * time.Hour) // kept per minute
+	old := now.Truncate(time.Hour).Add(-72 * time.Hour) // kept per hour
 	record := func(at time.Time, u ratelimit.Usage) {
 		t.Helper()
 		if err := e.Store.Record(ctx, at, u); err != nil {
@@ -423,37 +427,52 @@ func testUsage(t *testing.T, h Harness, e Env) {
 	}
 	record(base.Add(10*time.Minute), ratelimit.Usage{Key: "k1", Model: "gpt", Backend: "b1", Prompt: 10, Completion: 5, Requests: 1})
 	record(base.Add(50*time.Minute), ratelimit.Usage{Key: "k1", Model: "gpt", Backend: "b1", Prompt: 1, Completion: 2, Requests: 1})
-	record(base.Add(65*time.Minute), ratelimit.Usage{Key: "k1", Model: "gpt", Backend: "b1", Prompt: 100, Completion: 200, Requests: 1})
+	record(base.Add(65*time.Minute+30*time.Second), ratelimit.Usage{Key: "k1", Model: "gpt", Backend: "b1", Prompt: 100, Completion: 200, Requests: 1})
 	record(base.Add(65*time.Minute), ratelimit.Usage{Key: "k1", Model: "gpt", Backend: "b2", Prompt: 7, Completion: 0, Requests: 1})
 	record(base.Add(time.Hour), ratelimit.Usage{Key: "k2", Model: "emb", Backend: "b1", Prompt: 3, Requests: 2})
 	record(base.Add(2*time.Hour), ratelimit.Usage{Key: "k1", Model: "gpt", Backend: "b1", Prompt: 1000, Completion: 1000, Requests: 10})
 	record(base.Add(2*time.Hour), ratelimit.Usage{Key: "zero", Model: "gpt", Backend: "b1"})
+	record(old.Add(10*time.Minute), ratelimit.Usage{Key: "k3", Model: "gpt", Backend: "b1", Prompt: 1, Completion: 1, Requests: 1})
+	record(old.Add(50*time.Minute), ratelimit.Usage{Key: "k3", Model: "gpt", Backend: "b1", Prompt: 2, Completion: 2, Requests: 1})
+	// Expired: neither kept nor counted.
+	record(now.Add(-ratelimit.UsageRetention-time.Hour), ratelimit.Usage{Key: "gone", Model: "gpt", Backend: "b1", Requests: 1})
 
+	k3 := ratelimit.Usage{Key: "k3", Model: "gpt", Backend: "b1", Prompt: 3, Completion: 3, Requests: 2}
 	tests := []struct {
 		name     string
 		from, to time.Time
 		want     []ratelimit.Usage
 	}{
-		{"two hours", base.Add(30 * time.Minute), base.Add(2 * time.Hour), []ratelimit.Usage{
-			{Key: "k1", Model: "gpt", Backend: "b1", Prompt: 111, Completion: 207, Requests: 3},
+		{"minutes", base.Add(30 * time.Minute), base.Add(2 * time.Hour), []ratelimit.Usage{
+			{Key: "k1", Model: "gpt", Backend: "b1", Prompt: 101, Completion: 202, Requests: 2},
 			{Key: "k1", Model: "gpt", Backend: "b2", Prompt: 7, Requests: 1},
 			{Key: "k2", Model: "emb", Backend: "b1", Prompt: 3, Requests: 2},
 		}},
-		{"partial hour", base.Add(59 * time.Minute), base.Add(61 * time.Minute), []ratelimit.Usage{
-			{Key: "k1", Model: "gpt", Backend: "b1", Prompt: 111, Completion: 207, Requests: 3},
-			{Key: "k1", Model: "gpt", Backend: "b2", Prompt: 7, Requests: 1},
+		{"partial minutes", base.Add(59*time.Minute + 30*time.Second), base.Add(60*time.Minute + 30*time.Second), []ratelimit.Usage{
 			{Key: "k2", Model: "emb", Backend: "b1", Prompt: 3, Requests: 2},
 		}},
+		{"one minute", base.Add(65 * time.Minute), base.Add(66 * time.Minute), []ratelimit.Usage{
+			{Key: "k1", Model: "gpt", Backend: "b1", Prompt: 100, Completion: 200, Requests: 1},
+			{Key: "k1", Model: "gpt", Backend: "b2", Prompt: 7, Requests: 1},
+		}},
+		{"between minutes", base.Add(11 * time.Minute), base.Add(50 * time.Minute), nil},
 		{"last hour", base.Add(2 * time.Hour), base.Add(3 * time.Hour), []ratelimit.Usage{
 			{Key: "k1", Model: "gpt", Backend: "b1", Prompt: 1000, Completion: 1000, Requests: 10},
+		}},
+		{"after everything", base.Add(2*time.Hour + time.Minute), now, nil},
+		{"old, within an hour", old.Add(20 * time.Minute), old.Add(30 * time.Minute), []ratelimit.Usage{k3}},
+		{"old to recent", old.Add(20 * time.Minute), base.Add(11 * time.Minute), []ratelimit.Usage{
+			{Key: "k1", Model: "gpt", Backend: "b1", Prompt: 10, Completion: 5, Requests: 1}, k3,
 		}},
 		{"all time", time.Time{}, base.Add(100 * 24 * time.Hour), []ratelimit.Usage{
 			{Key: "k1", Model: "gpt", Backend: "b1", Prompt: 1111, Completion: 1207, Requests: 13},
 			{Key: "k1", Model: "gpt", Backend: "b2", Prompt: 7, Requests: 1},
 			{Key: "k2", Model: "emb", Backend: "b1", Prompt: 3, Requests: 2},
+			k3,
 		}},
 		{"empty range", base.Add(time.Hour), base.Add(time.Hour), nil},
-		{"hour before", base.Add(-time.Hour), base, nil},
+		{"reversed range", base.Add(2 * time.Hour), base, nil},
+		{"hour before", old.Add(-time.Hour), old, nil},
 	}
 	for _, tc := range tests {
 		got, err := e.Store.Query(ctx, tc.from, tc.to)

@@ -10,20 +10,25 @@
 //	<prefix>rl:{<key>}:st       HASH  w (tokens in the log), d/dt (day, tokens),
 //	                                  m/mt (month, tokens); expires with the
 //	                                  window or at the end of the period
-//	<prefix>usage:YYYYMMDDHH    HASH  "<key>\x1f<model>\x1f<backend>\x1f<metric>" →
-//	                                  count, metric prompt|completion|requests;
-//	                                  expires UsageRetention after the hour
+//	<prefix>usage:{YYYYMMDDHH}  HASH  an hour's usage: "<key>\x1f<model>\x1f<backend>\x1f<metric>"
+//	                                  → count, metric prompt|completion|requests;
+//	                                  expires UsageRetention (400 days) after the hour
+//	<prefix>usage:{YYYYMMDDHH}:MM
+//	                            HASH  a minute's usage, same fields; expires
+//	                                  MinuteRetention (26 hours) after the minute
 //	<prefix>throttles           HASH  backend → cool-down end (Unix ms); past
 //	                                  fields are dropped on every write
 //
 // In <key>, '%', '{' and '}' are percent-escaped so the tag is exact. A
-// reservation is "<admission time µs>-<nonce>" (16 hex digits).
+// minute's hash shares its hour's tag, so one MULTI writes both (Cluster
+// too). A reservation is "<admission time µs>-<nonce>" (16 hex digits).
 package redis
 
 import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"strings"
 	"time"
 
@@ -54,6 +59,11 @@ type Options struct {
 	// Lazy skips the ping in New: the store starts even while Redis is
 	// unreachable and connects when it can (the client reconnects by itself).
 	Lazy bool
+	// Logger receives go-redis's own messages (failed dials and the like)
+	// at debug level while the store is open; they never reach stderr as
+	// plain text. go-redis has one logger per process, so with several
+	// stores open the one opened last gets them. Nil: they are dropped.
+	Logger *slog.Logger
 }
 
 // Store is a ratelimit.Store over Redis. Safe for concurrent use. It
@@ -63,6 +73,7 @@ type Store struct {
 	client  goredis.UniversalClient
 	prefix  string
 	timeout time.Duration
+	log     *slog.Logger // Options.Logger
 
 	admit     *goredis.Script
 	reconcile *goredis.Script
@@ -90,10 +101,12 @@ func New(ctx context.Context, o Options) (*Store, error) {
 	if err != nil {
 		return nil, err
 	}
+	useLogger(o.Logger) // before the client exists: it may log at once
 	s := &Store{
 		client:    tgt.client(),
 		prefix:    o.Prefix,
 		timeout:   o.Timeout,
+		log:       o.Logger,
 		admit:     goredis.NewScript(admitLua),
 		reconcile: goredis.NewScript(reconcileLua),
 		throttle:  goredis.NewScript(throttleLua),
@@ -102,7 +115,7 @@ func New(ctx context.Context, o Options) (*Store, error) {
 		return s, nil
 	}
 	if err := s.Ping(ctx); err != nil {
-		_ = s.client.Close()
+		_ = s.Close()
 		return nil, err
 	}
 	return s, nil
@@ -120,6 +133,7 @@ func (s *Store) Ping(ctx context.Context) error {
 
 // Close closes the connections.
 func (s *Store) Close() error {
+	releaseLogger(s.log)
 	if err := s.client.Close(); err != nil {
 		return fmt.Errorf("redis close: %w", err)
 	}

@@ -267,7 +267,10 @@ func TestKeysExpire(t *testing.T) {
 		t.Fatalf("Record: %v", err)
 	}
 	want := hour.Add(ratelimit.UsageRetention).Sub(now)
-	within("llmgate:usage:"+hour.Format("2006010215"), want-5*time.Second, want+5*time.Second)
+	within("llmgate:usage:{"+hour.Format("2006010215")+"}", want-5*time.Second, want+5*time.Second)
+	minute := now.Truncate(time.Minute)
+	want = minute.Add(ratelimit.MinuteRetention).Sub(now)
+	within("llmgate:usage:{"+hour.Format("2006010215")+"}:"+minute.Format("04"), want-5*time.Second, want+5*time.Second)
 
 	if err := s.SetThrottle(ctx, "b", now.Add(3*time.Second)); err != nil {
 		t.Fatalf("SetThrottle: %v", err)

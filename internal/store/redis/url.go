@@ -30,6 +30,14 @@ func (t target) client() goredis.UniversalClient {
 	}
 }
 
+// CheckURL reports whether raw is a URL New accepts (Options.URL), without
+// connecting: `llmgate validate` uses it so that it refuses what serve
+// would. The error never repeats the URL, which may hold a password.
+func CheckURL(raw string) error {
+	_, err := parseURL(raw)
+	return err
+}
+
 // parseURL reads Options.URL. Errors never repeat the URL, which may hold a
 // password. Every form honours context deadlines (ContextTimeoutEnabled),
 // which is how Options.Timeout bounds each call.

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -16,12 +17,13 @@ import (
 const (
 	// sep separates key, model, backend and metric in usage fields.
 	sep = "\x1f"
-	// queryBatch is how many hourly hashes one Query round trip reads.
-	queryBatch = 168
+	// queryBatch is how many usage hashes one Query round trip reads.
+	queryBatch = 512
 )
 
-// Record implements ratelimit.UsageStore: HINCRBY on the hour's hash in one
-// MULTI/EXEC. Key, model and backend must not contain "\x1f".
+// Record implements ratelimit.UsageStore: HINCRBY on the minute's and the
+// hour's hashes in one MULTI/EXEC (both carry the hour as hash tag, so
+// they share a cluster slot). Key, model and backend must not contain "\x1f".
 func (s *Store) Record(ctx context.Context, at time.Time, u ratelimit.Usage) error {
 	if strings.Contains(u.Key+u.Model+u.Backend, sep) {
 		return fmt.Errorf("redis record: %w: usage name contains \\x1f", ratelimit.ErrInvalid)
@@ -29,21 +31,35 @@ func (s *Store) Record(ctx context.Context, at time.Time, u ratelimit.Usage) err
 	if u.Prompt == 0 && u.Completion == 0 && u.Requests == 0 {
 		return nil
 	}
-	hour := at.UTC().Truncate(time.Hour)
-	key := s.usageKey(hour)
+	hour, minute, hourKept, minuteKept := ratelimit.UsageBuckets(time.Now(), at)
+	if !hourKept && !minuteKept {
+		return nil
+	}
 	base := u.Key + sep + u.Model + sep + u.Backend + sep
 	ctx, cancel := context.WithTimeout(ctx, s.timeout)
 	defer cancel()
 	_, err := s.client.TxPipelined(ctx, func(p goredis.Pipeliner) error {
-		for _, f := range []struct {
-			metric string
-			n      int64
-		}{{"prompt", u.Prompt}, {"completion", u.Completion}, {"requests", u.Requests}} {
-			if f.n != 0 {
-				p.HIncrBy(ctx, key, base+f.metric, f.n)
+		for _, b := range []struct {
+			key    string
+			expire time.Time
+			kept   bool
+		}{
+			{s.hourKey(hour), hour.Add(ratelimit.UsageRetention), hourKept},
+			{s.minuteKey(minute), minute.Add(ratelimit.MinuteRetention), minuteKept},
+		} {
+			if !b.kept {
+				continue
 			}
+			for _, f := range []struct {
+				metric string
+				n      int64
+			}{{"prompt", u.Prompt}, {"completion", u.Completion}, {"requests", u.Requests}} {
+				if f.n != 0 {
+					p.HIncrBy(ctx, b.key, base+f.metric, f.n)
+				}
+			}
+			p.ExpireAt(ctx, b.key, b.expire)
 		}
-		p.ExpireAt(ctx, key, hour.Add(ratelimit.UsageRetention))
 		return nil
 	})
 	if err != nil {
@@ -52,13 +68,17 @@ func (s *Store) Record(ctx context.Context, at time.Time, u ratelimit.Usage) err
 	return nil
 }
 
-// Query implements ratelimit.UsageStore: it reads the hours in range,
-// queryBatch hashes per pipelined round trip.
+// Query implements ratelimit.UsageStore: it reads the hashes of the
+// buckets ratelimit.PlanUsage names, queryBatch per pipelined round trip
+// (the last 24 hours: 1440 minute hashes, 3 round trips).
 func (s *Store) Query(ctx context.Context, from, to time.Time) ([]ratelimit.Usage, error) {
-	first, end := ratelimit.UsageHours(time.Now(), from, to)
+	p := ratelimit.PlanUsage(time.Now(), from, to)
+	var keys []string
+	p.Hours(func(h time.Time) { keys = append(keys, s.hourKey(h)) })
+	p.Minutes(func(m time.Time) { keys = append(keys, s.minuteKey(m)) })
 	sums := make(map[[3]string]*ratelimit.Usage)
-	for h := first; h.Before(end); {
-		if err := s.queryBatch(ctx, &h, end, sums); err != nil {
+	for batch := range slices.Chunk(keys, queryBatch) {
+		if err := s.queryBatch(ctx, batch, sums); err != nil {
 			return nil, fmt.Errorf("redis query: %w", err)
 		}
 	}
@@ -70,26 +90,26 @@ func (s *Store) Query(ctx context.Context, from, to time.Time) ([]ratelimit.Usag
 	return out, nil
 }
 
-// queryBatch reads up to queryBatch hours from *h, advancing it.
-func (s *Store) queryBatch(ctx context.Context, h *time.Time, end time.Time, sums map[[3]string]*ratelimit.Usage) error {
+// queryBatch reads the hashes keys in one round trip, adding them to sums.
+func (s *Store) queryBatch(ctx context.Context, keys []string, sums map[[3]string]*ratelimit.Usage) error {
 	ctx, cancel := context.WithTimeout(ctx, s.timeout)
 	defer cancel()
 	p := s.client.Pipeline()
-	cmds := make([]*goredis.MapStringStringCmd, 0, queryBatch)
-	for ; h.Before(end) && len(cmds) < queryBatch; *h = h.Add(time.Hour) {
-		cmds = append(cmds, p.HGetAll(ctx, s.usageKey(*h)))
+	cmds := make([]*goredis.MapStringStringCmd, 0, len(keys))
+	for _, k := range keys {
+		cmds = append(cmds, p.HGetAll(ctx, k))
 	}
 	if _, err := p.Exec(ctx); err != nil && !errors.Is(err, goredis.Nil) {
 		return err
 	}
-	for _, c := range cmds {
+	for i, c := range cmds {
 		fields, err := c.Result()
 		if err != nil {
 			return err
 		}
 		for f, v := range fields {
 			if err := addField(sums, f, v); err != nil {
-				return fmt.Errorf("%s: %w", c.Args()[1], err)
+				return fmt.Errorf("%s: %w", keys[i], err)
 			}
 		}
 	}
@@ -125,6 +145,14 @@ func addField(sums map[[3]string]*ratelimit.Usage, field, value string) error {
 	return nil
 }
 
-func (s *Store) usageKey(hour time.Time) string {
-	return s.prefix + "usage:" + hour.UTC().Format("2006010215")
+// hourKey is the hash of an hour's usage: <prefix>usage:{YYYYMMDDHH}.
+func (s *Store) hourKey(hour time.Time) string {
+	return s.prefix + "usage:{" + hour.UTC().Format("2006010215") + "}"
+}
+
+// minuteKey is the hash of a minute's usage: <prefix>usage:{YYYYMMDDHH}:MM,
+// in its hour's cluster slot.
+func (s *Store) minuteKey(minute time.Time) string {
+	m := minute.UTC()
+	return s.prefix + "usage:{" + m.Format("2006010215") + "}:" + m.Format("04")
 }

@@ -1,0 +1,37 @@
+package config
+
+import (
+	"strings"
+	"testing"
+)
+
+// TestStoreURLChecked: validate refuses the Redis URLs serve would refuse,
+// with the same parser, and never repeats a password.
+func TestStoreURLChecked(t *testing.T) {
+	t.Parallel()
+	base := "keys: [{name: k, key: s}]\nbackends: [{name: a, url: http://a.example}]\n"
+	for _, tc := range []struct{ url, want string }{
+		{"http://x", `store.url: redis: unsupported URL scheme "http"`},
+		{"redis://:hunter2@h/abc", "store.url: redis: parse redis URL"},
+		{"redis://:hunter2@h:notaport/0", "store.url: redis: parse redis URL"},
+		{"redis+sentinel://:hunter2@s1:26379", "store.url: redis: parse redis+sentinel URL: want path /mastername[/db]"},
+		{"redis+sentinel://:hunter2@s1,,s2/m", "store.url: redis: parse redis+sentinel URL: empty host"},
+		{"redis+cluster://:hunter2@n1/0", "store.url: redis: parse redis+cluster URL"},
+		{"localhost:6379", "store.url: redis: URL has no scheme"},
+	} {
+		t.Run(tc.url, func(t *testing.T) {
+			_, err := Parse("x.yaml", []byte(base+"store: {type: redis, url: \""+tc.url+"\"}\n"), env(nil))
+			if err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("got %v, want a problem %q", err, tc.want)
+			}
+			if strings.Contains(err.Error(), "hunter2") {
+				t.Errorf("the problem reveals the password: %v", err)
+			}
+		})
+	}
+	for _, u := range []string{"redis://:pw@127.0.0.1:6379/2", "rediss://h:6380", "redis+sentinel://s1,s2:26380/mymaster/1", "redis+cluster://n1:7000,n2"} {
+		if _, err := Parse("x.yaml", []byte(base+"store: {type: redis, url: \""+u+"\"}\n"), env(nil)); err != nil {
+			t.Errorf("%s: %v", u, err)
+		}
+	}
+}
