@@ -47,8 +47,9 @@ type App struct {
 	// path is the config file; "" when the App was built from a value only.
 	path       string
 	watchEvery time.Duration
-	reloadMu   sync.Mutex // serialises reloads; guards seen
-	seen       fileStamp  // the config file content last loaded or rejected
+	reloadMu   sync.Mutex   // serialises reloads; guards seen
+	seen       fileStamp    // the config file content last loaded or rejected
+	certSeen   [2]fileStamp // the TLS certificate and key files as last looked at (size and time)
 }
 
 // Options configures New.

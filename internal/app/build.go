@@ -129,8 +129,10 @@ func snapshot(cfg *config.Config, reg *upstream.Registry) (*proxy.Config, error)
 	for name := range pc.Routes {
 		pc.Models = append(pc.Models, name)
 	}
-	for name := range cfg.Aliases {
-		pc.Models = append(pc.Models, name)
+	for name, to := range cfg.Aliases {
+		if pc.Routes[to] != nil || len(wildcard) > 0 {
+			pc.Models = append(pc.Models, name) // an alias nothing serves is no model to list
+		}
 	}
 	if len(wildcard) > 0 {
 		pc.Wildcard = &proxy.Route{Name: "*", Members: wildcard}

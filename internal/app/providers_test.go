@@ -187,7 +187,7 @@ func TestModelsListShowsWhatTheKeyMayUse(t *testing.T) {
 keys:
   - {name: all, key: key-all}
   - {name: some, key: key-some, models: [gpt-4o, text-embedding-3-small]}
-aliases: {gpt-4o: gpt-4o-2024-08-06}
+aliases: {gpt-4o: gpt-4o-2024-08-06, ghost: nothing}
 backends:
   - name: up
     url: %s

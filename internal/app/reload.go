@@ -57,6 +57,7 @@ func (a *App) Watch(ctx context.Context) {
 		case <-t.C:
 		}
 		a.reloadIfChanged()
+		a.reloadCertIfChanged()
 	}
 }
 
@@ -101,6 +102,45 @@ func (a *App) reloadIfChanged() {
 		return
 	}
 	_ = a.reloadFile(a.path, "file change")
+}
+
+// reloadCertIfChanged loads the listener's certificate and key again when
+// either file changed (cert-manager and certbot renew the files, not the
+// config). A pair that does not load (one file written, the other not yet)
+// is logged and the certificate in use stays; the next change is tried again.
+func (a *App) reloadCertIfChanged() {
+	if a.cert.Load() == nil {
+		return
+	}
+	t := a.cfg.Load().TLS
+	if t.CertFile == "" {
+		return
+	}
+	var now [2]fileStamp
+	for i, f := range [2]string{t.CertFile, t.KeyFile} {
+		fi, err := os.Stat(f)
+		if err != nil {
+			return // swapped out for a moment: look again next time
+		}
+		now[i] = fileStamp{size: fi.Size(), modTime: fi.ModTime()}
+	}
+	a.reloadMu.Lock()
+	defer a.reloadMu.Unlock()
+	if now == a.certSeen {
+		return
+	}
+	first := a.certSeen == [2]fileStamp{}
+	a.certSeen = now
+	if first {
+		return // the files as they were at start (or at the last reload)
+	}
+	c, err := loadCert(t)
+	if err != nil {
+		a.log.Warn("tls certificate files changed but do not load; keeping the certificate in use", slog.Any("err", err))
+		return
+	}
+	a.cert.Store(c)
+	a.log.Info("tls certificate reloaded", slog.String("cert_file", t.CertFile), slog.String("trigger", "file change"))
 }
 
 // reloadFile loads the file at path and applies it. reloadMu must be held.

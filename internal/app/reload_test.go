@@ -552,3 +552,26 @@ func TestTLSCertificateIsReadAgainOnReload(t *testing.T) {
 		t.Errorf("certificate serial after reload: got %d, want 2", got)
 	}
 }
+
+// Renewed certificate files (cert-manager, certbot) are served without a
+// signal or a change to the config: the watcher looks at them too.
+func TestTLSCertificateFilesRenewedArePickedUp(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	certFile, keyFile := selfSigned(t, dir, 1)
+	up := newRecorder().upstream(t, "a", ok())
+	yaml := fileHead + "tls:\n  cert_file: " + certFile + "\n  key_file: " + keyFile + "\nbackends:\n  - name: a\n    url: " + up.URL + "\n"
+	g := serveFile(t, yaml)
+	if got := servedSerial(t, g.URL); got != 1 {
+		t.Fatalf("certificate serial: got %d, want 1", got)
+	}
+	time.Sleep(100 * time.Millisecond) // the watcher has seen the files as they are
+	selfSigned(t, dir, 3)
+	deadline := time.Now().Add(5 * time.Second)
+	for servedSerial(t, g.URL) != 3 {
+		if time.Now().After(deadline) {
+			t.Fatal("the renewed certificate was not served within 5 s")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}

@@ -10,7 +10,7 @@ import (
 // Warnings returns what a careful operator would want to know about a
 // valid config: settings that load and run but are unlikely to do what was
 // meant. None of them stops the gateway. c must be defaulted (as Load and
-// Parse return it). The order is stable: keys, then backends, then routing.
+// Parse return it). The order is stable: keys, aliases, backends, routing.
 func (c *Config) Warnings() []Problem {
 	var out []Problem
 	add := func(path, format string, args ...any) {
@@ -46,6 +46,14 @@ func (c *Config) Warnings() []Problem {
 		}
 		if !slices.ContainsFunc(k.Models, usable) {
 			add(p, "key %q has access to nothing: no backend serves any of %s", k.Name, strings.Join(k.Models, ", "))
+		}
+	}
+
+	if !wildcard {
+		for _, name := range slices.Sorted(maps.Keys(c.Aliases)) {
+			if to := c.Aliases[name]; !served[to] {
+				add("aliases."+name, "alias %q leads to %q, which no backend serves: requests for it get 404 (and it is not listed in /v1/models)", name, to)
+			}
 		}
 	}
 

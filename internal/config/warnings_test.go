@@ -79,6 +79,18 @@ backends:
 `,
 		},
 		{
+			name: "alias to a name no backend serves",
+			yaml: `keys:
+  - {name: k1, key: secret-1}
+aliases:
+  fast: gpt-4o-mini
+  ghost: nothing
+backends:
+  - {name: a, url: http://a.example, deployments: {gpt-4o-mini: mini}}
+`,
+			want: []string{`aliases.ghost: alias "ghost" leads to "nothing", which no backend serves: requests for it get 404 (and it is not listed in /v1/models)`},
+		},
+		{
 			name: "backend with empty deployments",
 			yaml: head + `backends:
   - {name: a, url: http://a.example}
