@@ -284,9 +284,14 @@ func (a *App) Serve(ctx context.Context, ln net.Listener) error {
 		return fmt.Errorf("serve: %w", err)
 	case <-ctx.Done():
 	}
-	// Refuse new connections first, then report not ready, then drain.
-	_ = ln.Close()
+	// Report not ready; after timeouts.drain_delay (load balancers stop
+	// sending meanwhile) refuse new connections; then drain.
 	a.draining.Store(true)
+	if d := a.cfg.Load().Timeouts.DrainDelay.D(); d > 0 {
+		a.log.Info("draining soon: /readyz answers 503, new connections are still taken", slog.Duration("drain_delay", d))
+		time.Sleep(d)
+	}
+	_ = ln.Close()
 	grace := a.cfg.Load().Timeouts.ShutdownGrace.D()
 	a.log.Info("draining", slog.Duration("grace", grace))
 	dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), grace)

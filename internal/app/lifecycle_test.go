@@ -130,3 +130,55 @@ func TestGracefulDrainFinishesInFlightStream(t *testing.T) {
 		t.Errorf("log lacks the draining event:\n%s", log.String())
 	}
 }
+
+// timeouts.drain_delay: after SIGTERM the listener still takes new
+// connections for that long, and /readyz on them answers 503, so a load
+// balancer learns to stop sending before connections are refused.
+func TestDrainDelayKeepsAcceptingWhileNotReady(t *testing.T) {
+	t.Parallel()
+	up := newRecorder().upstream(t, "a", ok())
+	a, _ := newApp(t, parseConfig(t, []backend{be("a", up.URL)}, fastRetry+"timeouts:\n  drain_delay: 600ms\n"))
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	base := "http://" + ln.Addr().String()
+	ctx, stop := context.WithCancel(context.Background())
+	served := make(chan error, 1)
+	go func() { served <- a.Serve(ctx, ln) }()
+	if status, _ := get(t, base+"/readyz"); status != http.StatusOK {
+		t.Fatalf("readyz before shutdown: got %d, want 200", status)
+	}
+	fresh := &http.Client{Transport: &http.Transport{DisableKeepAlives: true}, Timeout: 2 * time.Second} // a new connection each time
+	stop()                                                                                               // SIGTERM
+	start := time.Now()
+	for {
+		resp, err := fresh.Get(base + "/readyz")
+		if err != nil {
+			t.Fatalf("a new connection during the drain delay: %v", err)
+		}
+		resp.Body.Close()
+		if status := resp.StatusCode; status == http.StatusServiceUnavailable {
+			break
+		}
+		if time.Since(start) > 500*time.Millisecond {
+			t.Fatalf("readyz on a new connection during the drain delay: got %d, want 503", resp.StatusCode)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	select {
+	case err := <-served:
+		if err != nil {
+			t.Fatalf("Serve: %v", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("Serve did not return after the drain delay")
+	}
+	if d := time.Since(start); d < 500*time.Millisecond {
+		t.Errorf("Serve returned %v after SIGTERM, before the 600ms drain delay", d)
+	}
+	if c, err := net.DialTimeout("tcp", ln.Addr().String(), time.Second); err == nil {
+		c.Close()
+		t.Errorf("the listener still accepts connections after the drain")
+	}
+}

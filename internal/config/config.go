@@ -340,6 +340,11 @@ type Timeouts struct {
 	Idle Duration `yaml:"idle"`
 	// ShutdownGrace bounds the drain of in-flight requests on SIGTERM. Default 30s.
 	ShutdownGrace Duration `yaml:"shutdown_grace"`
+	// DrainDelay keeps the listener accepting for this long after SIGTERM,
+	// with /readyz answering 503, so a load balancer stops sending before
+	// new connections are refused (a Kubernetes preStop sleep does the
+	// same). Default 0: the listener closes at once.
+	DrainDelay Duration `yaml:"drain_delay"`
 	// Total bounds a whole request: every attempt and wait. A client's
 	// x-stainless-timeout header (seconds) can shorten it. Zero: 10m.
 	Total Duration `yaml:"total"`
@@ -546,7 +551,8 @@ func (c *Config) Validate() []Problem {
 	for _, f := range []struct {
 		name string
 		v    Duration
-	}{{"retry.interval", r.Interval}, {"retry.delta", r.Delta}, {"retry.max_interval", r.MaxInterval}} {
+	}{{"retry.interval", r.Interval}, {"retry.delta", r.Delta}, {"retry.max_interval", r.MaxInterval},
+		{"timeouts.drain_delay", c.Timeouts.DrainDelay}} {
 		if f.v < 0 {
 			d.add(f.name, nil, "must not be negative")
 		}
