@@ -107,6 +107,19 @@ func TestHealthShowsStoreOutage(t *testing.T) {
 			if want := map[string]int{"open": 200, "closed": 503}[policy]; res.StatusCode != want {
 				t.Errorf("limited request with Redis down: got %d, want %d", res.StatusCode, want)
 			}
+			// A store known to be down is tried by one request a second;
+			// the others go straight to the policy, without its timeout.
+			waited := 0
+			for range 6 {
+				start := time.Now()
+				chatCall(t, g.URL, "team-secret", smallChat)
+				if time.Since(start) >= 90*time.Millisecond {
+					waited++
+				}
+			}
+			if waited > 2 {
+				t.Errorf("%d of 6 limited requests waited for the store known to be down, want at most 2 (one a second)", waited)
+			}
 			if policy == "closed" && (res.Header.Get("Retry-After") != "1" || res.Header.Get("Retry-After-Ms") != "1000") {
 				t.Errorf("limits_unavailable: Retry-After %q, retry-after-ms %q, want 1 and 1000",
 					res.Header.Get("Retry-After"), res.Header.Get("Retry-After-Ms"))

@@ -696,32 +696,6 @@ func (h *Handler) streamBroke(ctx context.Context, a *attemptRun, fl stream.Writ
 	h.log.Warn("upstream stream broke", slog.String("request_id", q.id), slog.String("backend", b.Name), slog.Any("err", cerr))
 }
 
-// noChoices reports whether an event is a chunk with empty choices and no
-// usage: Azure's opening prompt-filter chunk.
-func noChoices(ev []byte) bool {
-	return bytes.Contains(ev, []byte(`"choices":[]`)) && !bytes.Contains(ev, []byte(`"usage":{`)) && !stream.IsErrorEvent(ev)
-}
-
-// usageOnly reports whether an event is the usage chunk the gateway asked
-// for on the client's behalf: no choices, a usage object.
-func usageOnly(ev []byte) bool {
-	return bytes.Contains(ev, []byte(`"usage":{`)) && bytes.Contains(ev, []byte(`"choices":[]`))
-}
-
-var usageNull = []byte(`,"usage":null`)
-
-// trimUsageNull removes the "usage":null field that asking for the usage
-// chunk adds to every other chunk, in place, so the client sees the chunks
-// it asked for.
-func trimUsageNull(ev []byte) []byte {
-	i := bytes.Index(ev, usageNull)
-	if i < 0 {
-		return ev
-	}
-	n := copy(ev[i:], ev[i+len(usageNull):])
-	return ev[:i+n]
-}
-
 // account records the usage a response reported, and reconciles the
 // backend's capacity reservation with it.
 func (h *Handler) account(b *Backend, q *request, sn *usage.Sniffer) {

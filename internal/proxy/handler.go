@@ -52,24 +52,26 @@ type Options struct {
 
 // Handler is the gateway. Safe for concurrent use.
 type Handler struct {
-	cfg        atomic.Pointer[Config]
-	transport  http.RoundTripper
-	log        *slog.Logger
-	now        func() time.Time
-	rand       func() uint64
-	seq        atomic.Uint64
-	idPrefix   string
-	budget     budget
-	sticky     *stickyTable
-	events     Events
-	store      ratelimit.Limiter
-	local      *ratelimit.Memory // fallback while the store is unreachable
-	storeDown  atomic.Bool
-	usage      *ratelimit.Batcher
-	onThrottle func(string, time.Time)
-	streams    counters
-	accessLog  io.Writer
-	bg         sync.WaitGroup // reconciliations still running after their request
+	cfg       atomic.Pointer[Config]
+	transport http.RoundTripper
+	log       *slog.Logger
+	now       func() time.Time
+	rand      func() uint64
+	seq       atomic.Uint64
+	idPrefix  string
+	budget    budget
+	sticky    *stickyTable
+	events    Events
+	store     ratelimit.Limiter
+	local     *ratelimit.Memory // fallback while the store is unreachable
+	storeDown atomic.Bool
+	// storeRetryAt is when the unreachable store is next tried (Unix ns; 0 while it answers)
+	storeRetryAt atomic.Int64
+	usage        *ratelimit.Batcher
+	onThrottle   func(string, time.Time)
+	streams      counters
+	accessLog    io.Writer
+	bg           sync.WaitGroup // reconciliations still running after their request
 }
 
 // New returns a Handler serving cfg.
@@ -257,7 +259,14 @@ func (h *Handler) prepare(w http.ResponseWriter, r *http.Request, cfg *Config, q
 			return nil, nil, nil
 		}
 	}
-	q.estimate = usage.Estimate(len(body), q.fields.MaxTokens)
+	if hasPrefixFold(ct, "multipart/") {
+		// An upload (audio to transcribe, an image to edit) is no prompt
+		// text: its bytes are not tokens. It counts against rpm, and by
+		// the usage its answer reports, if any.
+		q.estimate = 0
+	} else {
+		q.estimate = usage.Estimate(len(body), q.fields.MaxTokens)
+	}
 	route := resolve(cfg, q)
 	if q.deployment != "" && !key.Allows(q.deployment, q.canon) {
 		writeError(w, q, http.StatusForbidden, "permission_error", "model_not_allowed", "This key may not use "+strconv.Quote(q.deployment)+".")

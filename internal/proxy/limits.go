@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"context"
+	"errors"
 	"log/slog"
 	"net/http"
 	"strconv"
@@ -18,12 +19,18 @@ func (h *Handler) admit(w http.ResponseWriter, r *http.Request, cfg *Config, key
 	if !ok || lim.Unlimited() {
 		return true
 	}
-	ctx, cancel := context.WithTimeout(r.Context(), cfg.StoreTimeout)
-	d, err := h.store.Admit(ctx, string(key.ID), lim, q.estimate)
-	cancel()
+	var d ratelimit.Decision
+	err := errStoreDown
+	if h.storeProbe() {
+		ctx, cancel := context.WithTimeout(r.Context(), cfg.StoreTimeout)
+		d, err = h.store.Admit(ctx, string(key.ID), lim, q.estimate)
+		cancel()
+	}
 	q.limiter = h.store
 	if err != nil {
-		h.storeFailed(err)
+		if err != errStoreDown {
+			h.storeFailed(err)
+		}
 		if !cfg.StoreFailOpen {
 			setRetryAfter(w.Header(), time.Second) // the store is checked again every second
 			writeError(w, q, http.StatusServiceUnavailable, typeServer, "limits_unavailable",
@@ -38,7 +45,7 @@ func (h *Handler) admit(w http.ResponseWriter, r *http.Request, cfg *Config, key
 	} else {
 		h.storeOK()
 	}
-	q.remRequests, q.remTokens, q.limited = d.RemainingRequests, d.RemainingTokens, true
+	q.remRequests, q.remTokens, q.limited, q.limits = d.RemainingRequests, d.RemainingTokens, true, lim
 	if !d.Allowed {
 		hd := w.Header()
 		setRetryAfter(hd, d.RetryAfter)
@@ -69,16 +76,24 @@ func reasonText(r string) string {
 	return "limit"
 }
 
-// setRemaining shows what the key has left, as Azure's headers do.
+// setRemaining shows what the key has left, as Azure's headers do, with
+// the key's limits beside it (not the upstream's, which would make
+// remaining ÷ limit meaningless).
 func setRemaining(h http.Header, q *request) {
 	if !q.limited {
 		return
 	}
 	if q.remRequests >= 0 {
 		h["X-Ratelimit-Remaining-Requests"] = []string{strconv.FormatInt(q.remRequests, 10)}
+		if q.limits.RPM > 0 {
+			h["X-Ratelimit-Limit-Requests"] = []string{strconv.FormatInt(q.limits.RPM, 10)}
+		}
 	}
 	if q.remTokens >= 0 {
 		h["X-Ratelimit-Remaining-Tokens"] = []string{strconv.FormatInt(q.remTokens, 10)}
+		if q.limits.TPM > 0 {
+			h["X-Ratelimit-Limit-Tokens"] = []string{strconv.FormatInt(q.limits.TPM, 10)}
+		}
 	}
 }
 
@@ -136,6 +151,7 @@ func (q *request) usageModel() string {
 }
 
 func (h *Handler) storeFailed(err error) {
+	h.storeRetryAt.Store(h.now().Add(storeRetryEvery).UnixNano())
 	if h.storeDown.CompareAndSwap(false, true) {
 		h.log.Error("state store unreachable: applying store.on_failure policy", slog.Any("err", err))
 	}
@@ -143,8 +159,28 @@ func (h *Handler) storeFailed(err error) {
 
 func (h *Handler) storeOK() {
 	if h.storeDown.Load() && h.storeDown.CompareAndSwap(true, false) {
+		h.storeRetryAt.Store(0)
 		h.log.Info("state store reachable again")
 	}
+}
+
+// storeRetryEvery is how often, while the state store is unreachable, one
+// request tries it again; the others go straight to store.on_failure rather
+// than each wait store.timeout for a store known to be down.
+const storeRetryEvery = time.Second
+
+// errStoreDown stands for the store's answer while it is known to be down.
+var errStoreDown = errors.New("state store unreachable (tried again within a second)")
+
+// storeProbe reports whether this request should ask the store: always while
+// it answers; while it does not, one request per storeRetryEvery.
+func (h *Handler) storeProbe() bool {
+	at := h.storeRetryAt.Load()
+	if at == 0 {
+		return true
+	}
+	now := h.now()
+	return now.UnixNano() >= at && h.storeRetryAt.CompareAndSwap(at, now.Add(storeRetryEvery).UnixNano())
 }
 
 // StoreHealthy reports whether the last call to the state store succeeded.

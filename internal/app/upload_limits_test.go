@@ -1,0 +1,50 @@
+package app_test
+
+import (
+	"bytes"
+	"io"
+	"mime/multipart"
+	"net/http"
+	"strconv"
+	"testing"
+
+	"github.com/llmgate/llmgate/internal/sim"
+)
+
+// An audio upload is no prompt text: a key's tpm does not count its bytes
+// as tokens (12 KB of audio would be ~3 000 "tokens", over this key's tpm
+// for ever), while rpm still counts the request.
+func TestUploadBytesAreNoTokens(t *testing.T) {
+	up := simServer(t, sim.Options{})
+	g := serveGateway(t, keysYAML("{type: memory}", up.URL, "  - {name: team, key: team-secret, tpm: 2000, rpm: 100}"))
+	var body bytes.Buffer
+	mw := multipart.NewWriter(&body)
+	_ = mw.WriteField("model", "whisper")
+	fw, _ := mw.CreateFormFile("file", "a.wav")
+	_, _ = fw.Write(bytes.Repeat([]byte{0x52}, 12<<10))
+	_ = mw.Close()
+	for i := range 3 {
+		req, _ := http.NewRequest("POST", g.URL+"/v1/audio/transcriptions", bytes.NewReader(body.Bytes()))
+		req.Header.Set("Authorization", "Bearer team-secret")
+		req.Header.Set("Content-Type", mw.FormDataContentType())
+		res, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := io.ReadAll(res.Body)
+		res.Body.Close()
+		if res.StatusCode != http.StatusOK {
+			t.Fatalf("upload %d: %d %s, want 200 (its bytes are no tokens)", i, res.StatusCode, b)
+		}
+		if rem, _ := strconv.Atoi(res.Header.Get("X-Ratelimit-Remaining-Tokens")); rem != 2000 {
+			t.Errorf("upload %d: remaining tokens %q, want 2000", i, res.Header.Get("X-Ratelimit-Remaining-Tokens"))
+		}
+		if res.Header.Get("X-Ratelimit-Limit-Tokens") != "2000" || res.Header.Get("X-Ratelimit-Limit-Requests") != "100" {
+			t.Errorf("upload %d: limit headers %q / %q, want the key's 2000 / 100", i,
+				res.Header.Get("X-Ratelimit-Limit-Tokens"), res.Header.Get("X-Ratelimit-Limit-Requests"))
+		}
+		if rem, _ := strconv.Atoi(res.Header.Get("X-Ratelimit-Remaining-Requests")); rem != 99-i {
+			t.Errorf("upload %d: remaining requests %q, want %d", i, res.Header.Get("X-Ratelimit-Remaining-Requests"), 99-i)
+		}
+	}
+}
