@@ -50,6 +50,9 @@ type Demo struct {
 	Key      string // the client key
 	AdminKey string // the admin key (status page, metrics)
 	SE, FR   *sim.Server
+	// SEURL and FRURL are the regions' base URLs (their /sim admin
+	// endpoints take faults and outages at run time).
+	SEURL, FRURL string
 
 	cancel context.CancelFunc
 	done   chan error
@@ -98,6 +101,11 @@ func Start(ctx context.Context, o Options) (*Demo, error) {
 		regionKeys[region] = key
 		urls[region] = "http://" + ln.Addr().String()
 		if region == "se" {
+			d.SEURL = urls[region]
+		} else {
+			d.FRURL = urls[region]
+		}
+		if region == "se" {
 			d.SE = s
 		} else {
 			d.FR = s
@@ -126,6 +134,11 @@ retry:
   max_interval: %s
   first_fast_retry: false
   mode: %s
+# API Management's setup routes blind: no steering by the regions' remaining
+# capacity, so a region's quota runs out and the retries show (steering, on
+# by default elsewhere, would move traffic before the 429s happen).
+routing:
+  capacity_steering: false
 `, o.Listen, urls["se"], urls["fr"], o.RetryInterval, o.RetryDelta, o.RetryMax, o.RetryMode)
 	env := map[string]string{"DEMO_KEY": o.Key, "ADMIN_KEY": d.AdminKey, "SE_KEY": regionKeys["se"], "FR_KEY": regionKeys["fr"]}
 	cfg, err := config.Parse("demo", []byte(yaml), func(k string) (string, bool) { v, ok := env[k]; return v, ok })
@@ -208,8 +221,8 @@ func Run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	fmt.Fprintf(stdout, `llmgate demo: two simulated Azure OpenAI regions behind the gateway
-  oai-se: weight 75, %d TPM, %d RPM
-  oai-fr: weight 25, %d TPM, %d RPM
+  oai-se: weight 75, %d TPM, %d RPM, %s (simulator: POST /sim/outage?for=10s or /sim/faults)
+  oai-fr: weight 25, %d TPM, %d RPM, %s
   retry: 5 retries, interval 1s, delta 1s, max-interval 8s, first-fast-retry false (API Management's policy),
          mode %s
 
@@ -236,7 +249,7 @@ Send a few dozen quickly to see throttling and failover in the log below
 
 Live status page: %s/status#key=%s
 Ctrl-C stops.
-`, o.TPM, o.RPM, o.TPM, o.RPM, modeNote(o.RetryMode), d.URL, d.Key, d.URL, d.Key, d.URL, d.Key, d.URL, d.Key, d.URL, d.AdminKey)
+`, o.TPM, o.RPM, d.SEURL, o.TPM, o.RPM, d.FRURL, modeNote(o.RetryMode), d.URL, d.Key, d.URL, d.Key, d.URL, d.Key, d.URL, d.Key, d.URL, d.AdminKey)
 	<-ctx.Done()
 	fmt.Fprintln(stdout, "\nstopping...")
 	if err := d.Close(); err != nil && !errors.Is(err, context.Canceled) {

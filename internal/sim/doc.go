@@ -77,9 +77,12 @@
 // Per deployment, like Azure: TPM tokens and RPM requests over a sliding window (default one
 // minute) that records every admission with its time, so over any window the admitted tokens
 // never exceed TPM and the admitted requests never exceed RPM. A request is charged at admission
-// with an estimate: prompt tokens + max_completion_tokens (or max_tokens; if absent, 16) × the
-// number of choices (n, or best_of if larger, times the number of prompts). Embeddings are charged
-// their prompt tokens; images and audio 0 tokens and one request.
+// with an estimate: prompt tokens + max_completion_tokens (or max_tokens) × the number of
+// choices (n, or best_of if larger, times the number of prompts). A chat request without either
+// is charged the length its answer will have (the simulator plans it before answering), so the
+// usage it reports never exceeds its charge; a legacy completion without max_tokens is charged
+// 16 per choice, its cap. Embeddings are charged their prompt tokens; images and audio 0 tokens
+// and one request.
 //
 // Over quota the answer is 429 with Azure's body ("... have exceeded token rate limit of your
 // current OpenAI S0 pricing tier. Please retry after N seconds. ..." or "call rate limit" for

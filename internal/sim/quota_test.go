@@ -2,6 +2,8 @@ package sim
 
 import (
 	"cmp"
+	"encoding/json"
+	"fmt"
 	"math/rand/v2"
 	"net/http"
 	"strconv"
@@ -86,6 +88,48 @@ func TestTPMQuotaHoldsOverThreeMinutes(t *testing.T) {
 
 // TestRetryAfterIsTruthful sends requests of random sizes at random times; after each 429 the
 // same request must still be refused 1 ms before retry-after-ms and admitted exactly at it.
+// Chat requests without max_tokens, of varied prompts and answer lengths:
+// the tokens their answers report stay within TPM over every minute (they
+// are charged the length their answer will have), and near it.
+func TestTPMHoldsByUsageWithoutMaxTokens(t *testing.T) {
+	t.Parallel()
+	clock := newFakeClock()
+	const tpm = 3000
+	s := New(Options{TPM: tpm, Now: clock.Now, Seed: 7})
+	start := clock.Now()
+	perMinute := make([]int64, 3)
+	for i := 0; clock.Now().Sub(start) < 3*time.Minute; i++ {
+		res := serve(t, s, http.MethodPost, chatPath("dep"), chatBody(fmt.Sprintf("question number %d", i), 0, false), nil)
+		switch res.Code {
+		case http.StatusOK:
+			perMinute[int(clock.Now().Sub(start)/time.Minute)] += usageOf(t, res.Body.String())
+		case http.StatusTooManyRequests:
+		default:
+			t.Fatalf("status: got %d, want 200 or 429; body %s", res.Code, res.Body)
+		}
+		clock.Advance(250 * time.Millisecond)
+	}
+	for m, got := range perMinute {
+		if got > tpm || got < tpm*9/10 {
+			t.Errorf("minute %d: answers reported %d tokens, want within 10%% of %d and never over", m, got, tpm)
+		}
+	}
+}
+
+// usageOf returns total_tokens of a plain answer.
+func usageOf(t *testing.T, body string) int64 {
+	t.Helper()
+	var r struct {
+		Usage struct {
+			Total int64 `json:"total_tokens"`
+		} `json:"usage"`
+	}
+	if err := json.Unmarshal([]byte(body), &r); err != nil {
+		t.Fatalf("answer: %v: %s", err, body)
+	}
+	return r.Usage.Total
+}
+
 func TestRetryAfterIsTruthful(t *testing.T) {
 	t.Parallel()
 	for _, tc := range []struct {

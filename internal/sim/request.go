@@ -159,11 +159,22 @@ func (c *call) limit() int64 {
 	return c.maxTokens
 }
 
-// cost is the quota estimate charged at admission.
-func (c *call) cost() int64 {
+// cost is the quota estimate charged at admission. seed is the server's:
+// a chat request without max_tokens is charged the length its answer will
+// have (planned from seed and prompt, as the answer is), so the tokens it
+// reports never exceed what was charged and the quota holds by usage too.
+func (c *call) cost(seed int64) int64 {
 	switch c.op {
 	case opChat, opCompletions:
 		perChoice := c.maxTokens
+		if perChoice == 0 && c.op == opChat {
+			var planned int64
+			for k := range c.choices() {
+				ch := newChoice(seed, &c.prompt, k, 0)
+				planned += ch.n
+			}
+			return c.prompt.tokens + planned
+		}
 		if perChoice == 0 {
 			perChoice = defaultMaxTokens
 		}

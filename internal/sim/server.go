@@ -344,7 +344,7 @@ func (s *Server) failBeforeAdmission(x *exchange, win *window) bool {
 // admit charges the request to the deployment's quota window, if any; over quota it answers
 // 429 and returns false. Without a window (no quota), serve has set the rate headers.
 func (s *Server) admit(x *exchange, win *window) bool {
-	cost := x.call.cost()
+	cost := x.call.cost(s.seed)
 	if win != nil {
 		h := x.w.Header()
 		d := s.quota.admit(win, cost, s.now())
