@@ -48,3 +48,19 @@ func TestUploadBytesAreNoTokens(t *testing.T) {
 		}
 	}
 }
+
+// A request larger than its key's whole tpm can never be admitted: the 429
+// says so, and x-should-retry: false keeps SDKs from retrying it.
+func TestRequestLargerThanKeyTPMIsToldSo(t *testing.T) {
+	up := simServer(t, sim.Options{})
+	g := serveGateway(t, keysYAML("{type: memory}", up.URL, "  - {name: team, key: team-secret, tpm: 1000}"))
+	res, body := chatCall(t, g.URL, "team-secret", `{"messages":[{"role":"user","content":"hi"}],"max_tokens":4000}`)
+	if res.StatusCode != http.StatusTooManyRequests || res.Header.Get("X-Should-Retry") != "false" ||
+		!bytes.Contains([]byte(body), []byte("can never be admitted")) {
+		t.Errorf("got %d, x-should-retry %q, %s; want 429 saying it can never be admitted, x-should-retry false",
+			res.StatusCode, res.Header.Get("X-Should-Retry"), body)
+	}
+	if res, _ := chatCall(t, g.URL, "team-secret", smallChat); res.StatusCode != http.StatusOK {
+		t.Errorf("a small request after it: %d, want 200 (the refused one charged nothing)", res.StatusCode)
+	}
+}

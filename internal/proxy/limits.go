@@ -55,6 +55,13 @@ func (h *Handler) admit(w http.ResponseWriter, r *http.Request, cfg *Config, key
 		if d.Reason == ratelimit.ReasonDailyQuota || d.Reason == ratelimit.ReasonMonthlyQuota {
 			hd.Set("X-Should-Retry", "false")
 		}
+		if d.Reason == ratelimit.ReasonTPM && lim.TPM > 0 && q.estimate > lim.TPM {
+			// No wait helps a request larger than the whole limit: say so,
+			// and keep SDKs from retrying it.
+			hd.Set("X-Should-Retry", "false")
+			msg = "This request is estimated at " + strconv.FormatInt(q.estimate, 10) + " tokens (prompt plus max_tokens), more than this key's tokens-per-minute limit of " +
+				strconv.FormatInt(lim.TPM, 10) + ": it can never be admitted. Lower max_tokens or shorten the prompt."
+		}
 		writeError(w, q, http.StatusTooManyRequests, typeRateLimit, "429", msg)
 		return false
 	}
