@@ -129,7 +129,8 @@ func New(cfg *config.Config, opts Options) (*App, error) {
 		ev = fanout{a.metrics, opts.Events}
 	}
 	a.proxy = proxy.New(proxy.Options{Transport: rt, Logger: a.log, Events: ev, AccessLog: opts.AccessLog,
-		Store: a.shared.store, Usage: a.shared.usage, OnThrottle: a.shared.onThrottle}, snap)
+		Store: a.shared.store, Usage: a.shared.usage, OnThrottle: a.shared.onThrottle,
+		OnStoreError: func(err error) { a.shared.failed("admit", err) }}, snap)
 	a.api = a.proxy
 	if a.tracer != nil {
 		a.api = a.tracer.Middleware(a.proxy)

@@ -605,8 +605,8 @@ func (h *Handler) relayStream(ctx context.Context, a *attemptRun, injected bool)
 		fl = nopFlusher{a.w}
 	}
 	var tail stream.Tail
-	tap := new(streamTap)
-	filter := stream.Filter{Tap: tap}
+	sn := new(usage.Sniffer)
+	filter := stream.Filter{Tap: sn}
 	if a.idle.watchesIdle() {
 		filter.OnRead = a.idle.touch // a hook, not one more reader between the socket and the relay
 	}
@@ -615,9 +615,9 @@ func (h *Handler) relayStream(ctx context.Context, a *attemptRun, injected bool)
 	}
 	written, cerr := stream.CopyFiltered(fl, resp.Body, &buf, n, &tail, filter)
 	q.bytesOut += written
-	h.account(b, q, &tap.Sniffer)
+	h.account(b, q, sn)
 	if cerr == nil && !tail.Done() && expectsDone(q.suffix) {
-		if tap.last.isError() {
+		if tail.EndedWithError() {
 			// Ended by an error event of the upstream's own, which the
 			// client has: one clear error is enough, the gateway adds none.
 			q.err = errStreamErrorEvent

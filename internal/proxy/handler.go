@@ -44,6 +44,10 @@ type Options struct {
 	// OnThrottle is told when a backend asks to be left alone until a time,
 	// so replicas can share it. Must not block. Nil: not shared.
 	OnThrottle func(backend string, until time.Time)
+	// OnStoreError is told of a failed call to Store, for the gateway's one
+	// record of the store's health (which logs the outage once and shows
+	// it on /healthz). Must not block. Nil: not told.
+	OnStoreError func(error)
 	// AccessLog, when set, receives the access log as JSON lines written by
 	// the fast path (one Write per line, safe for concurrent use); Logger
 	// then carries only the other events. Nil: the access log goes to Logger.
@@ -64,9 +68,9 @@ type Handler struct {
 	events    Events
 	store     ratelimit.Limiter
 	local     *ratelimit.Memory // fallback while the store is unreachable
-	storeDown atomic.Bool
 	// storeRetryAt is when the unreachable store is next tried (Unix ns; 0 while it answers)
 	storeRetryAt atomic.Int64
+	onStoreError func(error)
 	usage        *ratelimit.Batcher
 	onThrottle   func(string, time.Time)
 	streams      counters
@@ -77,7 +81,7 @@ type Handler struct {
 // New returns a Handler serving cfg.
 func New(opts Options, cfg *Config) *Handler {
 	h := &Handler{transport: opts.Transport, log: opts.Logger, now: opts.Now, rand: opts.Rand, events: opts.Events,
-		store: opts.Store, usage: opts.Usage, onThrottle: opts.OnThrottle, accessLog: opts.AccessLog}
+		store: opts.Store, usage: opts.Usage, onThrottle: opts.OnThrottle, onStoreError: opts.OnStoreError, accessLog: opts.AccessLog}
 	if h.log == nil {
 		h.log = slog.New(slog.DiscardHandler)
 	}

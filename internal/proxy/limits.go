@@ -3,7 +3,6 @@ package proxy
 import (
 	"context"
 	"errors"
-	"log/slog"
 	"net/http"
 	"strconv"
 	"time"
@@ -157,17 +156,19 @@ func (q *request) usageModel() string {
 	return "-"
 }
 
+// storeFailed records a failed call to the store: the next is tried after
+// storeRetryEvery, and the gateway's record of the store's health is told.
 func (h *Handler) storeFailed(err error) {
 	h.storeRetryAt.Store(h.now().Add(storeRetryEvery).UnixNano())
-	if h.storeDown.CompareAndSwap(false, true) {
-		h.log.Error("state store unreachable: applying store.on_failure policy", slog.Any("err", err))
+	if h.onStoreError != nil {
+		h.onStoreError(err)
 	}
 }
 
+// storeOK records a call to the store that succeeded.
 func (h *Handler) storeOK() {
-	if h.storeDown.Load() && h.storeDown.CompareAndSwap(true, false) {
+	if h.storeRetryAt.Load() != 0 {
 		h.storeRetryAt.Store(0)
-		h.log.Info("state store reachable again")
 	}
 }
 
@@ -189,6 +190,3 @@ func (h *Handler) storeProbe() bool {
 	now := h.now()
 	return now.UnixNano() >= at && h.storeRetryAt.CompareAndSwap(at, now.Add(storeRetryEvery).UnixNano())
 }
-
-// StoreHealthy reports whether the last call to the state store succeeded.
-func (h *Handler) StoreHealthy() bool { return !h.storeDown.Load() }

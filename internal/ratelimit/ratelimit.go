@@ -232,21 +232,6 @@ func PlanUsage(now, from, to time.Time) UsagePlan {
 	return p
 }
 
-// Span returns the time the plan's buckets cover: from the start of the
-// first to the end of the last. ok is false when the plan reads nothing.
-func (p UsagePlan) Span() (from, to time.Time, ok bool) {
-	hours, minutes := p.HourFrom.Before(p.HourTo), p.MinuteFrom.Before(p.MinuteTo)
-	switch {
-	case hours && minutes:
-		return p.HourFrom, p.MinuteTo, true
-	case hours:
-		return p.HourFrom, p.HourTo, true
-	case minutes:
-		return p.MinuteFrom, p.MinuteTo, true
-	}
-	return time.Time{}, time.Time{}, false
-}
-
 // Hours calls f with the start of every hourly bucket in the plan, in order.
 func (p UsagePlan) Hours(f func(time.Time)) { each(p.HourFrom, p.HourTo, time.Hour, f) }
 

@@ -74,14 +74,21 @@ type Waiter interface {
 }
 
 // Tail remembers the last bytes written, to tell whether the stream is at an
-// event boundary and whether it ended with [DONE].
+// event boundary and whether it ended with [DONE], and the start of the last
+// whole event written, to tell whether it was an error event.
 type Tail struct {
 	b [16]byte
 	n int
+	// the start of the event being written (CR and leading LF aside) and of
+	// the last whole one
+	cur, last   [32]byte
+	ncur, nlast int
+	nl          bool // the last byte written that was not CR was LF
 }
 
 // Add records p as written.
 func (t *Tail) Add(p []byte) {
+	t.events(p)
 	if len(p) >= len(t.b) {
 		copy(t.b[:], p[len(p)-len(t.b):])
 		t.n = len(t.b)
@@ -92,6 +99,57 @@ func (t *Tail) Add(p []byte) {
 	copy(t.b[keep:], p)
 	t.n = keep + len(p)
 }
+
+// events follows the event boundaries (blank lines) in p: the start of each
+// event is kept until the next one is complete.
+func (t *Tail) events(p []byte) {
+	for len(p) > 0 {
+		i := bytes.IndexByte(p, '\n')
+		if i < 0 {
+			t.keep(p)
+			t.nl = t.nl && onlyCR(p)
+			return
+		}
+		t.keep(p[:i])
+		if t.nl && onlyCR(p[:i]) { // a blank line: the event is whole
+			if t.ncur > 0 {
+				t.last, t.nlast = t.cur, t.ncur
+			}
+			t.ncur = 0
+		} else {
+			t.keep(p[i : i+1])
+		}
+		t.nl = true
+		p = p[i+1:]
+	}
+}
+
+// keep adds p to the start of the current event, as far as there is room.
+func (t *Tail) keep(p []byte) {
+	for _, c := range p {
+		if t.ncur == len(t.cur) {
+			return
+		}
+		if c == '\r' || (c == '\n' && t.ncur == 0) {
+			continue
+		}
+		t.cur[t.ncur] = c
+		t.ncur++
+	}
+}
+
+func onlyCR(p []byte) bool {
+	for _, c := range p {
+		if c != '\r' {
+			return false
+		}
+	}
+	return true
+}
+
+// EndedWithError reports whether the last whole event written was an error
+// event (IsErrorEvent): the client has its error, and needs no other.
+func (t *Tail) EndedWithError() bool { return IsErrorEvent(t.last[:t.nlast]) }
 
 func (t *Tail) bytes() []byte { return t.b[:t.n] }
 

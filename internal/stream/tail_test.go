@@ -1,8 +1,10 @@
-package proxy
+package stream
 
 import "testing"
 
-func TestLastEvent(t *testing.T) {
+// The start of the last whole event written is remembered, whatever the
+// pieces it was written in, so a stream ended by an error event is told.
+func TestTailEndedWithError(t *testing.T) {
 	t.Parallel()
 	chunk := `data: {"id":"c","choices":[{"delta":{"content":"a"}}]}` + "\n\n"
 	errEv := `data: {"error":{"message":"boom","code":"500"}}` + "\n\n"
@@ -21,14 +23,14 @@ func TestLastEvent(t *testing.T) {
 		{"nothing", "", false},
 	} {
 		for _, size := range []int{1, 2, 3, 7, 1 << 20} {
-			var e lastEvent
+			var tail Tail
 			for s := tc.in; s != ""; {
 				n := min(size, len(s))
-				e.write([]byte(s[:n]))
+				tail.Add([]byte(s[:n]))
 				s = s[n:]
 			}
-			if got := e.isError(); got != tc.want {
-				t.Errorf("%s (pieces of %d): isError = %v, want %v", tc.name, size, got, tc.want)
+			if got := tail.EndedWithError(); got != tc.want {
+				t.Errorf("%s (pieces of %d): EndedWithError = %v, want %v", tc.name, size, got, tc.want)
 			}
 		}
 	}
