@@ -760,6 +760,10 @@ func (h *Handler) answerFailure(w http.ResponseWriter, f *failure, q *request, e
 	writeError(w, q, q.status, typeServer, "upstream_unreachable", "No upstream could be reached.")
 }
 
+// longWait is a wait after which a client's own retry is not worth it:
+// answers telling it carry X-Should-Retry: false.
+const longWait = 8 * time.Second
+
 // finalAdvice sets X-Should-Retry on the last upstream failure the client
 // gets, and returns the delay its Retry-After headers should carry (-1: the
 // upstream's own, unchanged). A 429 tells the earliest time any backend of
@@ -774,7 +778,7 @@ func (h *Handler) finalAdvice(hd http.Header, cfg *Config, rt *Route, status int
 		return -1
 	}
 	wait := earliestFree(cfg, rt, h.now())
-	if allTried && wait > 0 || wait > 8*time.Second {
+	if allTried && wait > 0 || wait > longWait {
 		hd.Set("X-Should-Retry", "false")
 	}
 	if wait == 0 && ra <= 0 {
@@ -788,7 +792,7 @@ func (h *Handler) finalAdvice(hd http.Header, cfg *Config, rt *Route, status int
 // they are out for other reasons (circuit open, at capacity).
 func (h *Handler) answerBlocked(w http.ResponseWriter, f *failure, c choice, q *request) {
 	hd := w.Header()
-	if c.wait > 8*time.Second || q.attempts > 0 {
+	if c.wait > longWait || q.attempts > 0 {
 		hd.Set("X-Should-Retry", "false")
 	}
 	if c.throttled && f != nil && f.header != nil && f.status == http.StatusTooManyRequests {

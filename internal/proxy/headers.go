@@ -43,8 +43,11 @@ func clientOnly(k string) bool {
 // credential: a client key never reaches an upstream, whatever header a
 // client (or a library of its) put it in.
 func carries(v []string, secret string) bool {
+	if secret == "" {
+		return false // (every value "contains" nothing)
+	}
 	for _, s := range v {
-		if len(s) >= len(secret) && strings.Contains(s, secret) {
+		if strings.Contains(s, secret) {
 			return true
 		}
 	}

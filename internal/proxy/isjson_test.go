@@ -48,3 +48,17 @@ func TestDropCredentials(t *testing.T) {
 		}
 	}
 }
+
+func TestCarries(t *testing.T) {
+	t.Parallel()
+	v := []string{"Token sk-secret-123", "other"}
+	if !carries(v, "sk-secret-123") {
+		t.Error("a header value holding the key: not found")
+	}
+	if carries(v, "sk-other") {
+		t.Error("a key not in the values: found")
+	}
+	if carries(v, "") {
+		t.Error("no key presented: every header would be dropped")
+	}
+}
