@@ -8,7 +8,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"strconv"
@@ -22,7 +21,6 @@ import (
 	"github.com/openai/openai-go/v3/option"
 
 	"github.com/llmgate/llmgate/internal/app"
-	"github.com/llmgate/llmgate/internal/config"
 	"github.com/llmgate/llmgate/internal/sim"
 	"github.com/llmgate/llmgate/internal/store/redis/redistest"
 )
@@ -36,32 +34,7 @@ type served struct {
 
 func serveGateway(t testing.TB, yaml string) *served {
 	t.Helper()
-	cfg, err := config.Parse("keys.yaml", []byte(yaml), func(string) (string, bool) { return "", false })
-	if err != nil {
-		t.Fatal(err)
-	}
-	a, err := app.New(cfg, app.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- a.Serve(ctx, ln) }()
-	s := &served{URL: "http://" + ln.Addr().String(), App: a}
-	var once sync.Once
-	s.stop = func() {
-		once.Do(func() {
-			cancel()
-			if err := <-done; err != nil {
-				t.Errorf("Serve: %v", err)
-			}
-		})
-	}
-	t.Cleanup(s.stop)
+	s, _ := serveLogged(t, yaml)
 	return s
 }
 

@@ -523,16 +523,24 @@ func servedSerial(t testing.TB, base string) int64 {
 	return resp.TLS.PeerCertificates[0].SerialNumber.Int64()
 }
 
-func TestTLSCertificateIsReadAgainOnReload(t *testing.T) {
-	t.Parallel()
-	dir := t.TempDir()
+// serveTLS serves a gateway over TLS with a certificate of serial 1 in dir,
+// checks that it is the one served, and returns the gateway and the key file.
+func serveTLS(t *testing.T, dir string) (g *fileGateway, keyFile string) {
+	t.Helper()
 	certFile, keyFile := selfSigned(t, dir, 1)
 	up := newRecorder().upstream(t, "a", ok())
 	yaml := fileHead + "tls:\n  cert_file: " + certFile + "\n  key_file: " + keyFile + "\nbackends:\n  - name: a\n    url: " + up.URL + "\n"
-	g := serveFile(t, yaml)
+	g = serveFile(t, yaml)
 	if got := servedSerial(t, g.URL); got != 1 {
 		t.Fatalf("certificate serial: got %d, want 1", got)
 	}
+	return g, keyFile
+}
+
+func TestTLSCertificateIsReadAgainOnReload(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	g, keyFile := serveTLS(t, dir)
 	// A broken key file is rejected; the old certificate keeps serving.
 	if err := os.WriteFile(keyFile, []byte("not a key"), 0o600); err != nil {
 		t.Fatal(err)
@@ -558,13 +566,7 @@ func TestTLSCertificateIsReadAgainOnReload(t *testing.T) {
 func TestTLSCertificateFilesRenewedArePickedUp(t *testing.T) {
 	t.Parallel()
 	dir := t.TempDir()
-	certFile, keyFile := selfSigned(t, dir, 1)
-	up := newRecorder().upstream(t, "a", ok())
-	yaml := fileHead + "tls:\n  cert_file: " + certFile + "\n  key_file: " + keyFile + "\nbackends:\n  - name: a\n    url: " + up.URL + "\n"
-	g := serveFile(t, yaml)
-	if got := servedSerial(t, g.URL); got != 1 {
-		t.Fatalf("certificate serial: got %d, want 1", got)
-	}
+	g, _ := serveTLS(t, dir)
 	time.Sleep(100 * time.Millisecond) // the watcher has seen the files as they are
 	selfSigned(t, dir, 3)
 	deadline := time.Now().Add(5 * time.Second)

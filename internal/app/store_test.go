@@ -19,7 +19,8 @@ import (
 	"github.com/llmgate/llmgate/internal/store/redis/redistest"
 )
 
-// serveLogged is serveGateway with the App's log (JSON, debug level) kept.
+// serveLogged starts a gateway from yaml with app.Serve (so its
+// shared-state loop runs) and returns it with its log (JSON, debug level).
 func serveLogged(t testing.TB, yaml string) (*served, *syncBuffer) {
 	t.Helper()
 	cfg, err := config.Parse("store.yaml", []byte(yaml), func(string) (string, bool) { return "", false })
