@@ -91,6 +91,11 @@ func validate(args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	cfg, err := config.Load(path)
+	if err == nil {
+		if problems := app.Check(cfg); len(problems) > 0 {
+			err = &config.Error{File: path, Problems: problems}
+		}
+	}
 	if err != nil {
 		var ce *config.Error
 		if errors.As(err, &ce) {

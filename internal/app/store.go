@@ -53,6 +53,21 @@ type throttleNote struct {
 	until   time.Time
 }
 
+// Check returns what is wrong with cfg that only the parts it configures
+// can tell, beyond config.Validate: a store.url the Redis store would
+// refuse. `llmgate validate` reports them with the config's own problems,
+// so it refuses what serve would; the error never repeats the URL, which may
+// hold a password.
+func Check(cfg *config.Config) []config.Problem {
+	if cfg.Store.Type != "redis" || cfg.Store.URL == "" {
+		return nil
+	}
+	if err := redisstore.CheckURL(cfg.Store.URL.Reveal()); err != nil {
+		return []config.Problem{{Path: "store.url", Message: err.Error()}}
+	}
+	return nil
+}
+
 // newShared opens the configured store. A Redis store starts even while
 // Redis is unreachable; it connects when it can.
 func newShared(cfg config.Store, reg *upstream.Registry, log *slog.Logger) (*shared, error) {

@@ -1,8 +1,11 @@
-package config
+package app_test
 
 import (
 	"strings"
 	"testing"
+
+	"github.com/llmgate/llmgate/internal/app"
+	"github.com/llmgate/llmgate/internal/config"
 )
 
 // TestStoreURLChecked: validate refuses the Redis URLs serve would refuse,
@@ -10,6 +13,16 @@ import (
 func TestStoreURLChecked(t *testing.T) {
 	t.Parallel()
 	base := "keys: [{name: k, key: s}]\nbackends: [{name: a, url: http://a.example}]\n"
+	check := func(url string) error {
+		cfg, err := config.Parse("x.yaml", []byte(base+"store: {type: redis, url: \""+url+"\"}\n"), func(string) (string, bool) { return "", false })
+		if err != nil {
+			return err
+		}
+		if problems := app.Check(cfg); len(problems) > 0 {
+			return &config.Error{File: "x.yaml", Problems: problems}
+		}
+		return nil
+	}
 	for _, tc := range []struct{ url, want string }{
 		{"http://x", `store.url: redis: unsupported URL scheme "http"`},
 		{"redis://:hunter2@h/abc", "store.url: redis: parse redis URL"},
@@ -20,7 +33,7 @@ func TestStoreURLChecked(t *testing.T) {
 		{"localhost:6379", "store.url: redis: URL has no scheme"},
 	} {
 		t.Run(tc.url, func(t *testing.T) {
-			_, err := Parse("x.yaml", []byte(base+"store: {type: redis, url: \""+tc.url+"\"}\n"), env(nil))
+			err := check(tc.url)
 			if err == nil || !strings.Contains(err.Error(), tc.want) {
 				t.Fatalf("got %v, want a problem %q", err, tc.want)
 			}
@@ -30,7 +43,7 @@ func TestStoreURLChecked(t *testing.T) {
 		})
 	}
 	for _, u := range []string{"redis://:pw@127.0.0.1:6379/2", "rediss://h:6380", "redis+sentinel://s1,s2:26380/mymaster/1", "redis+cluster://n1:7000,n2"} {
-		if _, err := Parse("x.yaml", []byte(base+"store: {type: redis, url: \""+u+"\"}\n"), env(nil)); err != nil {
+		if err := check(u); err != nil {
 			t.Errorf("%s: %v", u, err)
 		}
 	}
