@@ -126,6 +126,16 @@ func (t *Tail) events(p []byte) {
 
 // keep adds p to the start of the current event, as far as there is room.
 func (t *Tail) keep(p []byte) {
+	if t.ncur == len(t.cur) {
+		return
+	}
+	if bytes.IndexByte(p, '\r') < 0 { // the usual piece: copied whole
+		if t.ncur == 0 {
+			p = bytes.TrimLeft(p, "\n")
+		}
+		t.ncur += copy(t.cur[t.ncur:], p)
+		return
+	}
 	for _, c := range p {
 		if t.ncur == len(t.cur) {
 			return
