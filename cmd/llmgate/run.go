@@ -90,12 +90,7 @@ func validate(args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	cfg, err := config.Load(path)
-	if err == nil {
-		if problems := app.Check(cfg); len(problems) > 0 {
-			err = &config.Error{File: path, Problems: problems}
-		}
-	}
+	cfg, err := config.Load(path, app.Check)
 	if err != nil {
 		var ce *config.Error
 		if errors.As(err, &ce) {

@@ -1,6 +1,7 @@
 package app_test
 
 import (
+	"errors"
 	"strings"
 	"testing"
 
@@ -14,14 +15,8 @@ func TestStoreURLChecked(t *testing.T) {
 	t.Parallel()
 	base := "keys: [{name: k, key: s}]\nbackends: [{name: a, url: http://a.example}]\n"
 	check := func(url string) error {
-		cfg, err := config.Parse("x.yaml", []byte(base+"store: {type: redis, url: \""+url+"\"}\n"), func(string) (string, bool) { return "", false })
-		if err != nil {
-			return err
-		}
-		if problems := app.Check(cfg); len(problems) > 0 {
-			return &config.Error{File: "x.yaml", Problems: problems}
-		}
-		return nil
+		_, err := config.Parse("x.yaml", []byte(base+"store: {type: redis, url: \""+url+"\"}\n"), noEnv, app.Check)
+		return err
 	}
 	for _, tc := range []struct{ url, want string }{
 		{"http://x", `store.url: redis: unsupported URL scheme "http"`},
@@ -46,5 +41,34 @@ func TestStoreURLChecked(t *testing.T) {
 		if err := check(u); err != nil {
 			t.Errorf("%s: %v", u, err)
 		}
+	}
+}
+
+func noEnv(string) (string, bool) { return "", false }
+
+// TestStoreURLCheckedBesideOtherProblems: one run of validate lists a bad
+// store URL together with the config's own problems, each on its line.
+func TestStoreURLCheckedBesideOtherProblems(t *testing.T) {
+	t.Parallel()
+	src := "keys: [{name: k, key: s}]\nbackends: [{name: a, url: http://a.example, weight: -1}]\nstore:\n  type: redis\n  url: \"localhost:6379\"\n"
+	_, err := config.Parse("x.yaml", []byte(src), noEnv, app.Check)
+	var ce *config.Error
+	if !errors.As(err, &ce) {
+		t.Fatalf("got %v, want a config.Error", err)
+	}
+	var store, weight bool
+	for _, p := range ce.Problems {
+		switch {
+		case p.Path == "store.url":
+			store = true
+			if p.Line != 5 {
+				t.Errorf("store.url problem on line %d, want 5", p.Line)
+			}
+		case strings.HasPrefix(p.Path, "backends[0].weight"):
+			weight = true
+		}
+	}
+	if !store || !weight {
+		t.Fatalf("problems %v: want both store.url and backends[0].weight", ce.Problems)
 	}
 }

@@ -160,7 +160,7 @@ func (a *App) reloadFile(path, trigger string) error {
 	if path == a.path {
 		a.seen = fileStamp{size: fi.Size(), modTime: fi.ModTime(), hash: sha256.Sum256(data)}
 	}
-	cfg, err := config.Parse(path, data, os.LookupEnv)
+	cfg, err := config.Parse(path, data, os.LookupEnv, Check)
 	if err != nil {
 		var ce *config.Error
 		if errors.As(err, &ce) {

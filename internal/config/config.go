@@ -709,16 +709,21 @@ func (e *Error) Error() string {
 
 // Load reads, expands, defaults and validates the config file at path.
 // A problem of any kind returns *Error listing them all.
-func Load(path string) (*Config, error) {
+func Load(path string, checks ...Check) (*Config, error) {
 	data, err := os.ReadFile(path)
 	if err != nil {
 		return nil, fmt.Errorf("config: %w", err)
 	}
-	return Parse(path, data, osLookup)
+	return Parse(path, data, osLookup, checks...)
 }
 
+// Check is a check of a decoded config made outside this package (one that
+// needs a package the config should not depend on, such as a store's URL
+// parser). Its problems are reported with the config's own.
+type Check func(*Config) []Problem
+
 // Parse is Load on bytes, with lookup resolving ${NAME} references.
-func Parse(name string, data []byte, lookup func(string) (string, bool)) (*Config, error) {
+func Parse(name string, data []byte, lookup func(string) (string, bool), checks ...Check) (*Config, error) {
 	var root yaml.Node
 	dec := yaml.NewDecoder(bytes.NewReader(data))
 	if err := dec.Decode(&root); err != nil {
@@ -742,7 +747,11 @@ func Parse(name string, data []byte, lookup func(string) (string, bool)) (*Confi
 	c.Defaults()
 	// Validate even after decode problems, so one run lists them all; skip
 	// findings about values that already failed to decode.
-	for _, p := range c.Validate() {
+	found := c.Validate()
+	for _, check := range checks {
+		found = append(found, check(c)...)
+	}
+	for _, p := range found {
 		if bad[p.Path] {
 			continue
 		}
