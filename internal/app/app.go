@@ -248,14 +248,19 @@ type server interface {
 func (a *App) Serve(ctx context.Context, ln net.Listener) error {
 	ln = &onceCloseListener{Listener: ln}
 	var srv server
+	var cancelRequests func(cause error) // what is still running when the grace period ends
 	errc := make(chan error, 1)
 	tlsOn := a.cert.Load() != nil
 	if tlsOn {
 		hs := a.Server()
-		srv = hs
+		base, cancelBase := context.WithCancelCause(context.Background())
+		defer cancelBase(nil)
+		hs.BaseContext = func(net.Listener) context.Context { return base }
+		srv, cancelRequests = hs, cancelBase
 		go func() { errc <- hs.ServeTLS(ln, "", "") }()
 	} else {
-		srv = a.PlainServer()
+		ps := a.PlainServer()
+		srv, cancelRequests = ps, ps.CancelRequests
 		go func() { errc <- srv.Serve(ln) }()
 	}
 	wctx, stopWatch := context.WithCancel(ctx)
@@ -299,7 +304,17 @@ func (a *App) Serve(ctx context.Context, ln net.Listener) error {
 	defer cancel()
 	err := srv.Shutdown(dctx)
 	if err != nil {
-		_ = srv.Close()
+		// The grace period is over. What still runs is cancelled as the
+		// gateway's own doing: a request not answered yet gets a 503 to
+		// send again, a stream a last error event. They have a moment to
+		// say so, then every connection is closed.
+		a.log.Warn("grace period over: cancelling the requests still running", slog.Duration("grace", grace))
+		cancelRequests(proxy.ErrShutdown)
+		fctx, fcancel := context.WithTimeout(context.WithoutCancel(ctx), finalWord)
+		if srv.Shutdown(fctx) != nil {
+			_ = srv.Close()
+		}
+		fcancel()
 		err = fmt.Errorf("shutdown: %w", err)
 	}
 	if e := <-errc; e != nil && !errors.Is(e, http.ErrServerClosed) && !errors.Is(e, net.ErrClosed) && err == nil {
@@ -318,6 +333,11 @@ func (a *App) Serve(ctx context.Context, ln net.Listener) error {
 	a.log.Info("stopped")
 	return err
 }
+
+// finalWord is how long requests cancelled at the end of the grace period
+// have to answer (a 503, a stream's last event) before their connections
+// are closed.
+const finalWord = time.Second
 
 // Run listens on the configured address and serves until ctx is cancelled.
 func (a *App) Run(ctx context.Context) error {

@@ -3,6 +3,7 @@ package app_test
 import (
 	"bufio"
 	"context"
+	"crypto/tls"
 	"io"
 	"net"
 	"net/http"
@@ -180,5 +181,107 @@ func TestDrainDelayKeepsAcceptingWhileNotReady(t *testing.T) {
 	if c, err := net.DialTimeout("tcp", ln.Addr().String(), time.Second); err == nil {
 		c.Close()
 		t.Errorf("the listener still accepts connections after the drain")
+	}
+}
+
+// When timeouts.shutdown_grace ends with work still running, the client
+// learns why rather than seeing a cut connection: a stream gets a last
+// error event (code gateway_shutdown) and ends cleanly, a request not yet
+// answered gets a 503 it may send again. Both servers: h1 for plain
+// HTTP, net/http for TLS.
+func TestGraceOverEndsWhatRunsWithAWord(t *testing.T) {
+	t.Parallel()
+	for _, tlsOn := range []bool{false, true} {
+		name := "plain"
+		if tlsOn {
+			name = "tls"
+		}
+		t.Run(name, func(t *testing.T) {
+			t.Parallel()
+			graceOver(t, tlsOn)
+		})
+	}
+}
+
+func graceOver(t *testing.T, tlsOn bool) {
+	arrived := make(chan struct{}, 2)
+	up := newRecorder().upstream(t, "a", func(w http.ResponseWriter, r *http.Request, c call) {
+		if strings.Contains(string(c.Body), `"stream":true`) {
+			w.Header().Set("Content-Type", "text/event-stream")
+			w.WriteHeader(http.StatusOK)
+			_, _ = io.WriteString(w, chunk(0, "tok"))
+			w.(http.Flusher).Flush()
+		}
+		arrived <- struct{}{}
+		<-r.Context().Done() // never answers on its own
+	})
+	extra := fastRetry + "timeouts:\n  shutdown_grace: 300ms\n"
+	client := http.DefaultClient
+	scheme := "http://"
+	if tlsOn {
+		certFile, keyFile := selfSigned(t, t.TempDir(), 1)
+		extra += "tls:\n  cert_file: " + certFile + "\n  key_file: " + keyFile + "\n"
+		tr := &http.Transport{TLSClientConfig: &tls.Config{InsecureSkipVerify: true}} //nolint:gosec // a self-signed test certificate
+		defer tr.CloseIdleConnections()
+		client, scheme = &http.Client{Transport: tr}, "https://"
+	}
+	a, log := newApp(t, parseConfig(t, []backend{be("a", up.URL)}, extra))
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	base := scheme + ln.Addr().String()
+	ctx, stop := context.WithCancel(context.Background())
+	defer stop()
+	served := make(chan error, 1)
+	go func() { served <- a.Serve(ctx, ln) }()
+
+	post := func(body string) *http.Response {
+		req, _ := http.NewRequest(http.MethodPost, base+chatPath, strings.NewReader(body))
+		req.Header.Set("api-key", clientKey)
+		resp, err := client.Do(req)
+		if err != nil {
+			t.Errorf("request: %v", err)
+			return nil
+		}
+		return resp
+	}
+	stream := post(streamBody)
+	if stream == nil {
+		t.FailNow()
+	}
+	defer stream.Body.Close()
+	br := bufio.NewReader(stream.Body)
+	if ev, err := readEvent(br); err != nil || ev != chunk(0, "tok") {
+		t.Fatalf("first chunk: got %q %v", ev, err)
+	}
+	plain := make(chan *http.Response, 1)
+	go func() { plain <- post(chatBody) }()
+	waitFor(t, arrived, 5*time.Second, "the stream upstream")
+	waitFor(t, arrived, 5*time.Second, "the plain request upstream")
+
+	stop() // SIGTERM; the grace period ends with both still running
+	rest, err := io.ReadAll(br)
+	if err != nil {
+		t.Fatalf("stream after the grace period: %v (want its last event and a clean end)", err)
+	}
+	evs := readEvents(t, strings.NewReader(string(rest)))
+	if len(evs) != 1 || !strings.Contains(evs[0], `"code":"gateway_shutdown"`) {
+		t.Errorf("stream after the grace period: got events %q, want one error event with code gateway_shutdown", evs)
+	}
+	resp := waitFor(t, plain, 5*time.Second, "the plain answer")
+	if resp == nil {
+		t.FailNow()
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusServiceUnavailable || !strings.Contains(string(body), `"code":"gateway_shutdown"`) {
+		t.Errorf("plain request after the grace period: got %d %s, want 503 with code gateway_shutdown", resp.StatusCode, body)
+	}
+	if err := waitFor(t, served, 5*time.Second, "Serve to return"); err == nil {
+		t.Error("Serve: got nil, want the grace period's error")
+	}
+	if !strings.Contains(log.String(), "grace period over") {
+		t.Errorf("log lacks the grace-period line:\n%s", log.String())
 	}
 }

@@ -202,7 +202,25 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	}
 }
 
-// Close stops accepting and closes every connection now.
+// CancelRequests cancels the context of every request in flight with
+// cause (context.Cause tells it from a client that left). Their
+// connections stay open: a handler can still answer, or end its stream
+// with a word of why. A server shutting down past its grace period calls
+// it, then Shutdown again for a short while, then Close.
+func (s *Server) CancelRequests(cause error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for c := range s.conns {
+		c.cmu.Lock()
+		if c.cancel != nil {
+			c.cancel(cause)
+		}
+		c.cmu.Unlock()
+	}
+}
+
+// Close stops accepting, closes every connection now and cancels the
+// requests still running on them.
 func (s *Server) Close() error {
 	s.shutdown.Store(true)
 	s.closeListeners()
@@ -211,6 +229,11 @@ func (s *Server) Close() error {
 	for c := range s.conns {
 		c.state.Store(stateClosed)
 		_ = c.nc.Close()
+		c.cmu.Lock()
+		if c.cancel != nil {
+			c.cancel(http.ErrServerClosed) // what a handler still waits for is of no use now
+		}
+		c.cmu.Unlock()
 	}
 	return nil
 }
@@ -261,6 +284,7 @@ type srvConn struct {
 	fixed    fixedBody     // body.rc for a head fastRequest parsed (reused)
 	resp     response      // the current request's answer (reused)
 	hdr      http.Header   // resp's header map (reused, cleared)
+	cmu      sync.Mutex // guards cancel's writes and CancelRequests' reads
 	cancel   context.CancelCauseFunc
 	watch    watcher
 	broken   atomic.Bool // a write failed or the client left: no next request
@@ -536,7 +560,9 @@ func (c *srvConn) reject(status int, code, msg string) {
 // reports whether the connection can carry another request.
 func (c *srvConn) serveRequest(req *http.Request) bool {
 	ctx, cancel := context.WithCancelCause(context.Background())
+	c.cmu.Lock()
 	c.cancel = cancel
+	c.cmu.Unlock()
 	*req = *req.WithContext(ctx) // req is ours: no second Request on the heap
 	// The answer and its header map are the connection's, reused from one
 	// request to the next (a handler must not touch them once it returned).

@@ -1767,3 +1767,43 @@ func TestServerDifferential(t *testing.T) {
 		})
 	}
 }
+
+// CancelRequests cancels every request in flight with the cause given, and
+// leaves its connection open: the handler can still answer. Close cancels
+// what it cuts.
+func TestServerCancelRequests(t *testing.T) {
+	errStop := errors.New("stopping")
+	started := make(chan struct{}, 2)
+	causes := make(chan error, 2)
+	run := srvStartRun(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		started <- struct{}{}
+		select {
+		case <-r.Context().Done():
+		case <-time.After(5 * time.Second):
+		}
+		causes <- context.Cause(r.Context())
+		io.WriteString(w, "cancelled")
+	}))
+	c, br := srvDial(t, run.addr)
+	srvWrite(t, c, "GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+	srvWait(t, started, 2*time.Second, "the handler")
+	run.s.CancelRequests(errStop)
+	if got := srvWait(t, causes, 2*time.Second, "the cancellation"); got != errStop {
+		t.Errorf("cause: got %v, want %v", got, errStop)
+	}
+	resp, err := http.ReadResponse(br, &http.Request{Method: "GET"})
+	if err != nil {
+		t.Fatalf("the answer after CancelRequests: %v", err)
+	}
+	if b, _ := io.ReadAll(resp.Body); resp.StatusCode != 200 || string(b) != "cancelled" {
+		t.Errorf("the answer after CancelRequests: got %d %q", resp.StatusCode, b)
+	}
+
+	c2, _ := srvDial(t, run.addr)
+	srvWrite(t, c2, "GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+	srvWait(t, started, 2*time.Second, "the second handler")
+	_ = run.s.Close()
+	if got := srvWait(t, causes, 2*time.Second, "the cancellation by Close"); got != http.ErrServerClosed {
+		t.Errorf("cause after Close: got %v, want http.ErrServerClosed", got)
+	}
+}

@@ -85,7 +85,7 @@ func (h *Handler) forward(w http.ResponseWriter, r *http.Request, cfg *Config, r
 				}
 				if !sleep(ctx, c.wait) {
 					if r.Context().Err() != nil {
-						q.status, q.err = statusClientClosed, errClientGone
+						interrupted(w, r, q)
 						return
 					}
 					c.member = -1
@@ -130,7 +130,7 @@ func (h *Handler) forward(w http.ResponseWriter, r *http.Request, cfg *Config, r
 			return
 		}
 		if r.Context().Err() != nil {
-			q.status, q.err = statusClientClosed, errClientGone
+			interrupted(w, r, q)
 			return
 		}
 		last = c.member
@@ -266,7 +266,7 @@ func (h *Handler) send(ctx context.Context, m Member, body []byte, a *attemptRun
 	resp, err = h.transport.RoundTrip(out)
 	if err != nil {
 		if r.Context().Err() != nil {
-			q.status, q.err = statusClientClosed, errClientGone
+			interrupted(a.w, r, q)
 			return nil, false, nil, true
 		}
 		a.outcome = upstream.Failed
@@ -340,7 +340,7 @@ func (a *attemptRun) streamEnded(f *failure, ctx context.Context) {
 		a.outcome, a.label = upstream.Failed, OutcomeTimeout
 	case f != nil:
 		a.outcome, a.label = upstream.Failed, OutcomeErrorEvent
-	case a.q.err == errClientGone:
+	case a.q.err == errClientGone || a.q.err == ErrShutdown:
 		a.outcome, a.label = upstream.Abandoned, OutcomeCanceled
 	case a.q.err == errStreamErrorEvent:
 		a.outcome, a.label = upstream.Failed, OutcomeErrorEvent
@@ -516,10 +516,11 @@ func (h *Handler) relayBody(x *attemptRun) (*failure, bool) {
 		}
 		h.account(b, q, &sn)
 	}
-	if rerr != nil && r.Context().Err() == nil {
-		// The upstream broke after the headers went out: abort the
-		// client's response so it can never pass for a complete one.
-		x.cut = true
+	if rerr != nil && (r.Context().Err() == nil || stopping(r.Context())) {
+		// The upstream broke (or the gateway, shutting down, cut it) after
+		// the headers went out: abort the client's response so it can
+		// never pass for a complete one.
+		x.cut = r.Context().Err() == nil
 		h.log.Warn("upstream body broke", slog.String("request_id", q.id), slog.String("backend", b.Name), slog.Any("err", rerr))
 		panic(http.ErrAbortHandler)
 	}
@@ -644,7 +645,7 @@ func (h *Handler) openStream(ctx context.Context, a *attemptRun, body io.Reader,
 	n, err := stream.Leading(body, buf, noChoices)
 	if err != nil && n == 0 {
 		if ctx.Err() != nil && !idle.fired() {
-			q.status, q.err = statusClientClosed, errClientGone
+			interrupted(w, a.r, q)
 			return 0, nil, true
 		}
 		reason := "stream_error"
@@ -678,13 +679,19 @@ func (h *Handler) openStream(ctx context.Context, a *attemptRun, body io.Reader,
 func (h *Handler) streamBroke(ctx context.Context, a *attemptRun, fl stream.Writer, tail *stream.Tail, cerr error) {
 	b, q, idle := a.b, a.q, a.idle
 	var we *stream.WriteError
-	if errors.As(cerr, &we) || (ctx.Err() != nil && !idle.fired()) {
+	down := !idle.fired() && stopping(ctx)
+	if errors.As(cerr, &we) || (ctx.Err() != nil && !idle.fired() && !down) {
 		q.err = errClientGone
 		return
 	}
 	msg := "The upstream stream from backend " + b.Name + " broke before it was complete."
 	code := "upstream_stream_broken"
-	if idle.fired() {
+	switch {
+	case down:
+		msg = "The gateway is shutting down and cut the stream before it was complete."
+		code = "gateway_shutdown"
+		cerr = ErrShutdown
+	case idle.fired():
 		msg = "The upstream stream from backend " + b.Name + " stalled longer than the idle timeout."
 		code = "upstream_stream_timeout"
 	}
@@ -693,6 +700,10 @@ func (h *Handler) streamBroke(ctx context.Context, a *attemptRun, fl stream.Writ
 	q.bytesOut += int64(m)
 	fl.Flush()
 	q.err = cerr
+	if down {
+		h.log.Info("stream cut: the shutdown grace period ended", slog.String("request_id", q.id), slog.String("backend", b.Name))
+		return
+	}
 	h.log.Warn("upstream stream broke", slog.String("request_id", q.id), slog.String("backend", b.Name), slog.Any("err", cerr))
 }
 

@@ -498,6 +498,30 @@ func routeOf(p string) string {
 // errClientGone marks a request whose client went away.
 var errClientGone = errors.New("client went away")
 
+// ErrShutdown is the cause with which the server cancels the requests still
+// running when the shutdown grace period ends (h1.Server.CancelRequests,
+// or the net/http server's base context). A request not yet answered gets
+// a 503 its client retries elsewhere; a stream gets a last error event,
+// so neither passes for a client that left.
+var ErrShutdown = errors.New("the gateway is shutting down")
+
+// stopping reports whether ctx ended because the gateway is shutting down.
+func stopping(ctx context.Context) bool { return context.Cause(ctx) == ErrShutdown }
+
+// interrupted answers a request whose context ended before its answer
+// began: a client that left gets nothing (499 in the access log), a
+// gateway shutting down answers 503 for the client to send it again.
+func interrupted(w http.ResponseWriter, r *http.Request, q *request) {
+	if !stopping(r.Context()) {
+		q.status, q.err = statusClientClosed, errClientGone
+		return
+	}
+	w.Header().Set("X-Should-Retry", "true")
+	writeError(w, q, http.StatusServiceUnavailable, typeServer, "gateway_shutdown",
+		"The gateway is shutting down and could not finish the request in time; send it again.")
+	q.err = ErrShutdown
+}
+
 func sleep(ctx context.Context, d time.Duration) bool {
 	if d <= 0 {
 		return ctx.Err() == nil
