@@ -284,7 +284,7 @@ type srvConn struct {
 	fixed    fixedBody     // body.rc for a head fastRequest parsed (reused)
 	resp     response      // the current request's answer (reused)
 	hdr      http.Header   // resp's header map (reused, cleared)
-	cmu      sync.Mutex // guards cancel's writes and CancelRequests' reads
+	cmu      sync.Mutex    // guards cancel's writes and CancelRequests' reads
 	cancel   context.CancelCauseFunc
 	watch    watcher
 	broken   atomic.Bool // a write failed or the client left: no next request
