@@ -187,6 +187,12 @@ func (a *App) rejected(file, trigger string, problems []string) {
 // apply swaps in cfg, read from file ("" if none). reloadMu must be held.
 func (a *App) apply(cfg *config.Config, file, trigger string) error {
 	old := a.cfg.Load()
+	// What only a restart changes keeps its running value in the config
+	// swapped in, so that every reader (the proxy's store settings,
+	// /readyz, the metrics) and the next reload's comparison see what is
+	// in use.
+	fixed := restartOnly(old, cfg)
+	keepRunning(old, cfg)
 	var cert *tls.Certificate
 	if a.cert.Load() != nil && cfg.TLS.CertFile != "" {
 		c, err := loadCert(cfg.TLS)
@@ -228,7 +234,7 @@ func (a *App) apply(cfg *config.Config, file, trigger string) error {
 	a.log.Info("config reloaded", slog.String("file", file), slog.String("trigger", trigger),
 		slog.Int("backends", len(cfg.Backends)), slog.Int("keys", len(cfg.Keys)),
 		slog.Any("backends_added", added), slog.Any("backends_removed", removed))
-	for _, s := range restartOnly(old, cfg) {
+	for _, s := range fixed {
 		a.log.Warn("config change needs a restart", slog.String("setting", s), slog.String("keeping", "the value in use"))
 	}
 	a.logWarnings(cfg)
@@ -274,6 +280,21 @@ func restartOnly(old, cfg *config.Config) []string {
 		}
 	}
 	return out
+}
+
+// keepRunning copies into cfg the settings restartOnly names from old, the
+// config in use.
+func keepRunning(old, cfg *config.Config) {
+	cfg.Listen = old.Listen
+	if (old.TLS.CertFile != "") != (cfg.TLS.CertFile != "") {
+		cfg.TLS = old.TLS
+	}
+	cfg.Tracing = old.Tracing
+	cfg.Store = old.Store
+	cfg.Timeouts.Connect = old.Timeouts.Connect
+	cfg.Timeouts.ResponseHeader = old.Timeouts.ResponseHeader
+	cfg.Timeouts.ReadHeader = old.Timeouts.ReadHeader
+	cfg.Timeouts.Idle = old.Timeouts.Idle
 }
 
 // loadCert reads the listener's certificate and key.

@@ -471,6 +471,46 @@ func TestReloadLogsSettingsThatNeedARestart(t *testing.T) {
 	}
 	g.waitLogged(t, "config change needs a restart", `"setting":"listen"`)
 	g.waitLogged(t, "config change needs a restart", `"setting":"tracing"`)
+	// The config in use keeps the running values: the warning comes back
+	// while the file still asks for the change, and going back to the
+	// running value warns of nothing.
+	if got := g.App.Config().Listen; got != "127.0.0.1:0" {
+		t.Errorf("listen in the config in use: got %q, want the running 127.0.0.1:0", got)
+	}
+	warned := func(setting string) int {
+		return strings.Count(g.Log.String(), `"setting":"`+setting+`"`)
+	}
+	writeConfig(t, g.Path, strings.Replace(fileHead, "listen: 127.0.0.1:0", "listen: 127.0.0.1:1", 1)+
+		"backends:\n  - name: a\n    url: "+up.URL+"\n    weight: 2\n")
+	if err := g.App.ReloadFile(g.Path); err != nil {
+		t.Fatalf("ReloadFile: %v", err)
+	}
+	if n := warned("listen"); n != 2 {
+		t.Errorf("listen warnings after a second reload still asking for it: got %d, want 2", n)
+	}
+	writeConfig(t, g.Path, fileHead+"tracing:\n  endpoint: http://127.0.0.1:4318\nbackends:\n  - name: a\n    url: "+up.URL+"\n")
+	if err := g.App.ReloadFile(g.Path); err != nil {
+		t.Fatalf("ReloadFile: %v", err)
+	}
+	if n := warned("listen"); n != 2 {
+		t.Errorf("listen warnings after going back to the running value: got %d, want still 2", n)
+	}
+}
+
+// A store change needs a restart: until then nothing uses the new values,
+// not the proxy, not /readyz.
+func TestReloadKeepsTheStoreInUse(t *testing.T) {
+	t.Parallel()
+	up := newRecorder().upstream(t, "a", ok())
+	g := serveFile(t, fileHead+"backends:\n  - name: a\n    url: "+up.URL+"\n")
+	writeConfig(t, g.Path, fileHead+"store:\n  on_failure: closed\n  timeout: 1s\nbackends:\n  - name: a\n    url: "+up.URL+"\n")
+	if err := g.App.ReloadFile(g.Path); err != nil {
+		t.Fatalf("ReloadFile: %v", err)
+	}
+	g.waitLogged(t, "config change needs a restart", `"setting":"store"`)
+	if st := g.App.Config().Store; st.OnFailure == "closed" || st.Timeout.D() == time.Second {
+		t.Errorf("store in the config in use after a reload: got %+v, want the running one", st)
+	}
 }
 
 // selfSigned writes a certificate for 127.0.0.1 with serial and its key.
