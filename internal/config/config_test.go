@@ -177,6 +177,54 @@ backends:
 	}
 }
 
+// A fraction where a whole number goes is refused, never truncated
+// (weight 0.75 would be 0, rpm 0.5 no limit at all); and a value from the
+// environment that does not fit is not quoted back (it may be a secret
+// put in the wrong place).
+func TestWholeNumbersAndUnquotedEnvValues(t *testing.T) {
+	t.Parallel()
+	body := `
+keys: [{name: k, key: s, rpm: 0.5, max_streams: 0.9}]
+backends:
+  - {name: a, url: "http://a", weight: 0.75}
+  - {name: b, url: "http://b", weight: "${SECRET}"}
+retry: {count: 2.7, interval: "${SECRET}"}
+routing: {retry_budget: {ratio: 0.2}}
+`
+	_, err := Parse("x.yaml", []byte(body), env(map[string]string{"SECRET": "sk-live-1234567"}))
+	var ce *Error
+	if !errors.As(err, &ce) {
+		t.Fatalf("got %v, want problems", err)
+	}
+	got := map[string]string{}
+	for _, p := range ce.Problems {
+		got[p.Path] = p.Message
+	}
+	for path, want := range map[string]string{
+		"keys[0].rpm":         "must be a whole number",
+		"keys[0].max_streams": "must be a whole number",
+		"backends[0].weight":  "must be a whole number",
+		"retry.count":         "must be a whole number",
+		"backends[1].weight":  "not a whole number (not shown)",
+		"retry.interval":      "not a duration such as 1s or 250ms (not shown)",
+	} {
+		if !strings.Contains(got[path], want) {
+			t.Errorf("%s: got %q, want %q", path, got[path], want)
+		}
+	}
+	for path, msg := range got {
+		if strings.HasPrefix(path, "routing") {
+			t.Errorf("%s, a fraction by nature: got %q", path, msg)
+		}
+	}
+	if len(got) != 6 {
+		t.Errorf("got %d problems, want 6: %v", len(got), got)
+	}
+	if strings.Contains(err.Error(), "sk-l") {
+		t.Errorf("the problems quote the secret: %v", err)
+	}
+}
+
 func FuzzParse(f *testing.F) {
 	f.Add([]byte(apim))
 	f.Add([]byte("keys: [{name: a, key: b}]\nbackends: [{name: x, url: 'http://x'}]\n"))

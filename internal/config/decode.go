@@ -159,7 +159,9 @@ func (d *decoder) leaf(n *yaml.Node, v reflect.Value, path string) {
 			return
 		}
 	}
+	fromEnv := false
 	if n.Kind == yaml.ScalarNode && strings.Contains(n.Value, "${") {
+		fromEnv = true
 		cp := *n
 		ok := true
 		cp.Value = envRef.ReplaceAllStringFunc(n.Value, func(ref string) string {
@@ -181,7 +183,18 @@ func (d *decoder) leaf(n *yaml.Node, v reflect.Value, path string) {
 		}
 		n = &cp
 	}
+	if n.Kind == yaml.ScalarNode && wholeNumber(v) && n.ShortTag() == "!!float" {
+		// yaml.v3 would truncate: weight 0.75 would be 0, rpm 0.5 no limit.
+		d.add(path, n, "must be a whole number")
+		return
+	}
 	if err := n.Decode(v.Addr().Interface()); err != nil {
+		if fromEnv {
+			// The decoder's message quotes the value, which may be a
+			// secret put in the wrong place: say what was wanted instead.
+			d.add(path, n, "the value from the environment is not %s (not shown)", wanted(v))
+			return
+		}
 		msg := err.Error()
 		if te, ok := err.(*yaml.TypeError); ok && len(te.Errors) > 0 {
 			msg = te.Errors[0]
@@ -191,6 +204,34 @@ func (d *decoder) leaf(n *yaml.Node, v reflect.Value, path string) {
 		}
 		d.add(path, n, "%s", msg)
 	}
+}
+
+var unmarshalerType = reflect.TypeFor[yaml.Unmarshaler]()
+
+// wholeNumber reports whether v is a plain integer setting (not a type
+// that parses its own syntax, such as Duration).
+func wholeNumber(v reflect.Value) bool {
+	switch v.Kind() {
+	case reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64,
+		reflect.Uint, reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64:
+		return !reflect.PointerTo(v.Type()).Implements(unmarshalerType)
+	}
+	return false
+}
+
+// wanted says what a setting of v's type takes.
+func wanted(v reflect.Value) string {
+	switch {
+	case v.Type() == reflect.TypeFor[Duration]():
+		return "a duration such as 1s or 250ms"
+	case wholeNumber(v):
+		return "a whole number"
+	case v.Kind() == reflect.Float32 || v.Kind() == reflect.Float64:
+		return "a number"
+	case v.Kind() == reflect.Bool:
+		return "true or false"
+	}
+	return "of this setting's type"
 }
 
 func isSecret(v reflect.Value) bool {
