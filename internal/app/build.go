@@ -36,9 +36,6 @@ func snapshot(cfg *config.Config, reg *upstream.Registry) (*proxy.Config, error)
 	if err != nil {
 		return nil, err
 	}
-	if len(cfg.Backends) > balance.MaxCandidates {
-		return nil, fmt.Errorf("at most %d backends are supported", balance.MaxCandidates)
-	}
 	ro := cfg.Routing
 	pc := &proxy.Config{
 		Keys:    keys,
@@ -191,3 +188,6 @@ func newTransport(t config.Timeouts) *h1.Transport {
 		MaxIdleConnsPerHost:   1024,
 	})
 }
+
+// A config's backends fit in one routing candidate set.
+const _ = uint(balance.MaxCandidates - config.MaxBackends)

@@ -8,14 +8,18 @@ package config
 
 import (
 	"bytes"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
 	"maps"
+	"net"
 	"net/url"
 	"os"
 	"reflect"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 	"unicode"
@@ -448,6 +452,8 @@ func (c *Config) Validate() []Problem {
 	var d decoder
 	if c.Listen == "" {
 		d.add("listen", nil, "required")
+	} else if !listenAddr(c.Listen) {
+		d.add("listen", nil, "must be host:port or :port, the port a number up to 65535")
 	}
 	if len(c.Keys) == 0 {
 		d.add("keys", nil, "at least one client key is required")
@@ -475,8 +481,11 @@ func (c *Config) Validate() []Problem {
 		}
 		checkMetadata(&d, p, k)
 	}
+	checkKeyClashes(&d, c)
 	if len(c.Backends) == 0 {
 		d.add("backends", nil, "at least one backend is required")
+	} else if len(c.Backends) > MaxBackends {
+		d.add("backends", nil, "at most %d backends are supported", MaxBackends)
 	}
 	bnames := map[string]string{}
 	for i, b := range c.Backends {
@@ -593,18 +602,14 @@ func (c *Config) Validate() []Problem {
 	if c.Store.OnFailure != "open" && c.Store.OnFailure != "closed" {
 		d.add("store.on_failure", nil, "must be open or closed")
 	}
+	if c.Store.Timeout < 0 {
+		d.add("store.timeout", nil, "must not be negative")
+	}
 	if (c.TLS.CertFile == "") != (c.TLS.KeyFile == "") {
 		d.add("tls", nil, "cert_file and key_file go together")
 	}
 	if c.Tracing.SampleRatio < 0 || c.Tracing.SampleRatio > 1 {
 		d.add("tracing.sample_ratio", nil, "must be between 0 and 1")
-	}
-	if c.Admin.Key != "" {
-		for i, k := range c.Keys {
-			if k.Key != "" && k.Key == c.Admin.Key {
-				d.add(fmt.Sprintf("keys[%d].key", i), nil, "must differ from admin.key")
-			}
-		}
 	}
 	if c.MaxBodyBytes < 0 {
 		d.add("max_body_bytes", nil, "must be positive")
@@ -616,6 +621,60 @@ func (c *Config) Validate() []Problem {
 		}
 	}
 	return d.problems
+}
+
+// MaxBackends is the most backends a config may list (one bit each in a
+// routing candidate set).
+const MaxBackends = 64
+
+// listenAddr reports whether a is an address net.Listen takes for TCP:
+// host:port or :port with a numeric port.
+func listenAddr(a string) bool {
+	_, port, err := net.SplitHostPort(a)
+	if err != nil {
+		return false
+	}
+	n, err := strconv.Atoi(port)
+	return err == nil && n >= 0 && n <= 65535
+}
+
+// checkKeyClashes reports client keys that are the same secret as another
+// client key (every request would count against one of their names) or as
+// admin.key (the admin key would open /openai and the admin endpoints would
+// refuse it), whether given plain or as key_sha256.
+func checkKeyClashes(d *decoder, c *Config) {
+	digest := func(k Key) string {
+		if k.Key != "" {
+			sum := sha256.Sum256([]byte(k.Key.Reveal()))
+			return hex.EncodeToString(sum[:])
+		}
+		return strings.ToLower(k.KeySHA256)
+	}
+	var admin string
+	if c.Admin.Key != "" {
+		sum := sha256.Sum256([]byte(c.Admin.Key.Reveal()))
+		admin = hex.EncodeToString(sum[:])
+	}
+	seen := make(map[string]int, len(c.Keys))
+	for i, k := range c.Keys {
+		h := digest(k)
+		if h == "" {
+			continue
+		}
+		field := "key"
+		if k.Key == "" {
+			field = "key_sha256"
+		}
+		p := fmt.Sprintf("keys[%d].%s", i, field)
+		if h == admin {
+			d.add(p, nil, "must differ from admin.key")
+		}
+		if j, dup := seen[h]; dup {
+			d.add(p, nil, "the same key as keys[%d] (%s): each client needs its own", j, c.Keys[j].Name)
+			continue
+		}
+		seen[h] = i
+	}
 }
 
 // Bounds of a key's metadata.

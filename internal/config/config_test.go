@@ -1,6 +1,8 @@
 package config
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -237,3 +239,42 @@ func FuzzParse(f *testing.F) {
 		}
 	})
 }
+
+// What serve would refuse, or run wrongly, validate refuses first.
+func TestValidateRefusesWhatServeCannotRun(t *testing.T) {
+	t.Parallel()
+	adminSum := sha256.Sum256([]byte("admin-secret"))
+	shared := sha256.Sum256([]byte("shared-secret"))
+	var many strings.Builder
+	for i := range MaxBackends + 1 {
+		fmt.Fprintf(&many, "  - {name: b%d, url: \"http://b%d\"}\n", i, i)
+	}
+	for _, tc := range []struct{ name, body, path, want string }{
+		{"listen", "listen: 127.0.0.1:not-a-port\n" + minimal, "listen", "must be host:port"},
+		{"listen range", "listen: \":70000\"\n" + minimal, "listen", "must be host:port"},
+		{"store timeout", "store: {timeout: -1s}\n" + minimal, "store.timeout", "must not be negative"},
+		{"backends", "keys: [{name: k, key: s}]\nbackends:\n" + many.String(), "backends", "at most 64 backends"},
+		{"same plain keys", "keys: [{name: a, key: shared-secret}, {name: b, key: shared-secret}]\nbackends: [{name: x, url: 'http://x'}]\n", "keys[1].key", "the same key as keys[0] (a)"},
+		{"plain and hashed", "keys: [{name: a, key: shared-secret}, {name: b, key_sha256: " + strings.ToUpper(hex.EncodeToString(shared[:])) + "}]\nbackends: [{name: x, url: 'http://x'}]\n", "keys[1].key_sha256", "the same key as keys[0] (a)"},
+		{"admin as hashed client key", "admin: {key: admin-secret}\nkeys: [{name: a, key_sha256: " + hex.EncodeToString(adminSum[:]) + "}]\nbackends: [{name: x, url: 'http://x'}]\n", "keys[0].key_sha256", "must differ from admin.key"},
+		{"admin as plain client key", "admin: {key: admin-secret}\nkeys: [{name: a, key: admin-secret}]\nbackends: [{name: x, url: 'http://x'}]\n", "keys[0].key", "must differ from admin.key"},
+		{"duplicate deployment", "keys: [{name: k, key: s}]\nbackends: [{name: x, url: 'http://x', deployments: {gpt-4o: a, gpt-4o: b}}]\n", "backends[0].deployments.gpt-4o", "duplicate key"},
+		{"duplicate alias", "keys: [{name: k, key: s}]\nbackends: [{name: x, url: 'http://x'}]\naliases: {gpt-4: gpt-4o, gpt-4: gpt-4o-mini}\n", "aliases.gpt-4", "duplicate key"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := Parse("x.yaml", []byte(tc.body), env(nil))
+			var ce *Error
+			if !errors.As(err, &ce) {
+				t.Fatalf("got %v, want problems", err)
+			}
+			for _, p := range ce.Problems {
+				if p.Path == tc.path && strings.Contains(p.Message, tc.want) {
+					return
+				}
+			}
+			t.Errorf("problems %v: want %s: %s", ce.Problems, tc.path, tc.want)
+		})
+	}
+}
+
+const minimal = "keys: [{name: k, key: s}]\nbackends: [{name: x, url: 'http://x'}]\n"

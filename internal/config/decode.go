@@ -98,6 +98,10 @@ func (d *decoder) decode(n *yaml.Node, v reflect.Value, path string) {
 		for i := 0; i+1 < len(n.Content); i += 2 {
 			k := reflect.New(v.Type().Key()).Elem()
 			d.leaf(n.Content[i], k, path)
+			if m.MapIndex(k).IsValid() {
+				d.add(join(path, n.Content[i].Value), n.Content[i], "duplicate key")
+				continue
+			}
 			e := reflect.New(v.Type().Elem()).Elem()
 			d.decode(n.Content[i+1], e, join(path, n.Content[i].Value))
 			m.SetMapIndex(k, e)
