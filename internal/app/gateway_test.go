@@ -1018,3 +1018,37 @@ func TestCallerFaultIsNotRetried(t *testing.T) {
 		})
 	}
 }
+
+// The client gets the last upstream *answer*: an attempt after it that got
+// none (a timeout here) does not turn it into a 504, and the answer is
+// named by the backend that gave it.
+func TestLastAnswerWinsOverALaterTimeout(t *testing.T) {
+	t.Parallel()
+	rec := newRecorder()
+	first := make(chan struct{}, 1)
+	first <- struct{}{}
+	flaky := func(w http.ResponseWriter, r *http.Request, _ call) {
+		select {
+		case <-first: // the first call answers 500
+			w.Header().Set("Content-Type", "application/json")
+			w.WriteHeader(http.StatusInternalServerError)
+			_, _ = io.WriteString(w, `{"error":{"message":"boom","type":"server_error"}}`)
+		default: // the next never answers
+			select {
+			case <-r.Context().Done():
+			case <-time.After(5 * time.Second):
+			}
+		}
+	}
+	a := rec.upstream(t, "a", flaky)
+	b := rec.upstream(t, "b", flaky)
+	gw := startGateway(t, []backend{be("a", a.URL), be("b", b.URL)}, "retry:\n  count: 1\n  interval: 1ms\ntimeouts:\n  response_header: 100ms\n")
+	resp, body := gw.chat(t)
+	if resp.StatusCode != http.StatusInternalServerError || !strings.Contains(string(body), "boom") {
+		t.Fatalf("got %d %s, want the first backend's 500", resp.StatusCode, body)
+	}
+	tried := rec.Backends()
+	if got := resp.Header.Get("X-Llmgate-Backend"); len(tried) != 2 || got != tried[0] {
+		t.Errorf("X-Llmgate-Backend: got %q, want %q, the backend that answered (tried %v)", got, tried[0], tried)
+	}
+}

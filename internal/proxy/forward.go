@@ -33,6 +33,7 @@ type failure struct {
 	err    error // set when no response arrived
 	class  retry.Class
 	ra     time.Duration // the delay the upstream asked for, if any
+	from   string        // the backend that answered (with header)
 }
 
 // forward runs the attempt loop over the route's members.
@@ -134,7 +135,11 @@ func (h *Handler) forward(w http.ResponseWriter, r *http.Request, cfg *Config, r
 			return
 		}
 		last = c.member
-		lastFail = f
+		if f.header != nil || lastFail == nil || lastFail.header == nil {
+			// The client gets the last upstream answer: an attempt that got
+			// none (a timeout, a refused connection) does not replace one.
+			lastFail = f
+		}
 		if f.class == retry.Auth && (final || allTried) {
 			break
 		}
@@ -266,6 +271,7 @@ func (h *Handler) send(ctx context.Context, m Member, body []byte, a *attemptRun
 	resp, err = h.transport.RoundTrip(out)
 	if err != nil {
 		if r.Context().Err() != nil {
+			q.trail = appendTrail(q.trail, b.Name, "canceled", 0)
 			interrupted(a.w, r, q)
 			return nil, false, nil, true
 		}
@@ -420,7 +426,7 @@ func keepFailed(resp *http.Response, b *Backend, q *request, class retry.Class, 
 	if rerr != nil {
 		return &failure{err: rerr, class: retry.Transient}
 	}
-	return &failure{status: resp.StatusCode, header: resp.Header, body: data, class: class, ra: ra}
+	return &failure{status: resp.StatusCode, header: resp.Header, body: data, class: class, ra: ra, from: b.Name}
 }
 
 // relayBody relays a non-streamed answer: a success is read ahead (up to
@@ -662,7 +668,7 @@ func (h *Handler) openStream(ctx context.Context, a *attemptRun, body io.Reader,
 			rest, _ := io.ReadAll(io.LimitReader(body, maxErrorBody))
 			data = append(data, rest...)
 		}
-		return 0, &failure{status: resp.StatusCode, header: resp.Header, body: data, err: err, class: retry.Transient}, false
+		return 0, &failure{status: resp.StatusCode, header: resp.Header, body: data, err: err, class: retry.Transient, from: b.Name}, false
 	}
 	q.trail = appendTrail(q.trail, b.Name, "200", 0)
 	// The head is written, not flushed: the copy flushes it with the first
@@ -730,7 +736,7 @@ func expectsDone(suffix string) bool {
 func (h *Handler) answerFailure(w http.ResponseWriter, f *failure, q *request, exhausted bool, cfg *Config, rt *Route) {
 	if f != nil && f.header != nil {
 		ra := h.finalAdvice(w.Header(), cfg, rt, f.status, f.ra, exhausted)
-		h.writeHeaderWith(w, f.status, f.header, lastBackend(q), q, ra)
+		h.writeHeaderWith(w, f.status, f.header, f.from, q, ra)
 		m, _ := w.Write(f.body)
 		q.bytesOut += int64(m)
 		return
@@ -760,7 +766,7 @@ func (h *Handler) answerFailure(w http.ResponseWriter, f *failure, q *request, e
 	}
 	if isTimeout(f.err) {
 		q.status = http.StatusGatewayTimeout
-		writeError(w, q, q.status, typeServer, "upstream_timeout", "Every upstream attempt timed out.")
+		writeError(w, q, q.status, typeServer, "upstream_timeout", "No upstream answered: the last attempt timed out.")
 		return
 	}
 	if errors.Is(f.err, errBodyCut) {
@@ -768,7 +774,7 @@ func (h *Handler) answerFailure(w http.ResponseWriter, f *failure, q *request, e
 		return
 	}
 	q.status = http.StatusBadGateway
-	writeError(w, q, q.status, typeServer, "upstream_unreachable", "No upstream could be reached.")
+	writeError(w, q, q.status, typeServer, "upstream_unreachable", "No upstream answered: the last attempt could not reach its backend.")
 }
 
 // longWait is a wait after which a client's own retry is not worth it:
@@ -807,7 +813,7 @@ func (h *Handler) answerBlocked(w http.ResponseWriter, f *failure, c choice, q *
 		hd.Set("X-Should-Retry", "false")
 	}
 	if c.throttled && f != nil && f.header != nil && f.status == http.StatusTooManyRequests {
-		h.writeHeaderWith(w, f.status, f.header, lastBackend(q), q, c.wait)
+		h.writeHeaderWith(w, f.status, f.header, f.from, q, c.wait)
 		m, _ := w.Write(f.body)
 		q.bytesOut += int64(m)
 		return
