@@ -2,6 +2,7 @@ package app_test
 
 import (
 	"bytes"
+	"compress/gzip"
 	"context"
 	"crypto/rand"
 	"crypto/sha256"
@@ -1050,5 +1051,38 @@ func TestLastAnswerWinsOverALaterTimeout(t *testing.T) {
 	tried := rec.Backends()
 	if got := resp.Header.Get("X-Llmgate-Backend"); len(tried) != 2 || got != tried[0] {
 		t.Errorf("X-Llmgate-Backend: got %q, want %q, the backend that answered (tried %v)", got, tried[0], tried)
+	}
+}
+
+// A client asking for gzip (every openai-go call does) gets its answer
+// uncompressed, from an upstream asked for none: a compressed answer's
+// usage could not be read, and the key would be charged its estimate only.
+func TestAnswersAreAskedForUncompressed(t *testing.T) {
+	t.Parallel()
+	rec := newRecorder()
+	up := rec.upstream(t, "a", func(w http.ResponseWriter, r *http.Request, c call) {
+		w.Header().Set("Content-Type", "application/json")
+		if strings.Contains(r.Header.Get("Accept-Encoding"), "gzip") {
+			w.Header().Set("Content-Encoding", "gzip")
+			zw := gzip.NewWriter(w)
+			_, _ = io.WriteString(zw, completionJSON)
+			_ = zw.Close()
+			return
+		}
+		_, _ = io.WriteString(w, completionJSON)
+	})
+	gw := startGateway(t, []backend{be("a", up.URL)}, fastRetry)
+	req := gw.request(t, http.MethodPost, chatPath, []byte(chatBody))
+	req.Header.Set("Accept-Encoding", "gzip")
+	resp, body := do(t, req)
+	if resp.StatusCode != 200 || string(body) != completionJSON {
+		t.Fatalf("got %d %q (Content-Encoding %q), want the completion", resp.StatusCode, body, resp.Header.Get("Content-Encoding"))
+	}
+	if ae := rec.Calls()[0].Header.Get("Accept-Encoding"); ae != "" {
+		t.Errorf("upstream asked with Accept-Encoding %q, want none", ae)
+	}
+	waitLog(t, gw.Log, 1)
+	if line := gw.Log.accessLines(t)[0]; line["prompt_tokens"] != float64(5) || line["completion_tokens"] != float64(3) {
+		t.Errorf("access log tokens: got %v/%v, want 5/3 from the answer's usage", line["prompt_tokens"], line["completion_tokens"])
 	}
 }

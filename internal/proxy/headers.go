@@ -71,10 +71,10 @@ func (h *Handler) outbound(ctx context.Context, r *http.Request, b *Backend, m M
 		}
 		hdr[k] = v
 	}
-	if q.stream {
-		// Streams are relayed byte for byte: ask for them uncompressed.
-		delete(hdr, "Accept-Encoding")
-	}
+	// Answers are asked for uncompressed: the gateway reads their usage
+	// (a gzip answer would be charged its admission estimate, never its
+	// true tokens) and relays streams byte for byte.
+	delete(hdr, "Accept-Encoding")
 	if err := b.Provider.Authorize(ctx, hdr); err != nil {
 		return nil, false, err
 	}
