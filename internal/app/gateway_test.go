@@ -1086,3 +1086,36 @@ func TestAnswersAreAskedForUncompressed(t *testing.T) {
 		t.Errorf("access log tokens: got %v/%v, want 5/3 from the answer's usage", line["prompt_tokens"], line["completion_tokens"])
 	}
 }
+
+// An answer relayed as it came keeps its length: a large one (an
+// embeddings answer) is not turned into a chunked one; and a HEAD is
+// answered with the upstream's headers and no body, not taken for an
+// answer cut short.
+func TestAnswerLengthKeptAndHeadRelayed(t *testing.T) {
+	t.Parallel()
+	big := `{"object":"list","data":[{"object":"embedding","index":0,"embedding":[` + strings.Repeat("0.0123456789,", 4000) + `0]}],"usage":{"prompt_tokens":5,"total_tokens":5}}`
+	rec := newRecorder()
+	up := rec.upstream(t, "a", func(w http.ResponseWriter, r *http.Request, c call) {
+		w.Header().Set("Content-Type", "application/json")
+		w.Header().Set("Content-Length", strconv.Itoa(len(big)))
+		if r.Method == http.MethodHead {
+			return
+		}
+		_, _ = io.WriteString(w, big)
+	})
+	gw := startGateway(t, []backend{be("a", up.URL)}, fastRetry)
+	resp, body := do(t, gw.request(t, http.MethodPost, "/openai/deployments/emb/embeddings?api-version=2024-02-01", []byte(`{"input":"hi"}`)))
+	if resp.StatusCode != 200 || string(body) != big {
+		t.Fatalf("got %d and %d bytes, want 200 and the %d-byte answer", resp.StatusCode, len(body), len(big))
+	}
+	if resp.ContentLength != int64(len(big)) || len(resp.TransferEncoding) > 0 {
+		t.Errorf("Content-Length %d, Transfer-Encoding %v: want the upstream's length %d, not chunked", resp.ContentLength, resp.TransferEncoding, len(big))
+	}
+	resp, body = do(t, gw.request(t, http.MethodHead, chatPath, nil))
+	if resp.StatusCode != 200 || len(body) != 0 {
+		t.Errorf("HEAD: got %d with %d bytes, want 200 and no body", resp.StatusCode, len(body))
+	}
+	if got := resp.Header.Get("X-Llmgate-Attempts"); got != "1" {
+		t.Errorf("HEAD: X-Llmgate-Attempts %q, want 1 (trail %q)", got, resp.Header.Get("X-Llmgate-Trail"))
+	}
+}

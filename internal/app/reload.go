@@ -259,7 +259,7 @@ func restartOnly(old, cfg *config.Config) []string {
 	if (old.TLS.CertFile != "") != (cfg.TLS.CertFile != "") {
 		out = append(out, "tls (turning it on or off)")
 	}
-	if old.Tracing != cfg.Tracing {
+	if !reflect.DeepEqual(old.Tracing, cfg.Tracing) { // SampleRatio is a pointer
 		out = append(out, "tracing")
 	}
 	if !reflect.DeepEqual(old.Store, cfg.Store) {

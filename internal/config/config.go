@@ -99,8 +99,11 @@ type Tracing struct {
 	Endpoint string `yaml:"endpoint"`
 	// ServiceName in the traces. Default "llmgate".
 	ServiceName string `yaml:"service_name"`
-	// SampleRatio of requests traced (parent-based). Default 1.
-	SampleRatio float64 `yaml:"sample_ratio"`
+	// SampleRatio is the fraction, 0 to 1, of requests without a sampled
+	// caller whose traces we start (parent-based: a caller's sampled flag
+	// is always followed). Nil (key absent or null): 1. An explicit 0
+	// starts none of our own traces and records only what callers sampled.
+	SampleRatio *float64 `yaml:"sample_ratio"`
 }
 
 // TLS holds the listener's certificate.
@@ -413,8 +416,9 @@ func (c *Config) Defaults() {
 	if c.Tracing.ServiceName == "" {
 		c.Tracing.ServiceName = "llmgate"
 	}
-	if c.Tracing.SampleRatio == 0 {
-		c.Tracing.SampleRatio = 1
+	if c.Tracing.SampleRatio == nil {
+		all := 1.0
+		c.Tracing.SampleRatio = &all
 	}
 	if ro.Sticky.TTL == 0 {
 		ro.Sticky.TTL = Duration(5 * time.Minute)
@@ -608,7 +612,7 @@ func (c *Config) Validate() []Problem {
 	if (c.TLS.CertFile == "") != (c.TLS.KeyFile == "") {
 		d.add("tls", nil, "cert_file and key_file go together")
 	}
-	if c.Tracing.SampleRatio < 0 || c.Tracing.SampleRatio > 1 {
+	if r := c.Tracing.SampleRatio; r != nil && !(*r >= 0 && *r <= 1) { // NaN too
 		d.add("tracing.sample_ratio", nil, "must be between 0 and 1")
 	}
 	if c.MaxBodyBytes < 0 {

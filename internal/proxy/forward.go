@@ -449,7 +449,7 @@ func (h *Handler) relayBody(x *attemptRun) (*failure, bool) {
 		// the last attempt, be answered with a clear error.
 		m, rerr := readAhead(resp.Body, *buf, idle)
 		switch {
-		case rerr == io.EOF && !partial(resp, m):
+		case rerr == io.EOF && !partial(r, resp, m):
 			pre, ended = (*buf)[:m], true
 		case rerr == nil:
 			pre = (*buf)[:m] // larger than the buffer: the rest streams
@@ -552,7 +552,10 @@ func readAhead(r io.Reader, buf []byte, idle *guard) (int, error) {
 
 // partial reports whether a body read to its end with m bytes fell short of
 // its declared Content-Length (the upstream broke).
-func partial(resp *http.Response, m int) bool {
+func partial(r *http.Request, resp *http.Response, m int) bool {
+	if r.Method == http.MethodHead || resp.StatusCode == http.StatusNoContent || resp.StatusCode == http.StatusNotModified {
+		return false // a length with no body to go with it
+	}
 	return resp.ContentLength >= 0 && int64(m) < resp.ContentLength
 }
 

@@ -33,9 +33,10 @@ type Options struct {
 	ServiceName string
 	// Version is the service.version resource attribute. Empty: none.
 	Version string
-	// SampleRatio is the fraction of new traces recorded; a client's
-	// sampled flag is honoured (parent-based). Zero: 1.
-	SampleRatio float64
+	// SampleRatio is the fraction, 0 to 1, of new traces recorded; a
+	// client's sampled flag is always followed (parent-based), so 0 records
+	// only what callers sampled. Nil: 1.
+	SampleRatio *float64
 	// Exporter replaces the OTLP exporter (tests use an in-memory one).
 	// Its spans are exported synchronously as they end.
 	Exporter sdktrace.SpanExporter
@@ -56,6 +57,13 @@ type Tracer struct {
 func New(opts Options) (*Tracer, error) {
 	if opts.Provider != nil {
 		return &Tracer{tr: opts.Provider.Tracer(scope), prop: propagation.TraceContext{}}, nil
+	}
+	ratio := 1.0
+	if opts.SampleRatio != nil {
+		ratio = *opts.SampleRatio
+		if !(ratio >= 0 && ratio <= 1) { // NaN too
+			return nil, fmt.Errorf("tracing: sample ratio %v: must be between 0 and 1", ratio)
+		}
 	}
 	var sp sdktrace.SpanProcessor
 	if opts.Exporter != nil {
@@ -78,10 +86,6 @@ func New(opts Options) (*Tracer, error) {
 	attrs := []attribute.KeyValue{attribute.String("service.name", name)}
 	if opts.Version != "" {
 		attrs = append(attrs, attribute.String("service.version", opts.Version))
-	}
-	ratio := opts.SampleRatio
-	if ratio <= 0 || ratio > 1 {
-		ratio = 1
 	}
 	tp := sdktrace.NewTracerProvider(
 		sdktrace.WithSpanProcessor(sp),
