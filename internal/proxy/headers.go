@@ -157,6 +157,9 @@ func (h *Handler) writeHeaderWith(w http.ResponseWriter, status int, up http.Hea
 		if hopByHop(k) || listedIn(conn, k) {
 			continue
 		}
+		if k == "X-Should-Retry" && dst[k] != nil {
+			continue // the gateway's own advice (finalAdvice) stands
+		}
 		dst[k] = v
 	}
 	if ra >= 0 {
