@@ -868,6 +868,23 @@ func TestRoutingAuthBrokenBackendLongCooldown(t *testing.T) {
 	}
 }
 
+// When every attempt's stream starts with an error event, the last one is
+// relayed as it is, and the trail says so for it too.
+func TestRoutingStreamErrorEventOnEveryAttemptTrail(t *testing.T) {
+	t.Parallel()
+	nodes := rtStartNodes(t, sim.Options{Seed: 13}, "ev-a", "ev-b")
+	nodes[0].Sim.SetFaults(sim.Faults{ErrorEvent: 1})
+	nodes[1].Sim.SetFaults(sim.Faults{ErrorEvent: 1})
+	g := rtStart(t, []rtBackend{rtBackendOf(nodes[0]), rtBackendOf(nodes[1])}, "retry:\n  count: 1\n  interval: 1ms\n")
+	a := g.call(ctxTimeout(t, 10*time.Second), chatPath, `{"messages":[{"role":"user","content":"Hi"}],"stream":true,"max_tokens":8}`)
+	if a.Err != nil {
+		t.Fatal(a.Err)
+	}
+	if got := a.Trail(); got != "ev-a:200+error,ev-b:200+error" && got != "ev-b:200+error,ev-a:200+error" {
+		t.Errorf("trail: got %q, want both attempts as 200+error", got)
+	}
+}
+
 // Azure's "HTTP 200, then an error event" at the start of a stream fails
 // over before anything reaches the client.
 func TestRoutingStreamErrorEventFailsOver(t *testing.T) {

@@ -664,7 +664,8 @@ func (h *Handler) openStream(ctx context.Context, a *attemptRun, body io.Reader,
 		q.trail = appendTrail(q.trail, b.Name, reason, 0)
 		return 0, &failure{err: err, class: retry.Transient}, false
 	}
-	if !a.final && (err != nil || stream.HasErrorEvent(buf[:n])) {
+	bad := err != nil || stream.HasErrorEvent(buf[:n])
+	if !a.final && bad {
 		q.trail = appendTrail(q.trail, b.Name, "200+error", 0)
 		data := bytes.Clone(buf[:n])
 		if err == nil {
@@ -673,7 +674,11 @@ func (h *Handler) openStream(ctx context.Context, a *attemptRun, body io.Reader,
 		}
 		return 0, &failure{status: resp.StatusCode, header: resp.Header, body: data, err: err, class: retry.Transient, from: b.Name}, false
 	}
-	q.trail = appendTrail(q.trail, b.Name, "200", 0)
+	if bad {
+		q.trail = appendTrail(q.trail, b.Name, "200+error", 0) // the last attempt's: relayed as it is
+	} else {
+		q.trail = appendTrail(q.trail, b.Name, "200", 0)
+	}
 	// The head is written, not flushed: the copy flushes it with the first
 	// whole event, or alone before it waits (stream.CopyFiltered).
 	h.writeHeader(w, resp.StatusCode, resp.Header, b.Name, q)
