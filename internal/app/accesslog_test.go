@@ -24,9 +24,12 @@ func TestAccessLogFastPath(t *testing.T) {
 	}
 	srv := servePlain(t, a)
 	defer srv.Close()
-	for _, key := range []string{clientKey, "wrong-key"} {
-		req, _ := http.NewRequest("POST", srv.URL+chatPath, strings.NewReader(chatBody))
-		req.Header.Set("api-key", key)
+	for _, c := range []struct{ key, path string }{
+		{clientKey, chatPath}, {"wrong-key", chatPath}, {clientKey, "/some/raw/path/secret-xyz"},
+		{clientKey, "/openai/deployments/d/raw/secret-abc?api-version=2024-02-01"},
+	} {
+		req, _ := http.NewRequest("POST", srv.URL+c.path, strings.NewReader(chatBody))
+		req.Header.Set("api-key", c.key)
 		res, err := http.DefaultClient.Do(req)
 		if err != nil {
 			t.Fatal(err)
@@ -40,8 +43,18 @@ func TestAccessLogFastPath(t *testing.T) {
 		t.Fatal(err)
 	}
 	lines := strings.Split(strings.TrimSpace(out.String()), "\n")
-	if len(lines) != 2 {
-		t.Fatalf("got %d lines, want 2:\n%s", len(lines), out.String())
+	if len(lines) != 4 {
+		t.Fatalf("got %d lines, want 4:\n%s", len(lines), out.String())
+	}
+	// route names the operation, never the raw path a client wrote; and
+	// what the gateway answered itself counts in bytes_out.
+	for _, want := range []string{`"route":"/openai/deployments/{id}/chat/completions"`, `"route":"other"`, `"route":"/openai/deployments/{id}/other"`} {
+		if !strings.Contains(out.String(), want) {
+			t.Errorf("no line with %s:\n%s", want, out.String())
+		}
+	}
+	if strings.Contains(out.String(), "secret-") {
+		t.Errorf("a raw path reached the access log:\n%s", out.String())
 	}
 	// The 200's answer is flushed before its line is written: the lines of
 	// the two requests may come in either order.
@@ -66,6 +79,9 @@ func TestAccessLogFastPath(t *testing.T) {
 		}
 		if m["status"] != want || m["msg"] != "request" {
 			t.Errorf("line %d: status %v msg %v", i, m["status"], m["msg"])
+		}
+		if n, _ := m["bytes_out"].(float64); n == 0 {
+			t.Errorf("status %v: bytes_out 0, want the answer's bytes", want)
 		}
 	}
 	if strings.Contains(out.String(), clientKey) || strings.Contains(out.String(), "wrong-key") {

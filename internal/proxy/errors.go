@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"encoding/json"
+	"io"
 	"net/http"
 	"strconv"
 	"time"
@@ -34,7 +35,8 @@ func writeError(w http.ResponseWriter, q *request, status int, typ, code, msg st
 	h.Set("Content-Type", "application/json")
 	h.Set("Content-Length", strconv.Itoa(len(b)))
 	w.WriteHeader(status)
-	_, _ = w.Write(b)
+	m, _ := w.Write(b)
+	q.bytesOut += int64(m)
 }
 
 func writeUnauthorized(w http.ResponseWriter, q *request) {
@@ -45,7 +47,8 @@ func writeUnauthorized(w http.ResponseWriter, q *request) {
 	h.Set("Content-Type", "application/json")
 	h.Set("Content-Length", strconv.Itoa(len(unauthorizedBody)))
 	w.WriteHeader(http.StatusUnauthorized)
-	_, _ = w.Write([]byte(unauthorizedBody))
+	m, _ := io.WriteString(w, unauthorizedBody)
+	q.bytesOut += int64(m)
 }
 
 // setRetryAfter sets both retry-after (whole seconds, rounded up) and

@@ -486,13 +486,31 @@ func (h *Handler) logAccess(r *http.Request, q *request) {
 	h.log.LogAttrs(ctx, level, "request", attrs...)
 }
 
-// routeOf names the operation of a path without its deployment, so logs and
-// metrics never carry unbounded values.
-func routeOf(p string) string {
-	if d, rest := splitDeployment(p); d != "" {
-		return "/openai/deployments/{id}" + rest
+// routeOf names the operation of a path, never the path itself (a client
+// writes it, secrets included): the API style's prefix, the deployment as
+// {id}, and a known operation or "other".
+func routeOf(p string) string { return string(appendRoute(nil, p)) }
+
+// appendRoute appends routeOf(p) to b.
+func appendRoute(b []byte, p string) []byte {
+	var rest string
+	switch {
+	case strings.HasPrefix(p, "/openai/deployments/"):
+		_, rest = splitDeployment(p)
+		b = append(b, "/openai/deployments/{id}/"...)
+	case strings.HasPrefix(p, "/openai/v1/"):
+		rest = p[len("/openai/v1/"):]
+		b = append(b, "/openai/v1/"...)
+	case strings.HasPrefix(p, "/v1/"):
+		rest = p[len("/v1/"):]
+		b = append(b, "/v1/"...)
+	case strings.HasPrefix(p, "/openai/"):
+		rest = p[len("/openai/"):]
+		b = append(b, "/openai/"...)
+	default:
+		return append(b, "other"...)
 	}
-	return p
+	return append(b, opLabel(rest)...)
 }
 
 // errClientGone marks a request whose client went away.

@@ -55,5 +55,6 @@ func (h *Handler) listModels(w http.ResponseWriter, cfg *Config, key *auth.Key, 
 	w.Header().Set("Content-Type", "application/json")
 	w.Header().Set("Content-Length", strconv.Itoa(len(b)))
 	w.WriteHeader(http.StatusOK)
-	_, _ = w.Write(b)
+	m, _ := w.Write(b)
+	q.bytesOut += int64(m)
 }
