@@ -1230,6 +1230,52 @@ func TestRoutingDeadlineBoundsAllAttempts(t *testing.T) {
 	})
 }
 
+// A client's own deadline (x-stainless-timeout) bounds the wait for an
+// answer, not a stream already flowing to it: the SDK keeps that time
+// itself. timeouts.total still bounds it, and ends it with a word of why.
+// Neither is the backend's fault.
+func TestRoutingDeadlineAndFlowingStreams(t *testing.T) {
+	t.Parallel()
+	const body = `{"messages":[{"role":"user","content":"Hi"}],"stream":true,"max_tokens":12}`
+	t.Run("x-stainless-timeout", func(t *testing.T) {
+		t.Parallel()
+		n := rtStartNode(t, "s", sim.Options{TokenInterval: 50 * time.Millisecond, Seed: 19})
+		g := rtStart(t, []rtBackend{rtBackendOf(n)}, "timeouts:\n  total: 30s\n")
+		a := g.call(ctxTimeout(t, 10*time.Second), chatPath, body, "X-Stainless-Timeout", "0.2")
+		evs := rtSSEEvents(a.Body)
+		if a.Err != nil || a.Status != 200 || len(evs) == 0 || evs[len(evs)-1] != "data: [DONE]" {
+			t.Fatalf("got %d %v after %v, events %q; want the whole stream", a.Status, a.Err, a.Latency, evs)
+		}
+		if a.Latency < 400*time.Millisecond {
+			t.Errorf("the stream took %v: want it to outlast the 200ms client deadline", a.Latency)
+		}
+	})
+	t.Run("timeouts.total", func(t *testing.T) {
+		t.Parallel()
+		n := rtStartNode(t, "s", sim.Options{TokenInterval: 50 * time.Millisecond, Seed: 19})
+		g := rtStart(t, []rtBackend{rtBackendOf(n)}, "timeouts:\n  total: 250ms\n")
+		a := g.call(ctxTimeout(t, 10*time.Second), chatPath, body)
+		evs := rtSSEEvents(a.Body)
+		if a.Status != 200 || len(evs) == 0 || !strings.Contains(evs[len(evs)-1], `"code":"request_timeout"`) {
+			t.Fatalf("got %d %v, events %q; want the stream ended by a request_timeout error event", a.Status, a.Err, evs)
+		}
+		_, metrics := get(t, g.Srv.URL+"/metrics")
+		if !strings.Contains(metrics, `llmgate_upstream_attempts_total{backend="s",outcome="deadline"} 1`) {
+			t.Errorf("metrics: want the attempt counted as deadline, not against the backend:\n%s", grepLines(metrics, "llmgate_upstream_attempts_total"))
+		}
+	})
+}
+
+func grepLines(text, substr string) string {
+	var out []string
+	for line := range strings.Lines(text) {
+		if strings.Contains(line, substr) {
+			out = append(out, strings.TrimSpace(line))
+		}
+	}
+	return strings.Join(out, "\n")
+}
+
 // The routing policies do what the README says: least_inflight sends
 // work to the backend with fewer requests in flight, latency favours the
 // faster backend, headroom weighs by the fraction of capacity left.

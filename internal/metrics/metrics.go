@@ -134,7 +134,7 @@ func New(opts Options) *Gateway {
 	}, []string{"key", "model", "backend", "type"})
 	g.attempts = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "llmgate_upstream_attempts_total",
-		Help: "Upstream attempts by backend and outcome (ok, client_error, 429, 5xx, auth, timeout, connection, error_event, stream_cut, redirect, canceled).",
+		Help: "Upstream attempts by backend and outcome (ok, client_error, 429, 5xx, auth, timeout, connection, error_event, stream_cut, redirect, canceled, deadline).",
 	}, []string{"backend", "outcome"})
 	g.retries = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "llmgate_upstream_retries_total",
@@ -208,7 +208,7 @@ func (g *Gateway) Attempt(a *proxy.AttemptInfo) {
 	g.labels.admitModel(a.Model)
 	c := g.attempt(attKey{backend: g.labels.backend(a.Backend), outcome: outcomeLabel(a.Outcome)})
 	c.attempts.Inc()
-	if a.Outcome != proxy.OutcomeCanceled && a.Latency > 0 {
+	if a.Outcome != proxy.OutcomeCanceled && a.Outcome != proxy.OutcomeDeadline && a.Latency > 0 {
 		c.latency.Observe(a.Latency.Seconds())
 	}
 	c.recent.add(g.now(), a.Outcome, a.Latency)
@@ -317,7 +317,7 @@ func outcomeLabel(o string) string {
 	switch o {
 	case proxy.OutcomeOK, proxy.OutcomeClientError, proxy.OutcomeThrottled, proxy.OutcomeServerError,
 		proxy.OutcomeAuth, proxy.OutcomeTimeout, proxy.OutcomeConnection, proxy.OutcomeErrorEvent,
-		proxy.OutcomeStreamCut, proxy.OutcomeRedirect, proxy.OutcomeCanceled:
+		proxy.OutcomeStreamCut, proxy.OutcomeRedirect, proxy.OutcomeCanceled, proxy.OutcomeDeadline:
 		return o
 	}
 	return Other

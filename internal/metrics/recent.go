@@ -48,7 +48,7 @@ func (r *recent) add(now time.Time, outcome string, latency time.Duration) {
 		b.okLatency += latency
 	case proxy.OutcomeThrottled:
 		b.throttles++
-	case proxy.OutcomeClientError, proxy.OutcomeCanceled:
+	case proxy.OutcomeClientError, proxy.OutcomeCanceled, proxy.OutcomeDeadline:
 	default:
 		b.errors++
 	}

@@ -31,6 +31,7 @@ const (
 	OutcomeStreamCut   = "stream_cut"  // broke after the first byte
 	OutcomeRedirect    = "redirect"    // refused
 	OutcomeCanceled    = "canceled"    // the client went away
+	OutcomeDeadline    = "deadline"    // the request's own time ran out (timeouts.total, x-stainless-timeout): not the backend's fault
 )
 
 // AttemptInfo describes one upstream attempt. Valid only during the call.

@@ -41,10 +41,12 @@ func (h *Handler) forward(w http.ResponseWriter, r *http.Request, cfg *Config, r
 	ctx := r.Context()
 	now := h.now()
 	h.budget.request(now)
+	if cfg.Total > 0 {
+		q.hard = q.start.Add(cfg.Total)
+	}
+	q.deadline = q.hard
 	if d := clientTimeout(r.Header); d > 0 && (cfg.Total == 0 || d < cfg.Total) {
 		q.deadline = q.start.Add(d)
-	} else if cfg.Total > 0 {
-		q.deadline = q.start.Add(cfg.Total)
 	}
 	retries := cfg.Retries
 	if n := r.Header.Get("X-Stainless-Retry-Count"); n != "" && n != "0" {
@@ -278,6 +280,9 @@ func (h *Handler) send(ctx context.Context, m Member, body []byte, a *attemptRun
 		a.outcome = upstream.Failed
 		a.latency = h.now().Sub(a.start)
 		f, a.label = sendFailed(b, q, err, a.idle)
+		if a.idle.deadlinePassed() {
+			a.outcome = upstream.Abandoned // the request's time, not the backend's fault
+		}
 		return nil, false, f, false
 	}
 	now := h.now()
@@ -342,6 +347,8 @@ func (b *replayBody) Close() error { return b.c.Close() }
 // streamEnded sets the outcome of an attempt whose stream relay returned.
 func (a *attemptRun) streamEnded(f *failure, ctx context.Context) {
 	switch {
+	case a.idle.deadlinePassed():
+		a.outcome, a.label = upstream.Abandoned, OutcomeDeadline
 	case f != nil && a.idle.fired():
 		a.outcome, a.label = upstream.Failed, OutcomeTimeout
 	case f != nil:
@@ -396,10 +403,14 @@ func (h *Handler) credentialFailed(b *Backend, q *request, err error, probe bool
 // error or a timeout (the guard's deadline counts as one).
 func sendFailed(b *Backend, q *request, err error, idle *guard) (*failure, string) {
 	reason, label := "conn_error", OutcomeConnection
-	if idle.fired() {
+	switch {
+	case idle.deadlinePassed():
 		err = fmt.Errorf("the request's deadline passed: %w", context.DeadlineExceeded)
-	}
-	if isTimeout(err) {
+		reason, label = "deadline", OutcomeDeadline
+	case idle.fired():
+		err = fmt.Errorf("the upstream stalled: %w", context.DeadlineExceeded)
+		reason, label = "timeout", OutcomeTimeout
+	case isTimeout(err):
 		reason, label = "timeout", OutcomeTimeout
 	}
 	q.trail = appendTrail(q.trail, b.Name, reason, 0)
@@ -468,6 +479,7 @@ func (h *Handler) relayBody(x *attemptRun) (*failure, bool) {
 		clientRA = h.finalAdvice(w.Header(), x.cfg, x.rt, resp.StatusCode, ra, x.allTried)
 	}
 	h.writeHeaderWith(w, resp.StatusCode, resp.Header, b.Name, q, clientRA)
+	idle.commit(q.hard)
 	tap := class == retry.Success
 	if len(pre) > 0 {
 		m, werr := w.Write(pre)
@@ -526,7 +538,10 @@ func (h *Handler) relayBody(x *attemptRun) (*failure, bool) {
 		// The upstream broke (or the gateway, shutting down, cut it) after
 		// the headers went out: abort the client's response so it can
 		// never pass for a complete one.
-		x.cut = r.Context().Err() == nil
+		x.cut = r.Context().Err() == nil && !idle.deadlinePassed()
+		if idle.deadlinePassed() {
+			x.outcome, x.label = upstream.Abandoned, OutcomeDeadline
+		}
 		h.log.Warn("upstream body broke", slog.String("request_id", q.id), slog.String("backend", b.Name), slog.Any("err", rerr))
 		panic(http.ErrAbortHandler)
 	}
@@ -682,6 +697,7 @@ func (h *Handler) openStream(ctx context.Context, a *attemptRun, body io.Reader,
 	// The head is written, not flushed: the copy flushes it with the first
 	// whole event, or alone before it waits (stream.CopyFiltered).
 	h.writeHeader(w, resp.StatusCode, resp.Header, b.Name, q)
+	idle.commit(q.hard)
 	return n, nil, false
 }
 
@@ -701,6 +717,9 @@ func (h *Handler) streamBroke(ctx context.Context, a *attemptRun, fl stream.Writ
 	msg := "The upstream stream from backend " + b.Name + " broke before it was complete."
 	code := "upstream_stream_broken"
 	switch {
+	case idle.deadlinePassed():
+		msg = "The request's time limit (timeouts.total) ran out before the stream was complete."
+		code = "request_timeout"
 	case down:
 		msg = "The gateway is shutting down and cut the stream before it was complete."
 		code = "gateway_shutdown"

@@ -129,7 +129,8 @@ type request struct {
 	rewritten bodyVariant // the last body rewritten for an upstream
 	fields    reqbody.Fields
 	estimate  int64 // tokens estimated at admission
-	deadline  time.Time
+	deadline  time.Time // the whole request's: timeouts.total, or the client's x-stainless-timeout if sooner
+	hard      time.Time // timeouts.total's alone: what bounds an answer the client has begun to get
 	ttfb      time.Duration
 	backend   string // the backend that answered last
 	// the last attempt's backend and outcome: the next attempt's retry reason

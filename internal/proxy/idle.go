@@ -13,14 +13,15 @@ import (
 // goes off, fires only if the body has really been quiet (else it sleeps
 // again for what is left). A nil *guard does nothing.
 type guard struct {
-	idle     time.Duration
-	deadline time.Time // zero: none
-	base     time.Time // monotonic origin of lastRead
-	cancel   func()
-	t        *time.Timer
-	reading  atomic.Bool
-	lastRead atomic.Int64 // since base, ns
-	hasFired atomic.Bool
+	idle       time.Duration
+	deadline   atomic.Int64 // since base, ns; 0: none
+	base       time.Time    // monotonic origin of lastRead and deadline
+	cancel     func()
+	t          *time.Timer
+	reading    atomic.Bool
+	lastRead   atomic.Int64 // since base, ns
+	hasFired   atomic.Bool
+	byDeadline atomic.Bool // it fired because the deadline passed, not for a quiet body
 }
 
 // newGuard arms a guard for the deadline (zero: none); idle applies once
@@ -29,9 +30,29 @@ func newGuard(idle time.Duration, deadline time.Time, cancel func()) *guard {
 	if idle <= 0 && deadline.IsZero() {
 		return nil
 	}
-	g := &guard{idle: idle, deadline: deadline, base: time.Now(), cancel: cancel}
+	g := &guard{idle: idle, base: time.Now(), cancel: cancel}
+	g.setDeadline(deadline)
 	g.t = time.AfterFunc(g.next(), g.expire)
 	return g
+}
+
+func (g *guard) setDeadline(t time.Time) {
+	var d int64
+	if !t.IsZero() {
+		d = max(int64(t.Sub(g.base)), 1)
+	}
+	g.deadline.Store(d)
+}
+
+// commit is called once the client has the answer's head: from then on the
+// deadline is hard (timeouts.total's; zero: none) and no longer the
+// client's own (x-stainless-timeout), which its SDK keeps by itself, per
+// read or for the whole call. A stream still flowing is not cut for it.
+func (g *guard) commit(hard time.Time) {
+	if g != nil {
+		g.setDeadline(hard)
+		g.t.Reset(g.next())
+	}
 }
 
 // next is the time from now until the guard is due: the deadline, or the
@@ -42,8 +63,8 @@ func (g *guard) next() time.Duration {
 	if g.reading.Load() && g.idle > 0 {
 		d = max(time.Duration(g.lastRead.Load())+g.idle-now, 0)
 	}
-	if !g.deadline.IsZero() {
-		d = min(d, max(g.deadline.Sub(g.base)-now, 0))
+	if dl := g.deadline.Load(); dl > 0 {
+		d = min(d, max(time.Duration(dl)-now, 0))
 	}
 	return d
 }
@@ -55,9 +76,16 @@ func (g *guard) expire() {
 		g.t.Reset(d)
 		return
 	}
+	if dl := g.deadline.Load(); dl > 0 && time.Since(g.base) >= time.Duration(dl) {
+		g.byDeadline.Store(true)
+	}
 	g.hasFired.Store(true)
 	g.cancel()
 }
+
+// deadlinePassed reports that the guard cancelled the attempt because the
+// request's time ran out: the request's own limit, not the backend's fault.
+func (g *guard) deadlinePassed() bool { return g != nil && g.byDeadline.Load() }
 
 // startReading switches the guard to idle timing: the response has begun.
 func (g *guard) startReading() {
