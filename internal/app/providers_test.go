@@ -3,6 +3,7 @@ package app_test
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -227,6 +228,15 @@ backends:
 	sort.Strings(azureIDs)
 	if got, want := strings.Join(azureIDs, ","), "gpt-4o,text-embedding-3-small"; got != want {
 		t.Errorf("models for key some, Azure options = %s, want %s", got, want)
+	}
+	// Retrieve a model (the SDK's Models.Get): answered from the same list.
+	some := openai.NewClient(option.WithBaseURL(gw+"/v1/"), option.WithAPIKey("key-some"), option.WithMaxRetries(0))
+	if m, err := some.Models.Get(context.Background(), "gpt-4o"); err != nil || m.ID != "gpt-4o" {
+		t.Errorf("Models.Get(gpt-4o) for key some: got %+v, %v", m, err)
+	}
+	var apiErr *openai.Error
+	if _, err := some.Models.Get(context.Background(), "gpt-35-turbo"); !errors.As(err, &apiErr) || apiErr.StatusCode != http.StatusNotFound || apiErr.Code != "model_not_found" {
+		t.Errorf("Models.Get(gpt-35-turbo) for key some: got %v, want 404 model_not_found", err)
 	}
 	// A /v1 request naming no model: 400, and no backend is called.
 	req0, _ := http.NewRequest("POST", gw+"/v1/chat/completions", strings.NewReader(`{"messages":[{"role":"user","content":"hi"}]}`))

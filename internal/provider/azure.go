@@ -95,7 +95,13 @@ func (a *AzureBackend) URL(r Request) *url.URL {
 	case Azure:
 		u.Path = a.basePath + "/openai/deployments/" + r.Name + r.Op
 	case OpenAI:
-		u.Path = a.basePath + "/openai/deployments/" + r.Name + r.Op
+		if r.Name == "" {
+			// No model: a resource's own operation (files, batches,
+			// fine-tuning jobs), which Azure serves under /openai.
+			u.Path = a.basePath + "/openai" + r.Op
+		} else {
+			u.Path = a.basePath + "/openai/deployments/" + r.Name + r.Op
+		}
 		q := url.Values{}
 		if r.RawQuery != "" {
 			q, _ = url.ParseQuery(r.RawQuery)

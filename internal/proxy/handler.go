@@ -213,6 +213,11 @@ func (h *Handler) prepare(w http.ResponseWriter, r *http.Request, cfg *Config, q
 		h.listModels(w, cfg, key, q)
 		return nil, nil, nil
 	}
+	if id, ok := strings.CutPrefix(q.suffix, "/models/"); ok && r.Method == http.MethodGet && (q.style == provider.OpenAI || q.style == provider.AzureV1) && id != "" {
+		// "Retrieve model" (the SDKs' models.get): from the same list.
+		h.getModel(w, cfg, key, q, id)
+		return nil, nil, nil
+	}
 
 	// The request's total time bounds reading its body too (a client
 	// trickling its body must not hold the gateway past it).

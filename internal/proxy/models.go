@@ -21,10 +21,36 @@ type modelList struct {
 	Data   []modelEntry `json:"data"`
 }
 
+// getModel answers GET /v1/models/{id} from the same list: the model's
+// entry when the key may use it, else OpenAI's 404 model_not_found.
+func (h *Handler) getModel(w http.ResponseWriter, cfg *Config, key *auth.Key, q *request, id string) {
+	for _, m := range h.models(cfg, key).Data {
+		if m.ID != id {
+			continue
+		}
+		b, _ := json.Marshal(m)
+		h.answerJSON(w, q, b)
+		return
+	}
+	if cfg.Wildcard != nil && key.Allows(id, id) {
+		// A backend serves any name: the gateway cannot know it is not one.
+		b, _ := json.Marshal(modelEntry{ID: id, Object: "model", OwnedBy: "llmgate"})
+		h.answerJSON(w, q, b)
+		return
+	}
+	writeError(w, q, http.StatusNotFound, typeInvalidRequest, "model_not_found", "The model '"+id+"' does not exist or you do not have access to it.")
+}
+
 // listModels answers GET /v1/models with the models the key may use: every
 // configured route and alias it is allowed, and, where some backend serves
 // any name, the names the key is limited to.
 func (h *Handler) listModels(w http.ResponseWriter, cfg *Config, key *auth.Key, q *request) {
+	b, _ := json.Marshal(h.models(cfg, key))
+	h.answerJSON(w, q, b)
+}
+
+// models lists the models key may use, sorted by name.
+func (h *Handler) models(cfg *Config, key *auth.Key) modelList {
 	seen := map[string]bool{}
 	list := modelList{Object: "list", Data: []modelEntry{}}
 	add := func(name string) {
@@ -49,7 +75,11 @@ func (h *Handler) listModels(w http.ResponseWriter, cfg *Config, key *auth.Key, 
 		}
 	}
 	sort.Slice(list.Data, func(i, j int) bool { return list.Data[i].ID < list.Data[j].ID })
-	b, _ := json.Marshal(list)
+	return list
+}
+
+// answerJSON answers 200 with b, a JSON body the gateway made.
+func (h *Handler) answerJSON(w http.ResponseWriter, q *request, b []byte) {
 	q.status = http.StatusOK
 	setGatewayHeaders(w.Header(), q)
 	w.Header().Set("Content-Type", "application/json")
