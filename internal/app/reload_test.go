@@ -497,6 +497,27 @@ func TestReloadLogsSettingsThatNeedARestart(t *testing.T) {
 	}
 }
 
+// Reloading a file whose tracing section did not change (sample_ratio
+// given or not) warns of nothing about tracing.
+func TestReloadKeepsUnchangedTracingQuiet(t *testing.T) {
+	t.Parallel()
+	up := newRecorder().upstream(t, "a", ok())
+	for _, tracing := range []string{
+		"tracing:\n  endpoint: http://127.0.0.1:21601\n",
+		"tracing:\n  endpoint: http://127.0.0.1:21601\n  sample_ratio: 0\n",
+	} {
+		g := serveFile(t, fileHead+tracing+"backends:\n  - name: a\n    url: "+up.URL+"\n")
+		writeConfig(t, g.Path, fileHead+tracing+"backends:\n  - name: a\n    url: "+up.URL+"\n    weight: 2\n")
+		if err := g.App.ReloadFile(g.Path); err != nil {
+			t.Fatalf("ReloadFile: %v", err)
+		}
+		g.waitLogged(t, "config reloaded")
+		if n := countLogged(g.Log, `"setting":"tracing"`); n != 0 {
+			t.Errorf("%q: tracing restart warnings after a reload that kept it: got %d, want 0", tracing, n)
+		}
+	}
+}
+
 // A store change needs a restart: until then nothing uses the new values,
 // not the proxy, not /readyz.
 func TestReloadKeepsTheStoreInUse(t *testing.T) {

@@ -278,3 +278,43 @@ func TestValidateRefusesWhatServeCannotRun(t *testing.T) {
 }
 
 const minimal = "keys: [{name: k, key: s}]\nbackends: [{name: x, url: 'http://x'}]\n"
+
+func TestTracingSampleRatio(t *testing.T) {
+	t.Parallel()
+	head := "keys:\n  - name: demo\n    key: client-secret\nbackends:\n  - name: a\n    url: https://a.openai.azure.com\n    api_key: k\ntracing:\n  endpoint: http://127.0.0.1:4318\n"
+	for _, tc := range []struct {
+		name, yaml string
+		want       float64
+		problem    bool
+	}{
+		{name: "absent", want: 1},
+		{name: "null", yaml: "  sample_ratio: ~\n", want: 1},
+		{name: "explicit zero", yaml: "  sample_ratio: 0\n", want: 0},
+		{name: "fraction", yaml: "  sample_ratio: 0.25\n", want: 0.25},
+		{name: "one", yaml: "  sample_ratio: 1\n", want: 1},
+		{name: "above one", yaml: "  sample_ratio: 1.5\n", problem: true},
+		{name: "negative", yaml: "  sample_ratio: -0.1\n", problem: true},
+		{name: "nan", yaml: "  sample_ratio: .nan\n", problem: true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			c, err := Parse("t.yaml", []byte(head+tc.yaml), env(nil))
+			if tc.problem {
+				if err == nil || !strings.Contains(err.Error(), "tracing.sample_ratio") {
+					t.Fatalf("got %v, want a tracing.sample_ratio problem", err)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if r := c.Tracing.SampleRatio; r == nil || *r != tc.want {
+				got := "nil"
+				if r != nil {
+					got = fmt.Sprint(*r)
+				}
+				t.Errorf("sample_ratio: got %s, want %v", got, tc.want)
+			}
+		})
+	}
+}

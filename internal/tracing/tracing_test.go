@@ -3,6 +3,7 @@ package tracing_test
 import (
 	"context"
 	"io"
+	"math"
 	"net/http"
 	"net/http/httptest"
 	"strconv"
@@ -23,7 +24,7 @@ func (f roundTripFunc) RoundTrip(r *http.Request) (*http.Response, error) { retu
 func newTracer(t *testing.T, ratio float64) (*tracing.Tracer, *tracetest.InMemoryExporter) {
 	t.Helper()
 	exp := tracetest.NewInMemoryExporter()
-	tr, err := tracing.New(tracing.Options{Exporter: exp, SampleRatio: ratio})
+	tr, err := tracing.New(tracing.Options{Exporter: exp, SampleRatio: &ratio})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -130,6 +131,54 @@ func TestClientSampledOutIsHonoured(t *testing.T) {
 	}
 	if !strings.HasPrefix(sent, "00-4bf92f3577b34da6a3ce929d0e0e4736-") || !strings.HasSuffix(sent, "-00") {
 		t.Errorf("upstream traceparent: got %q, want the client's trace, not sampled", sent)
+	}
+}
+
+// With SampleRatio 0 no trace of our own starts, but a caller's sampled
+// trace is still recorded and continued upstream.
+func TestZeroRatioFollowsOnlySampledCallers(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		name, traceparent string
+		spans             int
+	}{
+		{name: "no caller trace", spans: 0},
+		{name: "caller sampled", traceparent: "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01", spans: 2},
+		{name: "caller not sampled", traceparent: "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-00", spans: 0},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			tr, exp := newTracer(t, 0)
+			rt := tr.Transport(roundTripFunc(func(r *http.Request) (*http.Response, error) {
+				return &http.Response{StatusCode: 200, Body: http.NoBody}, nil
+			}), nil)
+			h := tr.Middleware(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				out, _ := http.NewRequestWithContext(r.Context(), http.MethodGet, "http://up.example/x", nil)
+				resp, err := rt.RoundTrip(out)
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				resp.Body.Close()
+			}))
+			req := httptest.NewRequest(http.MethodGet, "/openai/models", nil)
+			if tc.traceparent != "" {
+				req.Header.Set("Traceparent", tc.traceparent)
+			}
+			h.ServeHTTP(httptest.NewRecorder(), req)
+			if n := len(exp.GetSpans()); n != tc.spans {
+				t.Errorf("spans: got %d, want %d", n, tc.spans)
+			}
+		})
+	}
+}
+
+func TestNewRefusesARatioOutOfRange(t *testing.T) {
+	t.Parallel()
+	for _, r := range []float64{-0.5, 1.5, math.NaN()} {
+		if _, err := tracing.New(tracing.Options{Exporter: tracetest.NewInMemoryExporter(), SampleRatio: &r}); err == nil {
+			t.Errorf("New with sample ratio %v: got nil error", r)
+		}
 	}
 }
 
