@@ -1119,3 +1119,20 @@ func TestAnswerLengthKeptAndHeadRelayed(t *testing.T) {
 		t.Errorf("HEAD: X-Llmgate-Attempts %q, want 1 (trail %q)", got, resp.Header.Get("X-Llmgate-Trail"))
 	}
 }
+
+// A backend refusing the gateway's credential is never passed on as the
+// client's own 401 (an SDK would report the client's key as wrong): the
+// client gets a 502 that says whose credential it was.
+func TestBackendCredentialRefusedIsNotTheClients401(t *testing.T) {
+	t.Parallel()
+	rec := newRecorder()
+	up := rec.upstream(t, "a", respond(http.StatusUnauthorized, `{"error":{"code":"401","message":"Access denied due to invalid subscription key or wrong API endpoint."}}`))
+	gw := startGateway(t, []backend{be("a", up.URL)}, fastRetry)
+	resp, body := gw.chat(t)
+	if resp.StatusCode != http.StatusBadGateway {
+		t.Fatalf("got %d %s, want 502", resp.StatusCode, body)
+	}
+	if e := decodeError(t, body); e.Error.Code != "backend_auth_failed" || !strings.Contains(e.Error.Message, "Backend a") {
+		t.Errorf("error: got %+v, want backend_auth_failed naming backend a", e.Error)
+	}
+}

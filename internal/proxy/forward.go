@@ -222,8 +222,9 @@ func (h *Handler) attempt(ctx context.Context, w http.ResponseWriter, r *http.Re
 		a.streamEnded(f, ctx)
 		return f, done
 	}
-	retryable := a.class.Retryable() || (a.class == retry.Auth && !final && !allTried)
-	if a.class == retry.Redirect || (retryable && !final) {
+	// A refused credential is the gateway's, not the client's: it is never
+	// relayed (the client would take the backend's 401 for its own key's).
+	if a.class == retry.Redirect || a.class == retry.Auth || (a.class.Retryable() && !final) {
 		return keepFailed(resp, a.b, q, a.class, a.idle, a.ra), false
 	}
 	// Success, a caller fault, or the final attempt: relay as it is.
@@ -761,6 +762,12 @@ func expectsDone(suffix string) bool {
 // gateway error if no upstream answered. exhausted reports that every
 // backend of the route was tried: the client's own retries would not help.
 func (h *Handler) answerFailure(w http.ResponseWriter, f *failure, q *request, exhausted bool, cfg *Config, rt *Route) {
+	if f != nil && f.header != nil && f.class == retry.Auth {
+		q.err = fmt.Errorf("backend %s refused the gateway's credential (HTTP %d)", f.from, f.status)
+		writeError(w, q, http.StatusBadGateway, typeServer, "backend_auth_failed",
+			"Backend "+f.from+" refused the gateway's credential for it (HTTP "+strconv.Itoa(f.status)+"). Your own key was accepted; the gateway's operators must fix the backend's api_key or identity.")
+		return
+	}
 	if f != nil && f.header != nil {
 		ra := h.finalAdvice(w.Header(), cfg, rt, f.status, f.ra, exhausted)
 		h.writeHeaderWith(w, f.status, f.header, f.from, q, ra)
@@ -853,7 +860,7 @@ func (h *Handler) answerBlocked(w http.ResponseWriter, f *failure, c choice, q *
 		return
 	}
 	q.status = http.StatusServiceUnavailable
-	writeError(w, q, q.status, typeServer, "no_backend", "No backend for this deployment can take the request now (circuit open or at capacity). Please retry after "+secs+" seconds.")
+	writeError(w, q, q.status, typeServer, "no_backend", "No backend for this deployment can take the request now (circuit open, credential refused, or at capacity). Please retry after "+secs+" seconds.")
 }
 
 func lastBackend(q *request) string {
