@@ -868,6 +868,25 @@ func TestRoutingAuthBrokenBackendLongCooldown(t *testing.T) {
 	}
 }
 
+// When the only backend that can be called is the one that just failed
+// (the other cooling down for longer than routing.max_wait), the retries
+// go to it rather than being given up, or waited away.
+func TestRoutingRetriesTheOnlyCallableBackend(t *testing.T) {
+	t.Parallel()
+	rec := newRecorder()
+	cool := rec.upstream(t, "cool", respond(http.StatusServiceUnavailable, `{"error":{"code":"503","message":"busy"}}`, "Retry-After", "60"))
+	fail := rec.upstream(t, "fail", respond(http.StatusInternalServerError, `{"error":{"code":"500","message":"boom"}}`))
+	g := rtStart(t, []rtBackend{{Name: "cool", URL: cool.URL, Priority: 1}, {Name: "fail", URL: fail.URL, Priority: 2}},
+		"retry:\n  count: 3\n  interval: 1ms\nrouting:\n  max_wait: 1s\n  circuit:\n    failures: -1\n    ratio: -1\n")
+	a := g.chatOnce(t)
+	if got, want := a.Trail(), "cool:503(ra=1m0s),fail:500,fail:500,fail:500"; got != want {
+		t.Errorf("trail: got %q, want %q", got, want)
+	}
+	if a.Latency > 900*time.Millisecond {
+		t.Errorf("took %v: want the retries at once, not a wait for the cooling backend", a.Latency)
+	}
+}
+
 // When every attempt's stream starts with an error event, the last one is
 // relayed as it is, and the trail says so for it too.
 func TestRoutingStreamErrorEventOnEveryAttemptTrail(t *testing.T) {

@@ -30,8 +30,9 @@ type choice struct {
 // choose picks the member for attempt number attempt and the wait before it.
 // In order: an untried available member (no wait in Smart mode); an
 // available one already tried, other than the one that just failed (the
-// backoff wait); else the earliest to recover, if that is within MaxWait
-// and the deadline.
+// backoff wait); the one that just failed, if no other can be called before
+// its backoff is over; else the earliest to recover, if that is within
+// MaxWait and the deadline.
 func (h *Handler) choose(cfg *Config, rt *Route, q *request, tried balance.Set, last, attempt int, now time.Time, prefer string) choice {
 	n := len(rt.Members)
 	var cands [balance.MaxCandidates]balance.Candidate
@@ -136,6 +137,15 @@ func (h *Handler) choose(cfg *Config, rt *Route, q *request, tried balance.Set, 
 		}
 		if i, ok := pick(^tier.set); ok {
 			return choice{member: i, wait: backoff(!tried.Has(i)), panic: tier.open}
+		}
+	}
+	// Only the backend that just failed can be called: it is tried again
+	// (after the backoff) rather than waiting longer for another to
+	// recover, or giving up with retries left.
+	if last >= 0 && n > 1 && (avail.Has(last) || open.Has(last)) {
+		wait := backoff(false)
+		if earliestIdx < 0 || earliest.Sub(now) > wait {
+			return choice{member: last, wait: wait, panic: !avail.Has(last)}
 		}
 	}
 	until := earliest.Sub(now)
