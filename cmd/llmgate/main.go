@@ -3,7 +3,6 @@ package main
 
 import (
 	"context"
-	"fmt"
 	"os"
 	"os/signal"
 	"runtime/debug"
@@ -14,10 +13,9 @@ func main() {
 	tuneGC()
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	if err := run(ctx, os.Args[1:], os.Stdout, os.Stderr); err != nil {
-		fmt.Fprintln(os.Stderr, "llmgate:", err)
+	if code := report(run(ctx, os.Args[1:], os.Stdout, os.Stderr), os.Stderr); code != 0 {
 		stop()
-		os.Exit(exitCode(err))
+		os.Exit(code)
 	}
 }
 

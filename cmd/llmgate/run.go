@@ -15,6 +15,7 @@ import (
 
 	"github.com/llmgate/llmgate/internal/app"
 	"github.com/llmgate/llmgate/internal/config"
+	"github.com/llmgate/llmgate/internal/sim"
 )
 
 const usage = `usage: llmgate <command> [flags]
@@ -25,29 +26,40 @@ commands:
   simulate -listen ADDR   run a simulated Azure OpenAI resource
   demo                    run two simulated regions behind the gateway
   version                 print the version
+  help [command]          print this, or a command's usage
+
+'llmgate <command> -h' prints a command's flags.
 `
 
-// errUsage marks a command-line mistake (exit code 2).
-var errUsage = errors.New("usage")
-
-func exitCode(err error) int {
-	if errors.Is(err, errUsage) || errors.Is(err, flag.ErrHelp) {
+// report writes err to stderr for main and returns the exit code: 0 for
+// nil or a request for help, 2 for a command-line mistake (which the
+// command has already explained, with its usage), 1 for anything else.
+func report(err error, stderr io.Writer) int {
+	switch {
+	case err == nil || errors.Is(err, flag.ErrHelp):
+		return 0
+	case errors.Is(err, sim.ErrUsage):
 		return 2
 	}
+	fmt.Fprintln(stderr, "llmgate:", err)
 	return 1
 }
 
+// run runs the command in args. Help (-h, -help, --help, on its own or
+// after a command) goes to stdout; mistakes and their usage to stderr.
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if len(args) == 0 {
 		fmt.Fprint(stderr, usage)
-		return errUsage
+		return fmt.Errorf("%w: no command", sim.ErrUsage)
 	}
 	switch args[0] {
 	case "serve":
-		return serve(ctx, args[1:], stderr)
+		return serve(ctx, args[1:], stdout, stderr)
 	case "validate":
 		return validate(args[1:], stdout, stderr)
-	case "version", "-version", "--version":
+	case "version":
+		return versionCmd(args[1:], stdout, stderr)
+	case "-version", "--version":
 		fmt.Fprintln(stdout, "llmgate", version())
 		return nil
 	case "simulate":
@@ -55,12 +67,25 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	case "demo":
 		return demoCmd(ctx, args[1:], stdout, stderr)
 	case "help", "-h", "-help", "--help":
+		if args[0] == "help" && len(args) > 1 {
+			return run(ctx, []string{args[1], "-h"}, stdout, stderr)
+		}
 		fmt.Fprint(stdout, usage)
 		return nil
 	default:
 		fmt.Fprintf(stderr, "llmgate: unknown command %q\n%s", args[0], usage)
-		return errUsage
+		return fmt.Errorf("%w: unknown command %q", sim.ErrUsage, args[0])
 	}
+}
+
+func versionCmd(args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("version", flag.ContinueOnError)
+	fs.Usage = func() { fmt.Fprintln(fs.Output(), "Usage: llmgate version\n\nPrints the version.") }
+	if err := sim.ParseFlags(fs, args, stdout, stderr); err != nil {
+		return err
+	}
+	fmt.Fprintln(stdout, "llmgate", version())
+	return nil
 }
 
 func version() string {
@@ -71,22 +96,27 @@ func version() string {
 	return bi.Main.Version
 }
 
-func configFlag(name string, args []string, stderr io.Writer) (string, error) {
+// configFlag parses the -config flag of command name, which about describes.
+func configFlag(name, about string, args []string, stdout, stderr io.Writer) (string, error) {
 	fs := flag.NewFlagSet(name, flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	path := fs.String("config", "", "config file (YAML)")
-	if err := fs.Parse(args); err != nil {
-		return "", errUsage
+	path := fs.String("config", "", "config `FILE` (YAML), required")
+	fs.Usage = func() {
+		fmt.Fprintf(fs.Output(), "Usage: llmgate %s -config FILE\n\n%s\n\nFlags:\n", name, about)
+		fs.PrintDefaults()
 	}
-	if *path == "" || fs.NArg() > 0 {
-		fmt.Fprintf(stderr, "usage: llmgate %s -config FILE\n", name)
-		return "", errUsage
+	if err := sim.ParseFlags(fs, args, stdout, stderr); err != nil {
+		return "", err
+	}
+	if *path == "" {
+		fmt.Fprintln(stderr, "-config is required")
+		fs.Usage()
+		return "", fmt.Errorf("%s: %w: -config is required", name, sim.ErrUsage)
 	}
 	return *path, nil
 }
 
 func validate(args []string, stdout, stderr io.Writer) error {
-	path, err := configFlag("validate", args, stderr)
+	path, err := configFlag("validate", "Checks the config file and lists every problem (and warning); exits 1 if there is a problem.", args, stdout, stderr)
 	if err != nil {
 		return err
 	}
@@ -114,8 +144,8 @@ func validate(args []string, stdout, stderr io.Writer) error {
 	return nil
 }
 
-func serve(ctx context.Context, args []string, stderr io.Writer) error {
-	path, err := configFlag("serve", args, stderr)
+func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	path, err := configFlag("serve", "Runs the gateway. SIGHUP, or a change of the file, reloads the config; SIGINT or SIGTERM drains and stops it.", args, stdout, stderr)
 	if err != nil {
 		return err
 	}

@@ -202,17 +202,23 @@ func (d *Demo) Close() error {
 	return err
 }
 
-// Run is the `llmgate demo` command.
+// Run is the `llmgate demo` command. For -h it writes the usage to stdout
+// and returns flag.ErrHelp; a command-line mistake returns an error wrapping
+// sim.ErrUsage.
 func Run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("demo", flag.ContinueOnError)
-	fs.SetOutput(stderr)
+	fs.Usage = func() {
+		fmt.Fprintln(fs.Output(), "Usage: llmgate demo [flags]\n\n"+
+			"Runs two simulated Azure OpenAI regions (oai-se, oai-fr) behind the gateway until Ctrl-C.\n\nFlags:")
+		fs.PrintDefaults()
+	}
 	var o Options
 	fs.StringVar(&o.Listen, "listen", "127.0.0.1:8080", "gateway address (a free port if taken)")
 	fs.StringVar(&o.Key, "key", "", "client key (default: random)")
 	fs.IntVar(&o.TPM, "tpm", 8000, "tokens per minute of each region")
 	fs.IntVar(&o.RPM, "rpm", 48, "requests per minute of each region")
 	fs.StringVar(&o.RetryMode, "retry-mode", "smart", "retry timing: smart (a switch to a fresh region goes at once) or apim (API Management's: the backoff before every retry)")
-	if err := fs.Parse(args); err != nil {
+	if err := sim.ParseFlags(fs, args, stdout, stderr); err != nil {
 		return err
 	}
 	o.Logger = slog.New(slog.NewTextHandler(stderr, nil))

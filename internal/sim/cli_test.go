@@ -131,9 +131,16 @@ func TestRunFlagErrors(t *testing.T) {
 			t.Errorf("Run(%q): got %v, want an error mentioning %q", tc.args, err, tc.want)
 		}
 	}
-	var usage bytes.Buffer
-	if err := Run(t.Context(), []string{"-h"}, io.Discard, &usage); !errors.Is(err, flag.ErrHelp) {
-		t.Errorf("-h: got %v, want flag.ErrHelp", err)
+	for _, args := range [][]string{{"-nope"}, {"extra"}, {"-tpm", "many"}} {
+		var stderr bytes.Buffer
+		err := Run(t.Context(), args, io.Discard, &stderr)
+		if !errors.Is(err, ErrUsage) || !strings.Contains(stderr.String(), "Usage: llmgate simulate") {
+			t.Errorf("Run(%q): got %v and stderr %q, want ErrUsage and the usage on stderr", args, err, stderr.String())
+		}
+	}
+	var usage, stderr bytes.Buffer
+	if err := Run(t.Context(), []string{"-h"}, &usage, &stderr); !errors.Is(err, flag.ErrHelp) || stderr.Len() > 0 {
+		t.Errorf("-h: got %v and stderr %q, want flag.ErrHelp and nothing on stderr", err, stderr.String())
 	}
 	for _, name := range []string{"-fail-429-retry-after", "-slow-headers-delay", "-stream-cut", "-error-event", "-outage", "/sim/faults"} {
 		if !strings.Contains(usage.String(), name) {
