@@ -324,3 +324,54 @@ func BenchmarkKeyLimits(b *testing.B) {
 		})
 	}
 }
+
+// A key's tokens-per-minute 429, while its own requests in flight hold
+// their estimates in the window, does not send the client away for the
+// whole window: their true usage may free room the moment they end. Once
+// they have ended, the same request is admitted.
+func TestTPM429WithRequestsInFlightSaysLookAgainSoon(t *testing.T) {
+	t.Parallel()
+	release := make(chan struct{})
+	var arrived atomic.Int64
+	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		arrived.Add(1)
+		<-release
+		w.Header().Set("Content-Type", "application/json")
+		_, _ = io.WriteString(w, completionJSON) // 8 tokens used
+	}))
+	t.Cleanup(up.Close)
+	t.Cleanup(func() { closeOnce(release) })
+	g := serveGateway(t, keysYAML("{type: memory}", up.URL, "  - {name: team, key: team-secret, tpm: 1000}"))
+	const body = `{"messages":[{"role":"user","content":"hi"}],"max_tokens":400}` // estimated at about 400
+	var wg sync.WaitGroup
+	for range 2 {
+		wg.Go(func() {
+			if res, b := chatCall(t, g.URL, "team-secret", body); res.StatusCode != 200 {
+				t.Errorf("request in flight: %d %s", res.StatusCode, b)
+			}
+		})
+	}
+	for arrived.Load() < 2 {
+		time.Sleep(time.Millisecond)
+	}
+	res, b := chatCall(t, g.URL, "team-secret", body)
+	if res.StatusCode != http.StatusTooManyRequests {
+		t.Fatalf("third request: got %d %s, want 429", res.StatusCode, b)
+	}
+	if ra := res.Header.Get("Retry-After"); ra != "1" {
+		t.Errorf("Retry-After: got %q, want 1 (the two in flight will settle at 8 tokens each), not the window", ra)
+	}
+	closeOnce(release)
+	wg.Wait()
+	if res, b := chatCall(t, g.URL, "team-secret", body); res.StatusCode != 200 {
+		t.Errorf("after the two ended: got %d %s, want 200", res.StatusCode, b)
+	}
+}
+
+func closeOnce(c chan struct{}) {
+	select {
+	case <-c:
+	default:
+		close(c)
+	}
+}

@@ -74,6 +74,7 @@ type Handler struct {
 	usage        *ratelimit.Batcher
 	onThrottle   func(string, time.Time)
 	streams      counters
+	reserved     counters // tokens this replica's admitted requests of a key hold at their estimate, until settled
 	accessLog    io.Writer
 	bg           sync.WaitGroup // reconciliations still running after their request
 }
@@ -174,6 +175,10 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	if !h.admit(w, r, cfg, key, q) {
 		return
+	}
+	if q.reservation != "" && q.limits.TPM > 0 {
+		h.reserved.add(key.ID, q.estimate)
+		defer h.reserved.add(key.ID, -q.estimate)
 	}
 	h.forward(w, r, cfg, route, body, q)
 	h.settle(r, cfg, q)

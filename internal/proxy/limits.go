@@ -47,9 +47,19 @@ func (h *Handler) admit(w http.ResponseWriter, r *http.Request, cfg *Config, key
 	q.remRequests, q.remTokens, q.limited, q.limits = d.RemainingRequests, d.RemainingTokens, true, lim
 	if !d.Allowed {
 		hd := w.Header()
-		setRetryAfter(hd, d.RetryAfter)
+		after := d.RetryAfter
+		if d.Reason == ratelimit.ReasonTPM && after > inFlightHint && d.RemainingTokens >= 0 &&
+			d.RemainingTokens+h.reserved.add(key.ID, 0) >= q.estimate {
+			// The window holds requests still running at their estimate
+			// (prompt plus max_tokens). When they end, their true usage
+			// replaces it and may free enough at once: RetryAfter counts
+			// them in full, so it would send a client away for up to a
+			// minute for nothing. Look again soon instead.
+			after = inFlightHint
+		}
+		setRetryAfter(hd, after)
 		setRemaining(hd, q)
-		secs := strconv.FormatInt(int64((d.RetryAfter+time.Second-1)/time.Second), 10)
+		secs := strconv.FormatInt(int64((after+time.Second-1)/time.Second), 10)
 		msg := "This key has exceeded its " + reasonText(d.Reason) + ". Please retry after " + secs + " seconds."
 		if d.Reason == ratelimit.ReasonDailyQuota || d.Reason == ratelimit.ReasonMonthlyQuota {
 			hd.Set("X-Should-Retry", "false")
@@ -67,6 +77,11 @@ func (h *Handler) admit(w http.ResponseWriter, r *http.Request, cfg *Config, key
 	q.reservation, q.limits = d.Reservation, lim
 	return true
 }
+
+// inFlightHint is the Retry-After of a key's tokens-per-minute 429 while
+// its own requests in flight, once settled at their true usage, could make
+// room for the request.
+const inFlightHint = time.Second
 
 func reasonText(r string) string {
 	switch r {
