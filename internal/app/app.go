@@ -315,7 +315,7 @@ func (a *App) Serve(ctx context.Context, ln net.Listener) error {
 			_ = srv.Close()
 		}
 		fcancel()
-		err = fmt.Errorf("shutdown: %w", err)
+		err = nil // a stop that was asked for: the line above says what it cut
 	}
 	if e := <-errc; e != nil && !errors.Is(e, http.ErrServerClosed) && !errors.Is(e, net.ErrClosed) && err == nil {
 		err = e
