@@ -32,7 +32,7 @@ func (h *Handler) writeAccessLine(w io.Writer, r *http.Request, q *request, now 
 	b = append(b, `,"method":`...)
 	b = appendJSONString(b, r.Method)
 	b = append(b, `,"route":"`...)
-	b = appendRoute(b, r.URL.Path) // (only names from the code: nothing to escape)
+	b = append(b, routeOf(r.URL.Path)...) // (only names from the code: nothing to escape)
 	b = append(b, '"')
 	b = append(b, `,"key_id":`...)
 	b = appendJSONString(b, string(q.key))

@@ -499,30 +499,29 @@ func (h *Handler) logAccess(r *http.Request, q *request) {
 
 // routeOf names the operation of a path, never the path itself (a client
 // writes it, secrets included): the API style's prefix, the deployment as
-// {id}, and a known operation or "other".
-func routeOf(p string) string { return string(appendRoute(nil, p)) }
-
-// appendRoute appends routeOf(p) to b.
-func appendRoute(b []byte, p string) []byte {
-	var rest string
-	switch {
-	case strings.HasPrefix(p, "/openai/deployments/"):
-		_, rest = splitDeployment(p)
-		b = append(b, "/openai/deployments/{id}/"...)
-	case strings.HasPrefix(p, "/openai/v1/"):
-		rest = p[len("/openai/v1/"):]
-		b = append(b, "/openai/v1/"...)
-	case strings.HasPrefix(p, "/v1/"):
-		rest = p[len("/v1/"):]
-		b = append(b, "/v1/"...)
-	case strings.HasPrefix(p, "/openai/"):
-		rest = p[len("/openai/"):]
-		b = append(b, "/openai/"...)
-	default:
-		return append(b, "other"...)
+// {id}, and a known operation or "other". It allocates nothing.
+func routeOf(p string) string {
+	for i, pre := range [...]string{"/openai/deployments/", "/openai/v1/", "/v1/", "/openai/"} {
+		if rest, ok := strings.CutPrefix(p, pre); ok {
+			if i == 0 {
+				_, rest = splitDeployment(p)
+			}
+			return routeNames[i][opIndex(rest)]
+		}
 	}
-	return append(b, opLabel(rest)...)
+	return "other"
 }
+
+// routeNames are routeOf's answers: each API style's prefix with each
+// operation label.
+var routeNames = func() (t [4][len(opLabels)]string) {
+	for i, pre := range [...]string{"/openai/deployments/{id}/", "/openai/v1/", "/v1/", "/openai/"} {
+		for j, op := range opLabels {
+			t[i][j] = pre + op
+		}
+	}
+	return t
+}()
 
 // errClientGone marks a request whose client went away.
 var errClientGone = errors.New("client went away")
@@ -566,27 +565,21 @@ func sleep(ctx context.Context, d time.Duration) bool {
 }
 
 // opLabel maps an operation path to a bounded label for metrics.
-func opLabel(suffix string) string {
-	switch strings.TrimPrefix(suffix, "/") {
-	case "chat/completions":
-		return "chat/completions"
-	case "completions":
-		return "completions"
-	case "embeddings":
-		return "embeddings"
-	case "images/generations":
-		return "images/generations"
-	case "audio/transcriptions":
-		return "audio/transcriptions"
-	case "audio/translations":
-		return "audio/translations"
-	case "audio/speech":
-		return "audio/speech"
-	case "models":
-		return "models"
-	default:
-		return "other"
+func opLabel(suffix string) string { return opLabels[opIndex(suffix)] }
+
+// opLabels are the operations metrics and logs name; the last is "other".
+var opLabels = [...]string{"chat/completions", "completions", "embeddings", "images/generations",
+	"audio/transcriptions", "audio/translations", "audio/speech", "models", "other"}
+
+// opIndex returns the index in opLabels of an operation's suffix.
+func opIndex(suffix string) int {
+	s := strings.TrimPrefix(suffix, "/")
+	for i, op := range opLabels[:len(opLabels)-1] {
+		if s == op {
+			return i
+		}
 	}
+	return len(opLabels) - 1
 }
 
 // headerSize is the bytes of a request's header names and values.
