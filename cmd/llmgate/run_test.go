@@ -2,9 +2,19 @@ package main
 
 import (
 	"bytes"
+	"context"
 	"strings"
 	"testing"
 )
+
+// stopped is a context already done: help and usage mistakes never start
+// the command, and one that would (a regression) stops at once instead of
+// serving until the test ends.
+func stopped(t *testing.T) context.Context {
+	ctx, cancel := context.WithCancel(t.Context())
+	cancel()
+	return ctx
+}
 
 // TestHelp: help of the top level and of every command, in every spelling,
 // goes to stdout and exits 0 with nothing on stderr, through report(run(...))
@@ -36,7 +46,7 @@ func TestHelp(t *testing.T) {
 		t.Run(strings.Join(tc.args, " "), func(t *testing.T) {
 			t.Parallel()
 			var stdout, stderr bytes.Buffer
-			code := report(run(t.Context(), tc.args, &stdout, &stderr), &stderr)
+			code := report(run(stopped(t), tc.args, &stdout, &stderr), &stderr)
 			if code != 0 || stderr.Len() > 0 || !strings.Contains(stdout.String(), tc.want) {
 				t.Errorf("got exit %d, stderr %q, stdout %q; want 0, nothing, a usage with %q", code, stderr.String(), stdout.String(), tc.want)
 			}
@@ -66,7 +76,7 @@ func TestUsageMistakes(t *testing.T) {
 		t.Run(strings.Join(tc.args, " "), func(t *testing.T) {
 			t.Parallel()
 			var stdout, stderr bytes.Buffer
-			code := report(run(t.Context(), tc.args, &stdout, &stderr), &stderr)
+			code := report(run(stopped(t), tc.args, &stdout, &stderr), &stderr)
 			if code != 2 || stdout.Len() > 0 {
 				t.Errorf("got exit %d, stdout %q; want 2, nothing", code, stdout.String())
 			}
