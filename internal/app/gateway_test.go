@@ -891,7 +891,11 @@ func TestPathAndQueryPassUntouched(t *testing.T) {
 		"/openai/v1/chat/completions",
 		"/openai/deployments/gpt-4o/chat/completions?api-version=2025-01-01-preview&semi=a;b",
 	} {
-		req := gw.request(t, http.MethodPost, target, []byte(chatBody))
+		body := chatBody
+		if strings.HasPrefix(target, "/openai/v1/") { // the model goes in the body there
+			body = `{"model":"gpt-4o",` + chatBody[1:]
+		}
+		req := gw.request(t, http.MethodPost, target, []byte(body))
 		if resp, body := do(t, req); resp.StatusCode != http.StatusOK {
 			t.Errorf("%s: status %d (%s)", target, resp.StatusCode, body)
 			continue

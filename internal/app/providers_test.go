@@ -238,17 +238,20 @@ backends:
 	if _, err := some.Models.Get(context.Background(), "gpt-35-turbo"); !errors.As(err, &apiErr) || apiErr.StatusCode != http.StatusNotFound || apiErr.Code != "model_not_found" {
 		t.Errorf("Models.Get(gpt-35-turbo) for key some: got %v, want 404 model_not_found", err)
 	}
-	// A /v1 request naming no model: 400, and no backend is called.
-	req0, _ := http.NewRequest("POST", gw+"/v1/chat/completions", strings.NewReader(`{"messages":[{"role":"user","content":"hi"}]}`))
-	req0.Header.Set("Authorization", "Bearer key-all")
-	res0, err := http.DefaultClient.Do(req0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	body0, _ := io.ReadAll(res0.Body)
-	res0.Body.Close()
-	if res0.StatusCode != http.StatusBadRequest || !strings.Contains(string(body0), `"code":"missing_model"`) {
-		t.Errorf("no model: %d %s, want 400 missing_model", res0.StatusCode, body0)
+	// A /v1 or /openai/v1 request to run a model naming none: 400, and no
+	// backend is called (nor is the key's model list got around).
+	for _, path := range []string{"/v1/chat/completions", "/openai/v1/chat/completions", "/openai/v1/embeddings"} {
+		req0, _ := http.NewRequest("POST", gw+path, strings.NewReader(`{"messages":[{"role":"user","content":"hi"}]}`))
+		req0.Header.Set("Authorization", "Bearer key-some")
+		res0, err := http.DefaultClient.Do(req0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		body0, _ := io.ReadAll(res0.Body)
+		res0.Body.Close()
+		if res0.StatusCode != http.StatusBadRequest || !strings.Contains(string(body0), `"code":"missing_model"`) {
+			t.Errorf("%s, no model: %d %s, want 400 missing_model", path, res0.StatusCode, body0)
+		}
 	}
 	req, _ := http.NewRequest("POST", gw+"/v1/chat/completions", strings.NewReader(`{"model":"gpt-35-turbo","messages":[]}`))
 	req.Header.Set("Authorization", "Bearer key-some")

@@ -266,7 +266,7 @@ func (h *Handler) prepare(w http.ResponseWriter, r *http.Request, cfg *Config, q
 			}
 		}
 		q.bodyModel = q.deployment
-		if q.deployment == "" && q.style == provider.OpenAI && r.Method == http.MethodPost {
+		if q.deployment == "" && r.Method == http.MethodPost && needsModel(q.suffix) {
 			// The model selects the route: without one there is no
 			// deployment to call (an Azure backend would be sent an empty
 			// name), and no backend should pay for the client's mistake.
@@ -568,8 +568,15 @@ func sleep(ctx context.Context, d time.Duration) bool {
 func opLabel(suffix string) string { return opLabels[opIndex(suffix)] }
 
 // opLabels are the operations metrics and logs name; the last is "other".
-var opLabels = [...]string{"chat/completions", "completions", "embeddings", "images/generations",
-	"audio/transcriptions", "audio/translations", "audio/speech", "models", "other"}
+// Those before "models" run a model, which a request must name.
+var opLabels = [...]string{"chat/completions", "completions", "embeddings", "images/generations", "images/edits",
+	"audio/transcriptions", "audio/translations", "audio/speech", "responses", "models", "other"}
+
+// needsModel reports whether an operation runs a model (and so a request
+// for it must name one): not a resource's own operations (files, batches).
+func needsModel(suffix string) bool { return opIndex(suffix) < modelsOp }
+
+const modelsOp = len(opLabels) - 2 // the index of "models"
 
 // opIndex returns the index in opLabels of an operation's suffix.
 func opIndex(suffix string) int {
