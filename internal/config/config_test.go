@@ -227,6 +227,19 @@ routing: {retry_budget: {ratio: 0.2}}
 	}
 }
 
+// A whole number written as a float (Helm renders large numbers as 1e+06)
+// is taken as it is.
+func TestWholeNumbersWrittenAsFloats(t *testing.T) {
+	t.Parallel()
+	c, err := Parse("x.yaml", []byte("keys: [{name: k, key: s, tpm: 1e+06, rpm: 200000.0}]\nbackends: [{name: a, url: 'http://a', weight: 2e2}]\n"), env(nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if k := c.Keys[0]; k.TPM != 1000000 || k.RPM != 200000 || c.Backends[0].EffectiveWeight() != 200 {
+		t.Errorf("got tpm %d, rpm %d, weight %d; want 1000000, 200000, 200", k.TPM, k.RPM, c.Backends[0].EffectiveWeight())
+	}
+}
+
 func FuzzParse(f *testing.F) {
 	f.Add([]byte(apim))
 	f.Add([]byte("keys: [{name: a, key: b}]\nbackends: [{name: x, url: 'http://x'}]\n"))

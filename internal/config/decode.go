@@ -2,9 +2,11 @@ package config
 
 import (
 	"fmt"
+	"math"
 	"os"
 	"reflect"
 	"regexp"
+	"strconv"
 	"strings"
 
 	"go.yaml.in/yaml/v3"
@@ -188,8 +190,12 @@ func (d *decoder) leaf(n *yaml.Node, v reflect.Value, path string) {
 		n = &cp
 	}
 	if n.Kind == yaml.ScalarNode && wholeNumber(v) && n.ShortTag() == "!!float" {
-		// yaml.v3 would truncate: weight 0.75 would be 0, rpm 0.5 no limit.
-		d.add(path, n, "must be a whole number")
+		// yaml.v3 would truncate a fraction (weight 0.75 would be 0, rpm
+		// 0.5 no limit); a whole number written as one (1e+06, as Helm
+		// renders large numbers, or 200000.0) is taken.
+		if !setWhole(v, n.Value) {
+			d.add(path, n, "must be a whole number")
+		}
 		return
 	}
 	if err := n.Decode(v.Addr().Interface()); err != nil {
@@ -221,6 +227,28 @@ func wholeNumber(v reflect.Value) bool {
 		return !reflect.PointerTo(v.Type()).Implements(unmarshalerType)
 	}
 	return false
+}
+
+// setWhole sets the integer v from a YAML float that is a whole number in
+// v's range, and reports whether it was one.
+func setWhole(v reflect.Value, s string) bool {
+	f, err := strconv.ParseFloat(strings.ReplaceAll(s, "_", ""), 64)
+	if err != nil || f != math.Trunc(f) || math.Abs(f) >= 1<<53 {
+		return false // a fraction, or past where a float64 holds every whole number
+	}
+	switch v.Kind() {
+	case reflect.Uint, reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64:
+		if f < 0 || v.OverflowUint(uint64(f)) {
+			return false
+		}
+		v.SetUint(uint64(f))
+	default:
+		if v.OverflowInt(int64(f)) {
+			return false
+		}
+		v.SetInt(int64(f))
+	}
+	return true
 }
 
 // wanted says what a setting of v's type takes.
