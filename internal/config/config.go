@@ -31,6 +31,10 @@ import (
 // Config is the whole gateway configuration. Values are immutable once
 // loaded; a reload builds a new Config.
 type Config struct {
+	// given holds the paths the file set ("routing.max_wait"), so that an
+	// explicit 0 is told from an absent setting where 0 means something.
+	given map[string]int
+
 	// Listen is the gateway's address. Default "127.0.0.1:8080".
 	Listen string `yaml:"listen"`
 	// Keys are the client keys; a request must carry one of them. At least one is required.
@@ -395,13 +399,15 @@ func (c *Config) Defaults() {
 		on := true
 		ro.CapacitySteering = &on
 	}
-	if ro.MaxWait == 0 {
+	// For these, 0 given means 0: never wait for a backend to recover; no
+	// retries beyond the floor; no floor.
+	if ro.MaxWait == 0 && !c.set("routing.max_wait") {
 		ro.MaxWait = max(c.Retry.MaxInterval, c.Retry.Interval, Duration(10*time.Second))
 	}
-	if ro.RetryBudget.Ratio == 0 {
+	if ro.RetryBudget.Ratio == 0 && !c.set("routing.retry_budget.ratio") {
 		ro.RetryBudget.Ratio = 0.5
 	}
-	if ro.RetryBudget.MinPerSecond == 0 {
+	if ro.RetryBudget.MinPerSecond == 0 && !c.set("routing.retry_budget.min_per_second") {
 		ro.RetryBudget.MinPerSecond = 50
 	}
 	if c.Store.Type == "" {
@@ -802,6 +808,7 @@ func Parse(name string, data []byte, lookup func(string) (string, bool), checks 
 		doc = doc.Content[0]
 	}
 	d.decode(doc, reflect.ValueOf(c).Elem(), "")
+	c.given = d.lines
 	problems := d.problems
 	bad := make(map[string]bool, len(problems))
 	for _, p := range problems {
@@ -827,6 +834,12 @@ func Parse(name string, data []byte, lookup func(string) (string, bool), checks 
 		return nil, &Error{File: name, Problems: problems}
 	}
 	return c, nil
+}
+
+// set reports whether the file gave path a value (not null).
+func (c *Config) set(path string) bool {
+	_, ok := c.given[path]
+	return ok
 }
 
 // Redacted returns the config as YAML with every secret masked.

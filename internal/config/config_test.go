@@ -240,6 +240,25 @@ func TestWholeNumbersWrittenAsFloats(t *testing.T) {
 	}
 }
 
+// An explicit 0 where 0 means something is kept, not taken for absent.
+func TestExplicitZerosKept(t *testing.T) {
+	t.Parallel()
+	c, err := Parse("x.yaml", []byte(minimal+"routing: {max_wait: 0s, retry_budget: {ratio: 0, min_per_second: 0}}\n"), env(nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ro := c.Routing; ro.MaxWait != 0 || ro.RetryBudget.Ratio != 0 || ro.RetryBudget.MinPerSecond != 0 {
+		t.Errorf("got max_wait %v, retry_budget %+v; want all 0 as given", ro.MaxWait.D(), ro.RetryBudget)
+	}
+	c, err = Parse("x.yaml", []byte(minimal+"routing: {max_wait: ~}\n"), env(nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ro := c.Routing; ro.MaxWait == 0 || ro.RetryBudget.Ratio != 0.5 || ro.RetryBudget.MinPerSecond != 50 {
+		t.Errorf("absent or null: got max_wait %v, retry_budget %+v; want the defaults", ro.MaxWait.D(), ro.RetryBudget)
+	}
+}
+
 func FuzzParse(f *testing.F) {
 	f.Add([]byte(apim))
 	f.Add([]byte("keys: [{name: a, key: b}]\nbackends: [{name: x, url: 'http://x'}]\n"))

@@ -61,11 +61,11 @@ func (d *decoder) decode(n *yaml.Node, v reflect.Value, path string) {
 	if n.Kind == yaml.AliasNode {
 		n = n.Alias
 	}
+	if n.Kind == yaml.ScalarNode && n.Tag == "!!null" {
+		return // explicit null keeps the zero value (and counts as not given)
+	}
 	if d.lines != nil {
 		d.lines[path] = n.Line
-	}
-	if n.Kind == yaml.ScalarNode && n.Tag == "!!null" {
-		return // explicit null keeps the zero value
 	}
 	if v.Kind() == reflect.Pointer && v.Type().Elem().Kind() != reflect.Struct {
 		// optional scalar: *int, *bool ...
