@@ -41,22 +41,28 @@ func (s *Server) adminFaults(w http.ResponseWriter, r *http.Request) {
 			adminError(w, errTooLarge)
 			return
 		}
-		var f Faults
-		if err := json.Unmarshal(body, &f); err != nil {
+		f, err := s.changeFaults(func(f *Faults) error {
+			// The body names the faults to inject: a rate or switch it
+			// leaves out is off; a delay it leaves out keeps its value.
+			*f = f.cleared()
+			if err := json.Unmarshal(body, f); err != nil {
+				return err
+			}
+			return f.Validate()
+		})
+		if err != nil {
 			adminError(w, badRequest("", "Invalid faults: %v", err))
 			return
 		}
-		if err := f.Validate(); err != nil {
-			adminError(w, badRequest("", "Invalid faults: %v", err))
-			return
-		}
-		s.SetFaults(f)
 		s.logger.InfoContext(r.Context(), "simulator faults replaced", slog.Any("faults", f))
 		writeJSON(w, f)
 	case http.MethodDelete:
-		s.SetFaults(Faults{})
+		f, _ := s.changeFaults(func(f *Faults) error {
+			*f = f.cleared()
+			return nil
+		})
 		s.logger.InfoContext(r.Context(), "simulator faults cleared")
-		writeJSON(w, Faults{})
+		writeJSON(w, f)
 	default:
 		w.Header().Set("Allow", "GET, HEAD, PUT, POST, DELETE")
 		adminError(w, methodNotAllowed())

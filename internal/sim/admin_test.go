@@ -110,6 +110,65 @@ func TestAdminChangesFaultsAtRunTime(t *testing.T) {
 	}
 }
 
+// TestAdminFaultsReportWhatIsInEffect: a PUT names the faults to inject (a
+// rate or switch left out is off), a delay it leaves out keeps its value,
+// DELETE turns the faults off and keeps the delays, and GET always shows
+// the delays the answers use, never a zero standing for a default.
+func TestAdminFaultsReportWhatIsInEffect(t *testing.T) {
+	t.Parallel()
+	s := New(Options{Faults: Faults{Fail500: 0.5, RetryAfter429: 5 * time.Second}})
+	get := func() Faults {
+		t.Helper()
+		res := serve(t, s, http.MethodGet, "/sim/faults", "", nil)
+		var f Faults
+		if err := json.Unmarshal(res.Body.Bytes(), &f); err != nil || res.Code != 200 {
+			t.Fatalf("GET /sim/faults: got %d %s", res.Code, res.Body)
+		}
+		return f
+	}
+	retryAfter := func() string {
+		t.Helper()
+		res := serve(t, s, http.MethodPost, chatPath("dep"), chatBody("hi", 0, false), nil)
+		if res.Code != 429 {
+			t.Fatalf("chat with fail_429 1: got %d, want 429", res.Code)
+		}
+		return res.Header().Get("Retry-After")
+	}
+	if f := get(); f.RetryAfter429 != 5*time.Second || f.SlowHeadersDelay != 2*time.Second {
+		t.Errorf("GET at start: got retry_after_429 %v, slow_headers_delay %v; want 5s, 2s", f.RetryAfter429, f.SlowHeadersDelay)
+	}
+	if res := serve(t, s, http.MethodPut, "/sim/faults", `{"fail_429":1}`, nil); res.Code != 200 || !strings.Contains(res.Body.String(), `"retry_after_429":"5s"`) {
+		t.Fatalf(`PUT {"fail_429":1}: got %d %s, want 200 with retry_after_429 5s`, res.Code, res.Body)
+	}
+	if f := get(); f.Fail429 != 1 || f.Fail500 != 0 || f.RetryAfter429 != 5*time.Second {
+		t.Errorf("GET after the PUT: got %+v, want fail_429 1, fail_500 0 (replaced), retry_after_429 5s (kept)", f)
+	}
+	if got := retryAfter(); got != "5" {
+		t.Errorf("Retry-After of an injected 429: got %q, want 5, as GET says", got)
+	}
+	serve(t, s, http.MethodPut, "/sim/faults", `{"fail_429":1,"retry_after_429":0}`, nil)
+	if f, got := get(), retryAfter(); f.RetryAfter429 != time.Second || got != "1" {
+		t.Errorf("retry_after_429 0 (the default): GET %v, Retry-After %q; want 1s and 1", f.RetryAfter429, got)
+	}
+	serve(t, s, http.MethodPut, "/sim/faults", `{"retry_after_429":"7s","slow_headers_delay":"3s"}`, nil)
+	if res := serve(t, s, http.MethodDelete, "/sim/faults", "", nil); res.Code != 200 || !strings.Contains(res.Body.String(), `"retry_after_429":"7s"`) {
+		t.Errorf("DELETE: got %d %s, want the delays kept", res.Code, res.Body)
+	}
+	if f := get(); f.Fail429 != 0 || f.RetryAfter429 != 7*time.Second || f.SlowHeadersDelay != 3*time.Second {
+		t.Errorf("GET after DELETE: got %+v, want no fault, retry_after_429 7s, slow_headers_delay 3s", f)
+	}
+	serve(t, s, http.MethodPut, "/sim/faults", `{"fail_429":1}`, nil)
+	if got := retryAfter(); got != "7" {
+		t.Errorf("Retry-After after DELETE and PUT: got %q, want 7", got)
+	}
+	if res := serve(t, s, http.MethodPut, "/sim/faults", `{"fail_429":2,"retry_after_429":"9s"}`, nil); res.Code != 400 {
+		t.Errorf("invalid PUT: got %d, want 400", res.Code)
+	}
+	if f := get(); f.Fail429 != 1 || f.RetryAfter429 != 7*time.Second {
+		t.Errorf("GET after an invalid PUT: got %+v, want it unchanged", f)
+	}
+}
+
 // TestAdminTakesSecondsAsSpans: the outage length and the fault delays take a plain number of
 // seconds (integer or fraction) as well as a Go duration.
 func TestAdminTakesSecondsAsSpans(t *testing.T) {
@@ -160,7 +219,8 @@ func TestAdminTakesSecondsAsSpans(t *testing.T) {
 		{`{"retry_after_429":5,"slow_headers_delay":0.25}`, 5 * time.Second, 250 * time.Millisecond},
 		{`{"retry_after_429":"5","slow_headers_delay":"0.25"}`, 5 * time.Second, 250 * time.Millisecond},
 		{`{"retry_after_429":"1m","slow_headers_delay":"250ms"}`, time.Minute, 250 * time.Millisecond},
-		{`{"retry_after_429":-1}`, -time.Second, 0},
+		{`{"retry_after_429":-1}`, -time.Second, 250 * time.Millisecond}, // a delay left out keeps its value
+		{`{"slow_headers_delay":0}`, -time.Second, 2 * time.Second},      // zero: the default, reported as such
 	} {
 		res := serve(t, s, http.MethodPut, "/sim/faults", tc.body, nil)
 		if res.Code != 200 {

@@ -136,12 +136,19 @@
 //
 // Outside /openai and /v1, requiring the key when one is set:
 //
-//	GET         /sim/faults           current faults as JSON (durations as strings such as "2s")
+//	GET         /sim/faults           the faults in effect as JSON (durations as strings such as "2s")
 //	PUT, POST   /sim/faults           replace the faults with the JSON body (unknown fields: 400)
-//	DELETE      /sim/faults           clear all faults
+//	DELETE      /sim/faults           turn every fault off
 //	GET         /sim/outage           {"remaining":"…"} of the current outage
 //	POST        /sim/outage?for=10    start an outage of that length (for=0 ends it)
 //	GET         /sim/stats            the counters of [Server.Stats] as JSON
+//
+// The body of a PUT names the faults to inject: a rate or switch it leaves out is off. The two
+// delays, retry_after_429 and slow_headers_delay, say how a fault looks rather than whether it
+// happens: a PUT that leaves one out, and a DELETE, keep its value (the one the simulator was
+// started with, until a PUT names it); 0 sets the default (1s, 2s). GET, and the answer to a PUT
+// or DELETE, report the delays in use, so retry_after_429 is what injected 429s advertise
+// (rounded up to whole seconds in retry-after).
 //
 // A time span (the outage's for, the faults' retry_after_429 and slow_headers_delay, and the
 // duration flags) is a Go duration ("10s", "1m30s", "250ms") or a plain decimal number of

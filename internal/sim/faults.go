@@ -127,6 +127,12 @@ func (f *Faults) any() bool {
 		f.StreamCut > 0 || f.ErrorEvent > 0 || f.SlowHeaders > 0
 }
 
+// cleared returns f with every fault off. The delays, which say how two
+// faults look rather than whether they happen, keep their values.
+func (f Faults) cleared() Faults {
+	return Faults{RetryAfter429: f.RetryAfter429, SlowHeadersDelay: f.SlowHeadersDelay}
+}
+
 func (f *Faults) retryAfter429() time.Duration {
 	if f.RetryAfter429 == 0 {
 		return defaultRetryAfter429
@@ -181,22 +187,26 @@ type faultsJSON struct {
 	OutageReset      bool         `json:"outage_reset"`
 }
 
-// MarshalJSON encodes durations as strings such as "1.5s".
-func (f Faults) MarshalJSON() ([]byte, error) {
-	return json.Marshal(faultsJSON{
+func (f Faults) wire() faultsJSON {
+	return faultsJSON{
 		Fail500: f.Fail500, Fail503: f.Fail503, Fail429: f.Fail429,
 		RetryAfter429: jsonDuration(f.RetryAfter429),
 		Reset:         f.Reset, Hang: f.Hang,
 		SlowHeaders: f.SlowHeaders, SlowHeadersDelay: jsonDuration(f.SlowHeadersDelay),
 		StreamCut: f.StreamCut, ErrorEvent: f.ErrorEvent,
 		AuthBreak: f.AuthBreak, OutageReset: f.OutageReset,
-	})
+	}
 }
 
-// UnmarshalJSON decodes what MarshalJSON encodes; absent fields are zero and unknown fields
-// are an error.
+// MarshalJSON encodes durations as strings such as "1.5s".
+func (f Faults) MarshalJSON() ([]byte, error) {
+	return json.Marshal(f.wire())
+}
+
+// UnmarshalJSON decodes what MarshalJSON encodes; fields absent from data keep their values
+// in f, as encoding/json does for structs, and unknown fields are an error.
 func (f *Faults) UnmarshalJSON(data []byte) error {
-	var w faultsJSON
+	w := f.wire()
 	dec := json.NewDecoder(bytes.NewReader(data))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(&w); err != nil {

@@ -62,6 +62,7 @@ type Server struct {
 	quota    *quota
 	idBase   uint64 // random per Server, so ids differ across runs
 
+	faultsMu  sync.Mutex // serializes changes of faults; readers only Load
 	faults    atomic.Pointer[Faults]
 	outageEnd atomic.Int64  // UnixNano on the now clock when the outage ends; 0 if none
 	draws     atomic.Uint64 // fault draws so far
@@ -107,12 +108,35 @@ func New(opts Options) *Server {
 
 // SetFaults replaces the injected faults. Rates are applied as given; see Faults.Validate.
 func (s *Server) SetFaults(f Faults) {
+	s.faultsMu.Lock()
+	defer s.faultsMu.Unlock()
+	s.storeFaults(f)
+}
+
+// storeFaults publishes f with its delays as they will be used, so that
+// Faults (and GET /sim/faults) report what is in effect. faultsMu must be held.
+func (s *Server) storeFaults(f Faults) {
+	f.RetryAfter429, f.SlowHeadersDelay = f.retryAfter429(), f.slowHeadersDelay()
 	s.faults.Store(&f)
 }
 
-// Faults returns the injected faults.
+// Faults returns the faults in effect. RetryAfter429 and SlowHeadersDelay
+// are the delays used: zero given to SetFaults reads as its default.
 func (s *Server) Faults() Faults {
 	return *s.faults.Load()
+}
+
+// changeFaults sets the faults to what change makes of the ones in effect,
+// unless it returns an error, and returns the faults then in effect.
+func (s *Server) changeFaults(change func(*Faults) error) (Faults, error) {
+	s.faultsMu.Lock()
+	defer s.faultsMu.Unlock()
+	f := s.Faults()
+	if err := change(&f); err != nil {
+		return s.Faults(), err
+	}
+	s.storeFaults(f)
+	return s.Faults(), nil
 }
 
 // StartOutage makes every request fail for d from now (on the Options.Now clock); d <= 0 ends
