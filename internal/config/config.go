@@ -565,15 +565,6 @@ func (c *Config) Validate() []Problem {
 	if r.Count != nil && (*r.Count < 0 || *r.Count > 50) {
 		d.add("retry.count", nil, "must be between 0 and 50")
 	}
-	for _, f := range []struct {
-		name string
-		v    Duration
-	}{{"retry.interval", r.Interval}, {"retry.delta", r.Delta}, {"retry.max_interval", r.MaxInterval},
-		{"timeouts.drain_delay", c.Timeouts.DrainDelay}} {
-		if f.v < 0 {
-			d.add(f.name, nil, "must not be negative")
-		}
-	}
 	if r.Mode != "smart" && r.Mode != "apim" {
 		d.add("retry.mode", nil, "must be smart or apim")
 	}
@@ -597,9 +588,6 @@ func (c *Config) Validate() []Problem {
 	if k := ro.Sticky.Key; k != "" && k != "prompt_cache_key" && k != "user" && !(strings.HasPrefix(k, "header:") && len(k) > len("header:")) {
 		d.add("routing.sticky.key", nil, "must be prompt_cache_key, user or header:NAME")
 	}
-	if ro.MaxWait < 0 {
-		d.add("routing.max_wait", nil, "must not be negative")
-	}
 	switch c.Store.Type {
 	case "memory":
 	case "redis":
@@ -612,11 +600,13 @@ func (c *Config) Validate() []Problem {
 	if c.Store.OnFailure != "open" && c.Store.OnFailure != "closed" {
 		d.add("store.on_failure", nil, "must be open or closed")
 	}
-	if c.Store.Timeout < 0 {
-		d.add("store.timeout", nil, "must not be negative")
-	}
 	if (c.TLS.CertFile == "") != (c.TLS.KeyFile == "") {
 		d.add("tls", nil, "cert_file and key_file go together")
+	}
+	if e := string(c.Tracing.Endpoint); e != "" {
+		if u, err := url.Parse(e); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			d.add("tracing.endpoint", nil, "must be an http or https URL with a host")
+		}
 	}
 	if r := c.Tracing.SampleRatio; r != nil && !(*r >= 0 && *r <= 1) { // NaN too
 		d.add("tracing.sample_ratio", nil, "must be between 0 and 1")
@@ -624,13 +614,35 @@ func (c *Config) Validate() []Problem {
 	if c.MaxBodyBytes < 0 {
 		d.add("max_body_bytes", nil, "must be positive")
 	}
-	v := reflect.ValueOf(c.Timeouts)
-	for i := range v.NumField() {
-		if v.Field(i).Interface().(Duration) < 0 {
-			d.add("timeouts."+fieldsTag(v.Type().Field(i)), nil, "must not be negative")
+	negativeDurations(&d, reflect.ValueOf(c).Elem(), "")
+	return d.problems
+}
+
+// negativeDurations reports every duration setting below zero, wherever
+// it is (timeouts, retry, routing, backends' health checks...).
+func negativeDurations(d *decoder, v reflect.Value, path string) {
+	switch v.Kind() {
+	case reflect.Pointer:
+		if !v.IsNil() {
+			negativeDurations(d, v.Elem(), path)
+		}
+	case reflect.Slice:
+		for i := range v.Len() {
+			negativeDurations(d, v.Index(i), fmt.Sprintf("%s[%d]", path, i))
+		}
+	case reflect.Struct:
+		for i := range v.NumField() {
+			f := v.Type().Field(i)
+			if !f.IsExported() || fieldsTag(f) == "-" {
+				continue
+			}
+			negativeDurations(d, v.Field(i), join(path, fieldsTag(f)))
+		}
+	case reflect.Int64:
+		if v.Type() == reflect.TypeFor[Duration]() && v.Int() < 0 {
+			d.add(path, nil, "must not be negative")
 		}
 	}
-	return d.problems
 }
 
 // MaxBackends is the most backends a config may list (one bit each in a

@@ -285,6 +285,8 @@ func TestValidateRefusesWhatServeCannotRun(t *testing.T) {
 		{"listen", "listen: 127.0.0.1:not-a-port\n" + minimal, "listen", "must be host:port"},
 		{"listen range", "listen: \":70000\"\n" + minimal, "listen", "must be host:port"},
 		{"store timeout", "store: {timeout: -1s}\n" + minimal, "store.timeout", "must not be negative"},
+		{"health check", "keys: [{name: k, key: s}]\nbackends: [{name: x, url: 'http://x', health_check: {path: /h, interval: -5s}}]\n", "backends[0].health_check.interval", "must not be negative"},
+		{"drain delay", "timeouts: {drain_delay: -1s}\n" + minimal, "timeouts.drain_delay", "must not be negative"},
 		{"backends", "keys: [{name: k, key: s}]\nbackends:\n" + many.String(), "backends", "at most 64 backends"},
 		{"same plain keys", "keys: [{name: a, key: shared-secret}, {name: b, key: shared-secret}]\nbackends: [{name: x, url: 'http://x'}]\n", "keys[1].key", "the same key as keys[0] (a)"},
 		{"plain and hashed", "keys: [{name: a, key: shared-secret}, {name: b, key_sha256: " + strings.ToUpper(hex.EncodeToString(shared[:])) + "}]\nbackends: [{name: x, url: 'http://x'}]\n", "keys[1].key_sha256", "the same key as keys[0] (a)"},

@@ -102,7 +102,8 @@ func endpointURL(s string) (string, error) {
 	}
 	u, err := url.Parse(s)
 	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-		return "", fmt.Errorf("tracing: endpoint %q: must be an http or https URL", s)
+		// (The value is not repeated: an endpoint URL may carry credentials.)
+		return "", errors.New("tracing: endpoint: must be an http or https URL with a host")
 	}
 	if u.Path == "" || u.Path == "/" {
 		u.Path = "/v1/traces"
