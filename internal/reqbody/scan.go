@@ -1,12 +1,16 @@
 // Package reqbody reads the few top-level fields the gateway needs from a
 // JSON request body (stream, model, max_tokens, stream_options) without
-// decoding the rest, and without allocating.
+// decoding the rest, and without allocating (but for a string field written
+// with escapes, which is decoded into a copy).
 package reqbody
 
 import (
 	"bytes"
 	"errors"
 	"strconv"
+	"unicode"
+	"unicode/utf16"
+	"unicode/utf8"
 )
 
 // ErrSyntax reports a body that is not a well-formed JSON object as far as
@@ -19,7 +23,7 @@ const maxDepth = 512
 // Field returns the raw JSON value of the top-level key name in the object
 // body, e.g. `true`, `"gpt-4o"` (quotes included) or `{"include_usage":true}`.
 // found is false when the key is absent. Keys are compared after decoding
-// simple escapes only when the raw key contains a backslash.
+// their escapes, when they have any.
 func Field(body []byte, name string) (raw []byte, found bool, err error) {
 	s := scanner{b: body}
 	s.ws()
@@ -60,23 +64,113 @@ func Field(body []byte, name string) (raw []byte, found bool, err error) {
 	}
 }
 
-// Fields is the part of a request body the gateway reads.
+// Fields is the part of a request body the gateway reads. The string
+// fields are decoded values (escapes such as \/ or \u0034 resolved), nil if
+// the key is absent or its value is not a valid JSON string; without
+// escapes they point into the body.
 type Fields struct {
 	Stream       bool   // "stream": true
-	Model        []byte // "model" string value, unquoted (nil if absent or escaped oddly)
+	Model        []byte // "model" string value
 	MaxTokens    int64  // max_tokens or max_completion_tokens; -1 if absent
 	IncludeUsage bool   // stream_options.include_usage
 	HasStreamOpt bool   // stream_options present
-	User         []byte // "user" string value, unquoted (nil if absent or escaped)
-	CacheKey     []byte // "prompt_cache_key" string value, unquoted (nil if absent or escaped)
+	User         []byte // "user" string value
+	CacheKey     []byte // "prompt_cache_key" string value
 }
 
-// plainString returns the contents of a JSON string value without escapes, or nil.
-func plainString(v []byte) []byte {
-	if len(v) >= 2 && v[0] == '"' && bytes.IndexByte(v[1:len(v)-1], '\\') < 0 {
-		return v[1 : len(v)-1]
+// stringValue returns the decoded contents of the JSON string value v, or
+// nil if v is not a string or has an invalid escape. A string without
+// escapes (the usual case) is returned in place, without allocating.
+func stringValue(v []byte) []byte {
+	if len(v) < 2 || v[0] != '"' {
+		return nil
 	}
-	return nil
+	raw := v[1 : len(v)-1]
+	if bytes.IndexByte(raw, '\\') < 0 {
+		return raw
+	}
+	u, ok := unescape(raw)
+	if !ok {
+		return nil
+	}
+	return u
+}
+
+// unescape decodes the contents of a JSON string (what is between its
+// quotes) into a new slice, as encoding/json does: \uXXXX surrogate pairs
+// make one character, a lone surrogate becomes U+FFFD. ok is false for an
+// escape JSON does not have.
+func unescape(raw []byte) (out []byte, ok bool) {
+	out = make([]byte, 0, len(raw))
+	for i := 0; i < len(raw); i++ {
+		c := raw[i]
+		if c != '\\' {
+			out = append(out, c)
+			continue
+		}
+		i++
+		if i == len(raw) {
+			return nil, false
+		}
+		switch raw[i] {
+		case '"', '\\', '/':
+			out = append(out, raw[i])
+		case 'b':
+			out = append(out, '\b')
+		case 'f':
+			out = append(out, '\f')
+		case 'n':
+			out = append(out, '\n')
+		case 'r':
+			out = append(out, '\r')
+		case 't':
+			out = append(out, '\t')
+		case 'u':
+			r, ok := hex4(raw[i+1:])
+			if !ok {
+				return nil, false
+			}
+			i += 4
+			if utf16.IsSurrogate(r) {
+				r2, ok := rune(0), false
+				if len(raw) > i+2 && raw[i+1] == '\\' && raw[i+2] == 'u' {
+					r2, ok = hex4(raw[i+3:])
+				}
+				if d := utf16.DecodeRune(r, r2); ok && d != unicode.ReplacementChar {
+					r = d
+					i += 6
+				} else {
+					r = unicode.ReplacementChar
+				}
+			}
+			out = utf8.AppendRune(out, r)
+		default:
+			return nil, false
+		}
+	}
+	return out, true
+}
+
+// hex4 reads the four hex digits of a \u escape at the start of b.
+func hex4(b []byte) (rune, bool) {
+	if len(b) < 4 {
+		return 0, false
+	}
+	var r rune
+	for _, c := range b[:4] {
+		switch {
+		case c >= '0' && c <= '9':
+			c -= '0'
+		case c >= 'a' && c <= 'f':
+			c -= 'a' - 10
+		case c >= 'A' && c <= 'F':
+			c -= 'A' - 10
+		default:
+			return 0, false
+		}
+		r = r<<4 | rune(c)
+	}
+	return r, true
 }
 
 // Read scans body once and returns the fields the gateway reads.
@@ -112,11 +206,11 @@ func Read(body []byte) (Fields, error) {
 		case keyEquals(k, esc, "stream"):
 			f.Stream = string(v) == "true"
 		case keyEquals(k, esc, "model"):
-			f.Model = plainString(v)
+			f.Model = stringValue(v)
 		case keyEquals(k, esc, "user"):
-			f.User = plainString(v)
+			f.User = stringValue(v)
 		case keyEquals(k, esc, "prompt_cache_key"):
-			f.CacheKey = plainString(v)
+			f.CacheKey = stringValue(v)
 		case keyEquals(k, esc, "max_tokens"), keyEquals(k, esc, "max_completion_tokens"):
 			if n, err := strconv.ParseInt(string(v), 10, 64); err == nil && n >= 0 {
 				f.MaxTokens = n
@@ -143,8 +237,8 @@ func keyEquals(raw []byte, escaped bool, name string) bool {
 	if !escaped {
 		return string(raw) == name
 	}
-	u, err := strconv.Unquote(`"` + string(raw) + `"`)
-	return err == nil && u == name
+	u, ok := unescape(raw)
+	return ok && string(u) == name
 }
 
 type scanner struct {

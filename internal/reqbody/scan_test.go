@@ -3,6 +3,7 @@ package reqbody
 import (
 	"encoding/json"
 	"testing"
+	"unicode/utf8"
 )
 
 func TestRead(t *testing.T) {
@@ -27,6 +28,15 @@ func TestRead(t *testing.T) {
 		{"not an object", `[1,2]`, Fields{MaxTokens: -1}, true},
 		{"truncated", `{"stream":tr`, Fields{MaxTokens: -1}, true},
 		{"trailing comma", `{"stream":true,}`, Fields{Stream: true, MaxTokens: -1}, true},
+		// PHP's json_encode escapes '/'; other encoders write \u escapes.
+		{"model with escaped slash", `{"model":"meta-llama\/Llama-3.1-8B"}`, Fields{Model: []byte("meta-llama/Llama-3.1-8B"), MaxTokens: -1}, false},
+		{"model with unicode escape", `{"model":"gpt-\u0034o"}`, Fields{Model: []byte("gpt-4o"), MaxTokens: -1}, false},
+		{"model with surrogate pair", `{"model":"m-\ud83d\ude00"}`, Fields{Model: []byte("m-\U0001F600"), MaxTokens: -1}, false},
+		{"model with lone surrogate", `{"model":"m-\ud83d-x"}`, Fields{Model: []byte("m-\uFFFD-x"), MaxTokens: -1}, false},
+		{"model with bad escape", `{"model":"gpt-\x34"}`, Fields{MaxTokens: -1}, false},
+		{"model not a string", `{"model":4}`, Fields{MaxTokens: -1}, false},
+		{"escaped user and cache key", `{"user":"a\/b","prompt_cache_key":"k\"1\\"}`, Fields{User: []byte("a/b"), CacheKey: []byte(`k"1\`), MaxTokens: -1}, false},
+		{"key with escaped slash", `{"mo\/del":"x","m\u006fdel":"gpt-4o"}`, Fields{Model: []byte("gpt-4o"), MaxTokens: -1}, false},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -37,9 +47,17 @@ func TestRead(t *testing.T) {
 			if err != nil {
 				return
 			}
-			if got.Stream != tt.want.Stream || string(got.Model) != string(tt.want.Model) || got.MaxTokens != tt.want.MaxTokens ||
+			if got.Stream != tt.want.Stream || got.MaxTokens != tt.want.MaxTokens ||
 				got.IncludeUsage != tt.want.IncludeUsage || got.HasStreamOpt != tt.want.HasStreamOpt {
 				t.Errorf("got %+v, want %+v", got, tt.want)
+			}
+			for _, f := range []struct {
+				name      string
+				got, want []byte
+			}{{"model", got.Model, tt.want.Model}, {"user", got.User, tt.want.User}, {"prompt_cache_key", got.CacheKey, tt.want.CacheKey}} {
+				if (f.got == nil) != (f.want == nil) || string(f.got) != string(f.want) {
+					t.Errorf("%s: got %q (nil %v), want %q (nil %v)", f.name, f.got, f.got == nil, f.want, f.want == nil)
+				}
 			}
 		})
 	}
@@ -59,10 +77,12 @@ func TestReadDepthBounded(t *testing.T) {
 
 // FuzzRead checks that the scanner never panics, and that whenever it
 // accepts a body that encoding/json also accepts, both read the same stream
-// flag (keys compared exactly, as upstreams do).
+// flag and string fields (keys compared exactly, as upstreams do).
 func FuzzRead(f *testing.F) {
 	for _, s := range []string{`{}`, `{"stream":true}`, `{"model":"m","max_tokens":5,"stream_options":{"include_usage":true}}`,
-		`{"a":[{"b":"\"}"}],"stream":false}`, `{`, `[]`, `{"stream":tru}`, "{\"s\\u0074ream\":true}"} {
+		`{"a":[{"b":"\"}"}],"stream":false}`, `{`, `[]`, `{"stream":tru}`, "{\"s\\u0074ream\":true}",
+		`{"model":"meta-llama\/Llama-3.1-8B"}`, `{"model":"gpt-\u0034"}`, `{"model":"\ud83d\ude00\ud83d"}`,
+		`{"user":"\"\\\/\b\f\n\r\t","prompt_cache_key":"\u00e9"}`} {
 		f.Add([]byte(s))
 	}
 	f.Fuzz(func(t *testing.T, b []byte) {
@@ -75,8 +95,43 @@ func FuzzRead(f *testing.F) {
 			if got.Stream != want {
 				t.Fatalf("Read(%q).Stream = %v, encoding/json says %v", b, got.Stream, want)
 			}
+			if !utf8.Valid(b) {
+				return // encoding/json replaces bad UTF-8 that Read passes on
+			}
+			for _, f := range []struct {
+				key string
+				got []byte
+			}{{"model", got.Model}, {"user", got.User}, {"prompt_cache_key", got.CacheKey}} {
+				want, isString := ref[f.key].(string)
+				if (f.got != nil) != isString || string(f.got) != want {
+					t.Fatalf("Read(%q) %s = %q (nil %v), encoding/json says %q", b, f.key, f.got, f.got == nil, ref[f.key])
+				}
+			}
 		}
 	})
+}
+
+// TestReadAllocBudget: reading a body whose strings have no escapes (what
+// nearly every client sends) allocates nothing; an escaped one, one copy.
+func TestReadAllocBudget(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		body   string
+		budget float64
+	}{
+		{"plain", `{"model":"gpt-4o","user":"u-1","prompt_cache_key":"k","messages":[{"role":"user","content":"say \"hi\""}],"max_tokens":64,"stream":true,"stream_options":{"include_usage":true}}`, 0},
+		{"escaped model", `{"model":"meta-llama\/Llama-3.1-8B","messages":[],"stream":true}`, 1},
+	} {
+		body := []byte(tc.body)
+		allocs := testing.AllocsPerRun(200, func() {
+			if f, err := Read(body); err != nil || f.Model == nil {
+				t.Fatalf("Read: %+v, %v", f, err)
+			}
+		})
+		if allocs > tc.budget {
+			t.Errorf("%s: got %.0f allocations per Read, want at most %.0f", tc.name, allocs, tc.budget)
+		}
+	}
 }
 
 func BenchmarkRead(b *testing.B) {
