@@ -229,6 +229,21 @@ backends:
 	if got, want := strings.Join(azureIDs, ","), "gpt-4o,text-embedding-3-small"; got != want {
 		t.Errorf("models for key some, Azure options = %s, want %s", got, want)
 	}
+	if m, err := c.Models.Get(context.Background(), "text-embedding-3-small"); err != nil || m.ID != "text-embedding-3-small" {
+		t.Errorf("Models.Get with Azure options: got %+v, %v", m, err)
+	}
+	for _, path := range []string{"/v1/models", "/v1/models/gpt-4o"} {
+		req, _ := http.NewRequest(http.MethodHead, gw+path, nil)
+		req.Header.Set("Authorization", "Bearer key-some")
+		res, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		res.Body.Close()
+		if res.StatusCode != 200 {
+			t.Errorf("HEAD %s: got %d, want 200", path, res.StatusCode)
+		}
+	}
 	// Retrieve a model (the SDK's Models.Get): answered from the same list.
 	some := openai.NewClient(option.WithBaseURL(gw+"/v1/"), option.WithAPIKey("key-some"), option.WithMaxRetries(0))
 	if m, err := some.Models.Get(context.Background(), "gpt-4o"); err != nil || m.ID != "gpt-4o" {

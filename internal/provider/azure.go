@@ -95,9 +95,10 @@ func (a *AzureBackend) URL(r Request) *url.URL {
 	case Azure:
 		u.Path = a.basePath + "/openai/deployments/" + r.Name + r.Op
 	case OpenAI:
-		if r.Name == "" {
-			// No model: a resource's own operation (files, batches,
-			// fine-tuning jobs), which Azure serves under /openai.
+		if r.Name == "" || !deploymentOp(r.Op) {
+			// A resource's own operation (files, batches, fine-tuning
+			// jobs, responses), which Azure serves under /openai, the
+			// model (if any) staying in the body.
 			u.Path = a.basePath + "/openai" + r.Op
 		} else {
 			u.Path = a.basePath + "/openai/deployments/" + r.Name + r.Op
@@ -114,6 +115,17 @@ func (a *AzureBackend) URL(r Request) *url.URL {
 		u.Path = a.basePath + r.Op
 	}
 	return u
+}
+
+// deploymentOp reports whether Azure serves an operation under a
+// deployment (/openai/deployments/{name}/...).
+func deploymentOp(op string) bool {
+	switch op {
+	case "/chat/completions", "/completions", "/embeddings", "/images/generations", "/images/edits",
+		"/audio/transcriptions", "/audio/translations", "/audio/speech":
+		return true
+	}
+	return false
 }
 
 // Authorize implements Adapter.

@@ -15,6 +15,7 @@ func TestAzureURLForOpenAIStyle(t *testing.T) {
 		{"gpt-4o", "/chat/completions", "", "https://r.openai.azure.com/openai/deployments/gpt-4o/chat/completions?api-version=2024-10-21"},
 		{"", "/files/file-1", "", "https://r.openai.azure.com/openai/files/file-1?api-version=2024-10-21"},
 		{"", "/batches", "limit=2", "https://r.openai.azure.com/openai/batches?api-version=2024-10-21&limit=2"},
+		{"gpt-4o-mini", "/fine_tuning/jobs", "", "https://r.openai.azure.com/openai/fine_tuning/jobs?api-version=2024-10-21"},
 	} {
 		got := a.URL(Request{Style: OpenAI, Name: tc.name, Op: tc.op, RawQuery: tc.query}).String()
 		if got != tc.want {

@@ -211,17 +211,25 @@ func (h *Handler) prepare(w http.ResponseWriter, r *http.Request, cfg *Config, q
 		return nil, nil, nil
 	}
 	q.key, q.meta, q.secret = key.ID, key.Meta, presented
-	if r.Method == http.MethodGet && (q.suffix == "/models" && q.style != provider.Azure && q.style != provider.AzureOther ||
-		q.style == provider.AzureOther && q.suffix == "/openai/models") {
-		// Every style's "list models", Azure's /openai/models included:
+	if r.Method == http.MethodGet || r.Method == http.MethodHead {
+		// Every style's "list models" and "retrieve model" (the SDKs'
+		// models.list and models.get), Azure's /openai/models included:
 		// what this key may use, never a backend's whole catalogue.
-		h.listModels(w, cfg, key, q)
-		return nil, nil, nil
-	}
-	if id, ok := strings.CutPrefix(q.suffix, "/models/"); ok && r.Method == http.MethodGet && (q.style == provider.OpenAI || q.style == provider.AzureV1) && id != "" {
-		// "Retrieve model" (the SDKs' models.get): from the same list.
-		h.getModel(w, cfg, key, q, id)
-		return nil, nil, nil
+		models := ""
+		switch q.style {
+		case provider.OpenAI, provider.AzureV1:
+			models = q.suffix
+		case provider.AzureOther:
+			models, _ = strings.CutPrefix(q.suffix, "/openai")
+		}
+		if models == "/models" {
+			h.listModels(w, cfg, key, q)
+			return nil, nil, nil
+		}
+		if id, ok := strings.CutPrefix(models, "/models/"); ok && id != "" {
+			h.getModel(w, cfg, key, q, id)
+			return nil, nil, nil
+		}
 	}
 
 	// The request's total time bounds reading its body too (a client
