@@ -57,6 +57,13 @@ func writeConfig(t testing.TB, path, yaml string) {
 // loopback (plain HTTP, or TLS when the config says so) until the test ends.
 func serveFile(t testing.TB, yaml string) *fileGateway {
 	t.Helper()
+	return serveFileWatching(t, yaml, 20*time.Millisecond)
+}
+
+// serveFileWatching is serveFile with the file watched every watch (0: not
+// watched, for tests that count what their own reloads log).
+func serveFileWatching(t testing.TB, yaml string, watch time.Duration) *fileGateway {
+	t.Helper()
 	path := filepath.Join(t.TempDir(), "llmgate.yaml")
 	writeConfig(t, path, yaml)
 	cfg, err := config.Load(path)
@@ -67,7 +74,7 @@ func serveFile(t testing.TB, yaml string) *fileGateway {
 	a, err := app.New(cfg, app.Options{
 		Logger:        slog.New(slog.NewJSONHandler(log, nil)),
 		ConfigPath:    path,
-		WatchInterval: 20 * time.Millisecond,
+		WatchInterval: watch,
 	})
 	if err != nil {
 		t.Fatalf("app.New: %v", err)
@@ -463,7 +470,8 @@ func TestReloadLetsInFlightStreamFinishOnItsConfig(t *testing.T) {
 func TestReloadLogsSettingsThatNeedARestart(t *testing.T) {
 	t.Parallel()
 	up := newRecorder().upstream(t, "a", ok())
-	g := serveFile(t, fileHead+"backends:\n  - name: a\n    url: "+up.URL+"\n")
+	// Not watched: the watcher would reload each change a second time.
+	g := serveFileWatching(t, fileHead+"backends:\n  - name: a\n    url: "+up.URL+"\n", 0)
 	writeConfig(t, g.Path, strings.Replace(fileHead, "listen: 127.0.0.1:0", "listen: 127.0.0.1:1", 1)+
 		"tracing:\n  endpoint: http://127.0.0.1:4318\nbackends:\n  - name: a\n    url: "+up.URL+"\n")
 	if err := g.App.ReloadFile(g.Path); err != nil {
