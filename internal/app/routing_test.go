@@ -1278,6 +1278,10 @@ func TestRoutingDeadlineAndFlowingStreams(t *testing.T) {
 		if a.Status != 200 || len(evs) == 0 || !strings.Contains(evs[len(evs)-1], `"code":"request_timeout"`) {
 			t.Fatalf("got %d %v, events %q; want the stream ended by a request_timeout error event", a.Status, a.Err, evs)
 		}
+		waitLog(t, g.Log, 1)
+		if line := g.Log.accessLines(t)[0]; line["err"] != "the request's time limit ran out" {
+			t.Errorf("access log err: got %v, want the time limit named", line["err"])
+		}
 		_, metrics := get(t, g.Srv.URL+"/metrics")
 		if !strings.Contains(metrics, `llmgate_upstream_attempts_total{backend="s",outcome="deadline"} 1`) {
 			t.Errorf("metrics: want the attempt counted as deadline, not against the backend:\n%s", grepLines(metrics, "llmgate_upstream_attempts_total"))

@@ -154,6 +154,9 @@ func (h *Handler) forward(w http.ResponseWriter, r *http.Request, cfg *Config, r
 
 var errBudget = errors.New("retry budget exhausted")
 
+// errDeadline marks a stream cut because the request's time limit ran out.
+var errDeadline = errors.New("the request's time limit ran out")
+
 // errStreamErrorEvent marks a committed stream that the upstream ended with
 // an error event.
 var errStreamErrorEvent = errors.New("the upstream ended the stream with an error event")
@@ -721,6 +724,7 @@ func (h *Handler) streamBroke(ctx context.Context, a *attemptRun, fl stream.Writ
 	case idle.deadlinePassed():
 		msg = "The request's time limit (timeouts.total) ran out before the stream was complete."
 		code = "request_timeout"
+		cerr = errDeadline
 	case down:
 		msg = "The gateway is shutting down and cut the stream before it was complete."
 		code = "gateway_shutdown"
