@@ -129,7 +129,7 @@ type request struct {
 	bodyModel string      // the model the body carries, if any
 	rewritten bodyVariant // the last body rewritten for an upstream
 	fields    reqbody.Fields
-	estimate  int64 // tokens estimated at admission
+	estimate  int64     // tokens estimated at admission
 	deadline  time.Time // the whole request's: timeouts.total, or the client's x-stainless-timeout if sooner
 	hard      time.Time // timeouts.total's alone: what bounds an answer the client has begun to get
 	ttfb      time.Duration
