@@ -293,6 +293,7 @@ func TestValidateRefusesWhatServeCannotRun(t *testing.T) {
 		{"admin as hashed client key", "admin: {key: admin-secret}\nkeys: [{name: a, key_sha256: " + hex.EncodeToString(adminSum[:]) + "}]\nbackends: [{name: x, url: 'http://x'}]\n", "keys[0].key_sha256", "must differ from admin.key"},
 		{"admin as plain client key", "admin: {key: admin-secret}\nkeys: [{name: a, key: admin-secret}]\nbackends: [{name: x, url: 'http://x'}]\n", "keys[0].key", "must differ from admin.key"},
 		{"duplicate deployment", "keys: [{name: k, key: s}]\nbackends: [{name: x, url: 'http://x', deployments: {gpt-4o: a, gpt-4o: b}}]\n", "backends[0].deployments.gpt-4o", "duplicate key"},
+		{"env as a name", "keys: [{name: k, key: s, metadata: {\"${HOME}\": x}}]\nbackends: [{name: x, url: 'http://x'}]\n", "keys[0].metadata", "a name cannot come from the environment (${HOME})"},
 		{"duplicate alias", "keys: [{name: k, key: s}]\nbackends: [{name: x, url: 'http://x'}]\naliases: {gpt-4: gpt-4o, gpt-4: gpt-4o-mini}\n", "aliases.gpt-4", "duplicate key"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

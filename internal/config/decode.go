@@ -98,6 +98,12 @@ func (d *decoder) decode(n *yaml.Node, v reflect.Value, path string) {
 		}
 		m := reflect.MakeMapWithSize(v.Type(), len(n.Content)/2)
 		for i := 0; i+1 < len(n.Content); i += 2 {
+			if strings.Contains(n.Content[i].Value, "${") {
+				// A name is the file's own: an environment value there
+				// would be repeated in problems and logs.
+				d.add(path, n.Content[i], "a name cannot come from the environment (%s)", n.Content[i].Value)
+				continue
+			}
 			k := reflect.New(v.Type().Key()).Elem()
 			d.leaf(n.Content[i], k, path)
 			if m.MapIndex(k).IsValid() {
