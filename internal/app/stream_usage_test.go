@@ -119,3 +119,68 @@ func TestStreamUsageRefusedOnceThenNotAsked(t *testing.T) {
 		t.Errorf("upstream calls %d (%d with stream_options), want 3 (1): one refusal, learnt once", calls, withOptions)
 	}
 }
+
+// The usage chunk is asked for only where stream_options is the API's (chat
+// completions, completions): a Responses API stream is sent as it came (that
+// API refuses the field, and the refusal used to switch usage off for every
+// later chat stream on the backend), and its usage, named input and output
+// tokens, is counted from its last event.
+func TestResponsesStreamNotAskedForUsageChunkAndCounted(t *testing.T) {
+	var mu sync.Mutex
+	var bodies []string
+	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		b, _ := io.ReadAll(r.Body)
+		mu.Lock()
+		bodies = append(bodies, r.URL.Path+" "+string(b))
+		mu.Unlock()
+		if strings.Contains(string(b), "stream_options") && strings.HasSuffix(r.URL.Path, "/responses") {
+			w.Header().Set("Content-Type", "application/json")
+			w.WriteHeader(http.StatusBadRequest)
+			_, _ = io.WriteString(w, `{"error":{"message":"Unknown parameter: 'stream_options.include_usage'.","type":"invalid_request_error","param":"stream_options.include_usage","code":"unknown_parameter"}}`)
+			return
+		}
+		w.Header().Set("Content-Type", "text/event-stream")
+		if strings.HasSuffix(r.URL.Path, "/responses") {
+			_, _ = io.WriteString(w, "event: response.output_text.delta\ndata: {\"type\":\"response.output_text.delta\",\"delta\":\"hi\"}\n\n"+
+				"event: response.completed\ndata: {\"type\":\"response.completed\",\"response\":{\"usage\":{\"input_tokens\":9,\"input_tokens_details\":{\"cached_tokens\":0},\"output_tokens\":20,\"output_tokens_details\":{\"reasoning_tokens\":0},\"total_tokens\":29}}}\n\n")
+			return
+		}
+		_, _ = io.WriteString(w, chunk(0, "hi"))
+		if strings.Contains(string(b), "include_usage") {
+			_, _ = io.WriteString(w, `data: {"id":"c","object":"chat.completion.chunk","choices":[],"usage":{"prompt_tokens":5,"completion_tokens":1,"total_tokens":6}}`+"\n\n")
+		}
+		_, _ = io.WriteString(w, doneEvent)
+	}))
+	t.Cleanup(up.Close)
+	g := serveGateway(t, "keys:\n  - {name: team, key: team-secret}\nadmin: {key: admin-secret}\nbackends:\n  - name: oai\n    type: openai\n    url: "+up.URL+"/v1\n    api_key: k\n")
+	post := func(path, body string) {
+		req, _ := http.NewRequest(http.MethodPost, g.URL+path, strings.NewReader(body))
+		req.Header.Set("Authorization", "Bearer team-secret")
+		res, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := io.ReadAll(res.Body)
+		res.Body.Close()
+		if res.StatusCode != 200 {
+			t.Fatalf("%s: %d %s", path, res.StatusCode, b)
+		}
+	}
+	post("/v1/responses", `{"model":"gpt-4o","input":"hi","stream":true}`)
+	post("/v1/chat/completions", `{"model":"gpt-4o","messages":[{"role":"user","content":"hi"}],"stream":true}`)
+	mu.Lock()
+	got := append([]string(nil), bodies...)
+	mu.Unlock()
+	if len(got) != 2 || strings.Contains(got[0], "stream_options") || !strings.Contains(got[1], "include_usage") {
+		t.Errorf("upstream bodies: got %q; want the responses stream as sent and the chat stream asked for usage", got)
+	}
+	time.Sleep(100 * time.Millisecond)
+	var prompt, completion int64
+	for _, r := range adminUsage(t, g.URL) {
+		prompt += r.PromptTokens
+		completion += r.CompletionTokens
+	}
+	if prompt != 9+5 || completion != 20+1 {
+		t.Errorf("usage counted: prompt %d, completion %d; want 14 and 21 (the responses stream's input/output tokens and the chat stream's)", prompt, completion)
+	}
+}

@@ -88,8 +88,11 @@ func (h *Handler) outbound(ctx context.Context, r *http.Request, b *Backend, m M
 	if name != "" && name != q.bodyModel && b.Provider.ModelInBody(q.style) {
 		model = name
 	}
+	// The usage chunk is asked for where stream_options is the API's:
+	// chat completions and completions (the Responses API refuses it, and
+	// reports usage in its own last event).
 	body, injected = q.variant(body, r.Header.Get("Content-Type"), model,
-		q.stream && !q.fields.IncludeUsage && b.Provider.StreamUsage(pr))
+		q.stream && !q.fields.IncludeUsage && expectsDone(q.suffix) && b.Provider.StreamUsage(pr))
 	out = &http.Request{
 		Method:        r.Method,
 		URL:           u,

@@ -132,7 +132,13 @@ func (s *Sniffer) parse(obj []byte) {
 	for _, f := range [...]struct {
 		key string
 		dst *int64
-	}{{`"prompt_tokens"`, &c.Prompt}, {`"completion_tokens"`, &c.Completion}, {`"total_tokens"`, &c.Total}} {
+	}{{`"prompt_tokens"`, &c.Prompt}, {`"completion_tokens"`, &c.Completion}, {`"total_tokens"`, &c.Total},
+		// The Responses API, audio transcription and image generation
+		// name them input and output.
+		{`"input_tokens"`, &c.Prompt}, {`"output_tokens"`, &c.Completion}} {
+		if *f.dst != 0 {
+			continue // named both ways: the first name counts
+		}
 		if v, found := intAfter(obj, f.key); found {
 			*f.dst = v
 			ok = true

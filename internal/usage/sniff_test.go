@@ -36,6 +36,26 @@ func TestSnifferStream(t *testing.T) {
 	}
 }
 
+// Usage named input and output (the Responses API, gpt-4o-transcribe,
+// gpt-image-1) counts as prompt and completion.
+func TestSnifferInputOutputTokens(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		body string
+		want Counts
+	}{
+		{`{"text":"hello","usage":{"type":"tokens","input_tokens":7,"input_token_details":{"text_tokens":2,"audio_tokens":5},"output_tokens":4,"total_tokens":11}}`, Counts{7, 4, 11}},
+		{`{"created":1,"data":[{"b64_json":"..."}],"usage":{"input_tokens":50,"output_tokens":4160,"input_tokens_details":{"text_tokens":50}}}`, Counts{50, 4160, 4210}},
+		{"event: response.completed\ndata: {\"type\":\"response.completed\",\"response\":{\"usage\":{\"input_tokens\":9,\"input_tokens_details\":{\"cached_tokens\":0},\"output_tokens\":20,\"output_tokens_details\":{\"reasoning_tokens\":0},\"total_tokens\":29}}}\n\n", Counts{9, 20, 29}},
+	} {
+		var s Sniffer
+		_, _ = s.Write([]byte(tc.body))
+		if c, ok := s.Counts(); !ok || c != tc.want {
+			t.Errorf("%.40s...: got %+v %v, want %+v", tc.body, c, ok, tc.want)
+		}
+	}
+}
+
 func TestEstimate(t *testing.T) {
 	t.Parallel()
 	if got := Estimate(400, 50); got != 150 {
