@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -71,6 +72,9 @@ type Gateway struct {
 	attCache map[attKey]*attChildren
 	backends map[string]*recent
 	keys     map[keyModel]*keyCounters
+	// current holds the backends of the config in use (Configure): the
+	// live split covers them only, not backends a reload removed.
+	current atomic.Pointer[map[string]bool]
 }
 
 // reqKey is the label tuple of one request, already bounded.
@@ -178,7 +182,7 @@ func (g *Gateway) Registry() *prometheus.Registry { return g.reg }
 // Handler serves the registry in the Prometheus text format (or protobuf
 // or OpenMetrics when the scraper asks for them).
 func (g *Gateway) Handler() http.Handler {
-	return promhttp.HandlerFor(g.reg, promhttp.HandlerOpts{})
+	return promhttp.HandlerFor(g.reg, promhttp.HandlerOpts{EnableOpenMetrics: true})
 }
 
 // Configure sets the bounded label sets from the config in use: the model
@@ -186,6 +190,11 @@ func (g *Gateway) Handler() http.Handler {
 // and on every reload.
 func (g *Gateway) Configure(models, backends []string) {
 	g.labels.configure(models, backends)
+	current := make(map[string]bool, len(backends))
+	for _, b := range backends {
+		current[b] = true
+	}
+	g.current.Store(&current)
 }
 
 // Reloaded counts a config reload: ok false means it was rejected.

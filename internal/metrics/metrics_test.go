@@ -118,6 +118,25 @@ func TestGatewayCountsEvents(t *testing.T) {
 	if r["a"].Throttles != 1 || r["b"].Attempts != 1 || r["b"].Latency != 30*time.Millisecond || r["a"].Share != 0.5 {
 		t.Errorf("Recent: got %+v", r)
 	}
+	// A reload that drops backend a: the live split covers b alone.
+	g.Configure([]string{"gpt-4o"}, []string{"b"})
+	if r := g.Recent(); len(r) != 1 || r["b"].Share != 1 {
+		t.Errorf("Recent after a's removal: got %+v, want b alone with share 1", r)
+	}
+}
+
+// /metrics answers a scraper that asks for OpenMetrics (Prometheus does,
+// first) in OpenMetrics.
+func TestHandlerServesOpenMetrics(t *testing.T) {
+	t.Parallel()
+	g := metrics.New(metrics.Options{})
+	req := httptest.NewRequest(http.MethodGet, "/metrics", nil)
+	req.Header.Set("Accept", "application/openmetrics-text;version=1.0.0")
+	w := httptest.NewRecorder()
+	g.Handler().ServeHTTP(w, req)
+	if ct := w.Header().Get("Content-Type"); !strings.HasPrefix(ct, "application/openmetrics-text") {
+		t.Errorf("Content-Type: got %q, want OpenMetrics", ct)
+	}
 }
 
 func TestLabelsAreBounded(t *testing.T) {
@@ -243,4 +262,16 @@ func BenchmarkEvents(b *testing.B) {
 		g.Attempt(ai)
 		g.Request(ri)
 	}
+}
+
+// A backend whose credential was refused is out for its auth cool-down,
+// which is no throttle: llmgate_backend_throttled_until_seconds stays 0.
+func TestAuthCooldownIsNoThrottle(t *testing.T) {
+	t.Parallel()
+	reg := upstream.NewRegistry()
+	reg.Get("a").Done(time.Now(), upstream.AuthFailed, time.Millisecond, false)
+	g := metrics.New(metrics.Options{Backends: reg})
+	f := scrape(t, g)
+	expect(t, f, 0, "llmgate_backend_throttled_until_seconds", "backend", "a")
+	expect(t, f, 0, "llmgate_backend_available", "backend", "a")
 }

@@ -104,10 +104,16 @@ func (r *recent) read(now time.Time) Recent {
 // by backend name, with each one's share of the traffic.
 func (g *Gateway) Recent() map[string]Recent {
 	now := g.now()
+	var current map[string]bool
+	if c := g.current.Load(); c != nil {
+		current = *c
+	}
 	g.mu.RLock()
 	rs := make(map[string]*recent, len(g.backends))
 	for name, r := range g.backends {
-		rs[name] = r
+		if current == nil || current[name] {
+			rs[name] = r
+		}
 	}
 	g.mu.RUnlock()
 	out := make(map[string]Recent, len(rs))

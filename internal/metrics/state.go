@@ -54,7 +54,7 @@ func (c *stateCollector) Collect(ch chan<- prometheus.Metric) {
 		name := s.Name
 		ch <- prometheus.MustNewConstMetric(descAvailable, prometheus.GaugeValue, b2f(s.Available(now)), name)
 		until := 0.0
-		if t := s.ThrottledUntil(); t.After(now) {
+		if t := s.ThrottledUntil(); t.After(now) && !s.AuthBroken() { // a refused credential is no throttle
 			until = float64(t.UnixNano()) / 1e9
 		}
 		ch <- prometheus.MustNewConstMetric(descThrottledUntil, prometheus.GaugeValue, until, name)

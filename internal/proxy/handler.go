@@ -18,6 +18,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/llmgate/llmgate/internal/apiop"
 	"github.com/llmgate/llmgate/internal/auth"
 	"github.com/llmgate/llmgate/internal/provider"
 	"github.com/llmgate/llmgate/internal/ratelimit"
@@ -514,7 +515,7 @@ func routeOf(p string) string {
 			if i == 0 {
 				_, rest = splitDeployment(p)
 			}
-			return routeNames[i][opIndex(rest)]
+			return routeNames[i][apiop.Index(rest)]
 		}
 	}
 	return "other"
@@ -522,9 +523,9 @@ func routeOf(p string) string {
 
 // routeNames are routeOf's answers: each API style's prefix with each
 // operation label.
-var routeNames = func() (t [4][len(opLabels)]string) {
+var routeNames = func() (t [4][len(apiop.Labels)]string) {
 	for i, pre := range [...]string{"/openai/deployments/{id}/", "/openai/v1/", "/v1/", "/openai/"} {
-		for j, op := range opLabels {
+		for j, op := range apiop.Labels {
 			t[i][j] = pre + op
 		}
 	}
@@ -573,29 +574,10 @@ func sleep(ctx context.Context, d time.Duration) bool {
 }
 
 // opLabel maps an operation path to a bounded label for metrics.
-func opLabel(suffix string) string { return opLabels[opIndex(suffix)] }
+func opLabel(suffix string) string { return apiop.Label(suffix) }
 
-// opLabels are the operations metrics and logs name; the last is "other".
-// Those before "models" run a model, which a request must name.
-var opLabels = [...]string{"chat/completions", "completions", "embeddings", "images/generations", "images/edits",
-	"audio/transcriptions", "audio/translations", "audio/speech", "responses", "models", "other"}
-
-// needsModel reports whether an operation runs a model (and so a request
-// for it must name one): not a resource's own operations (files, batches).
-func needsModel(suffix string) bool { return opIndex(suffix) < modelsOp }
-
-const modelsOp = len(opLabels) - 2 // the index of "models"
-
-// opIndex returns the index in opLabels of an operation's suffix.
-func opIndex(suffix string) int {
-	s := strings.TrimPrefix(suffix, "/")
-	for i, op := range opLabels[:len(opLabels)-1] {
-		if s == op {
-			return i
-		}
-	}
-	return len(opLabels) - 1
-}
+// needsModel reports whether a request for an operation must name a model.
+func needsModel(suffix string) bool { return apiop.RunsModel(suffix) }
 
 // headerSize is the bytes of a request's header names and values.
 func headerSize(h http.Header) int {

@@ -11,6 +11,8 @@ import (
 	"go.opentelemetry.io/otel/codes"
 	"go.opentelemetry.io/otel/propagation"
 	"go.opentelemetry.io/otel/trace"
+
+	"github.com/llmgate/llmgate/internal/apiop"
 )
 
 // Attribute keys of the gateway's own span attributes.
@@ -81,17 +83,24 @@ func (t *Tracer) Middleware(next http.Handler) http.Handler {
 }
 
 // routeOf names a request path's operation with the deployment replaced,
-// so span names stay few; it returns the deployment separately.
+// so span names stay few and never carry a path a client wrote; it returns
+// the deployment separately.
 func routeOf(p string) (route, model string) {
 	const pre = "/openai/deployments/"
 	if rest, ok := strings.CutPrefix(p, pre); ok {
 		model, op, _ := strings.Cut(rest, "/")
-		return pre + "{deployment}/" + op, model
+		return pre + "{deployment}/" + apiop.Label(op), model
 	}
-	if len(p) > 128 {
-		p = p[:128]
+	for _, pre := range [...]string{"/openai/v1/", "/v1/", "/openai/"} {
+		if rest, ok := strings.CutPrefix(p, pre); ok {
+			return pre + apiop.Label(rest), ""
+		}
 	}
-	return p, ""
+	switch p {
+	case "/healthz", "/readyz", "/metrics", "/status", "/admin/backends", "/admin/keys", "/admin/usage":
+		return p, "" // the gateway's own, a fixed set
+	}
+	return apiop.Other, ""
 }
 
 // statusWriter records the status written through it. It keeps Flush
