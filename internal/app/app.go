@@ -33,6 +33,7 @@ type App struct {
 	draining  atomic.Bool
 
 	metrics *metrics.Gateway
+	events  proxy.Events // the metrics, and Options.Events if any
 	admin   *admin.Admin
 	shared  *shared         // the state store: key limits, usage, cool-downs shared by replicas
 	api     http.Handler    // the proxy, wrapped in the tracer's middleware when tracing is on
@@ -128,6 +129,7 @@ func New(cfg *config.Config, opts Options) (*App, error) {
 	if opts.Events != nil {
 		ev = fanout{a.metrics, opts.Events}
 	}
+	a.events = ev
 	a.proxy = proxy.New(proxy.Options{Transport: rt, Logger: a.log, Events: ev, AccessLog: opts.AccessLog,
 		Store: a.shared.store, Usage: a.shared.usage, OnThrottle: a.shared.onThrottle,
 		OnStoreError: func(err error) { a.shared.failed("admit", err) }}, snap)

@@ -57,6 +57,7 @@ func (a *App) runHealthChecks(ctx context.Context, client *http.Client) {
 					if tr, changed := pb.State.Report(time.Now(), healthy); changed {
 						a.log.Warn("circuit state changed", slog.String("backend", tr.Backend), slog.String("from", tr.From.String()),
 							slog.String("to", tr.To.String()), slog.String("reason", "health check: "+tr.Reason))
+						a.events.Transition(tr)
 					}
 				})
 			}

@@ -6,6 +6,7 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -73,6 +74,13 @@ backends:
 	waitState("open")
 	failing.Store(false)
 	waitState("closed")
+	// The health check's changes are counted like the traffic's.
+	_, metrics := get(t, g.URL+"/metrics")
+	for _, want := range []string{`llmgate_circuit_transitions_total{backend="probed",to="open"}`, `llmgate_circuit_transitions_total{backend="probed",to="closed"} 1`} {
+		if !strings.Contains(metrics, want) {
+			t.Errorf("metrics: want %s:\n%s", want, grepLines(metrics, "llmgate_circuit_transitions_total"))
+		}
+	}
 }
 
 func jsonDecode(r io.Reader, v any) error { return json.NewDecoder(r).Decode(v) }

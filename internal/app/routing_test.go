@@ -238,6 +238,15 @@ func TestRoutingCircuitBreakerOpensProbesAndRamps(t *testing.T) {
 	if recovered.IsZero() {
 		t.Fatal("the recovered backend never got its probe")
 	}
+	// Every change of state is counted: open, half-open (the two probes),
+	// open again, closed.
+	_, metrics := get(t, g.Srv.URL+"/metrics")
+	for _, want := range []string{`llmgate_circuit_transitions_total{backend="bad",to="open"} 2`,
+		`llmgate_circuit_transitions_total{backend="bad",to="half_open"} 2`, `llmgate_circuit_transitions_total{backend="bad",to="closed"} 1`} {
+		if !strings.Contains(metrics, want) {
+			t.Errorf("metrics: want %s:\n%s", want, grepLines(metrics, "llmgate_circuit_transitions_total"))
+		}
+	}
 	for time.Since(recovered) < slowStart+500*time.Millisecond {
 		a := g.chatOnce(t)
 		if a.Status != http.StatusOK {
@@ -278,7 +287,7 @@ func TestRoutingCircuitBreakerOpensProbesAndRamps(t *testing.T) {
 		}
 		changes = append(changes, fmt.Sprintf("%v:%v->%v", m["backend"], m["from"], m["to"]))
 	}
-	want := []string{"bad:closed->open", "bad:half_open->open", "bad:half_open->closed"}
+	want := []string{"bad:closed->open", "bad:open->half_open", "bad:half_open->open", "bad:open->half_open", "bad:half_open->closed"}
 	if strings.Join(changes, " ") != strings.Join(want, " ") {
 		t.Errorf("logged circuit changes: got %v, want %v", changes, want)
 	}

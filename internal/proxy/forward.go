@@ -104,6 +104,10 @@ func (h *Handler) forward(w http.ResponseWriter, r *http.Request, cfg *Config, r
 				probe, ok = st.Acquire(now)
 			}
 			if ok {
+				if probe {
+					h.transition(upstream.Transition{Backend: cfg.Backends[rt.Members[c.member].Backend].Name,
+						From: upstream.Open, To: upstream.HalfOpen, Reason: "cool-down over: one probe"})
+				}
 				break
 			}
 			c.member = -1
@@ -602,10 +606,13 @@ func (h *Handler) done(b *Backend, o upstream.Outcome, latency time.Duration, pr
 
 // doneAt is done at a time the caller read already.
 func (h *Handler) doneAt(b *Backend, now time.Time, o upstream.Outcome, latency time.Duration, probe bool) {
-	tr, changed := b.State.Done(now, o, latency, probe)
-	if !changed {
-		return
+	if tr, changed := b.State.Done(now, o, latency, probe); changed {
+		h.transition(tr)
 	}
+}
+
+// transition logs and reports a circuit's change of state.
+func (h *Handler) transition(tr upstream.Transition) {
 	h.log.Warn("circuit state changed", slog.String("backend", tr.Backend),
 		slog.String("from", tr.From.String()), slog.String("to", tr.To.String()), slog.String("reason", tr.Reason))
 	if h.events != nil {
