@@ -27,8 +27,13 @@ func TestAccessLogFastPath(t *testing.T) {
 	for _, c := range []struct{ key, path string }{
 		{clientKey, chatPath}, {"wrong-key", chatPath}, {clientKey, "/some/raw/path/secret-xyz"},
 		{clientKey, "/openai/deployments/d/raw/secret-abc?api-version=2024-02-01"},
+		{"wrong-key", "HEAD"},
 	} {
-		req, _ := http.NewRequest("POST", srv.URL+c.path, strings.NewReader(chatBody))
+		method, path := "POST", c.path
+		if c.path == "HEAD" {
+			method, path = "HEAD", chatPath
+		}
+		req, _ := http.NewRequest(method, srv.URL+path, strings.NewReader(chatBody))
 		req.Header.Set("api-key", c.key)
 		res, err := http.DefaultClient.Do(req)
 		if err != nil {
@@ -43,8 +48,8 @@ func TestAccessLogFastPath(t *testing.T) {
 		t.Fatal(err)
 	}
 	lines := strings.Split(strings.TrimSpace(out.String()), "\n")
-	if len(lines) != 4 {
-		t.Fatalf("got %d lines, want 4:\n%s", len(lines), out.String())
+	if len(lines) != 5 {
+		t.Fatalf("got %d lines, want 5:\n%s", len(lines), out.String())
 	}
 	// route names the operation, never the raw path a client wrote; and
 	// what the gateway answered itself counts in bytes_out.
@@ -52,6 +57,9 @@ func TestAccessLogFastPath(t *testing.T) {
 		if !strings.Contains(out.String(), want) {
 			t.Errorf("no line with %s:\n%s", want, out.String())
 		}
+	}
+	if !strings.Contains(out.String(), `"method":"HEAD"`) || strings.Count(out.String(), `"bytes_out":0`) != 1 {
+		t.Errorf("want one HEAD line, with bytes_out 0 (no body is sent), and no other line with 0:\n%s", out.String())
 	}
 	if strings.Contains(out.String(), "secret-") {
 		t.Errorf("a raw path reached the access log:\n%s", out.String())
@@ -63,6 +71,9 @@ func TestAccessLogFastPath(t *testing.T) {
 		var m map[string]any
 		if err := json.Unmarshal([]byte(line), &m); err != nil {
 			t.Fatalf("line %d is not JSON: %v\n%s", i, err, line)
+		}
+		if m["method"] == "HEAD" {
+			continue
 		}
 		st, _ := m["status"].(float64)
 		got[st] = m

@@ -88,6 +88,7 @@ func TestStreamUsageRefusedOnceThenNotAsked(t *testing.T) {
 	}))
 	t.Cleanup(up.Close)
 	g := serveGateway(t, keysYAML("{type: memory}", up.URL, "  - {name: team, key: team-secret}"))
+	var attempts []string
 	stream := func() (int, string) {
 		req, _ := http.NewRequest("POST", g.URL+"/openai/deployments/gpt-4/chat/completions?api-version=2024-02-01",
 			strings.NewReader(`{"messages":[{"role":"user","content":"hi"}],"stream":true}`))
@@ -98,6 +99,7 @@ func TestStreamUsageRefusedOnceThenNotAsked(t *testing.T) {
 			t.Fatal(err)
 		}
 		defer res.Body.Close()
+		attempts = append(attempts, res.Header.Get("X-Llmgate-Attempts")+" "+res.Header.Get("X-Llmgate-Trail"))
 		var events []string
 		sc := bufio.NewScanner(res.Body)
 		for sc.Scan() {
@@ -117,6 +119,10 @@ func TestStreamUsageRefusedOnceThenNotAsked(t *testing.T) {
 	defer mu.Unlock()
 	if calls != 3 || withOptions != 1 {
 		t.Errorf("upstream calls %d (%d with stream_options), want 3 (1): one refusal, learnt once", calls, withOptions)
+	}
+	// Every upstream call is counted where a client sees its attempts.
+	if want := []string{"2 sim:400,sim:200", "1 sim:200"}; strings.Join(attempts, "|") != strings.Join(want, "|") {
+		t.Errorf("x-llmgate-attempts and trail: got %q, want %q", attempts, want)
 	}
 }
 

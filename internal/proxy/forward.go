@@ -336,6 +336,14 @@ func (h *Handler) usageRefused(b *Backend, resp *http.Response, q *request, r *h
 		resp.Body.Close()
 		pr := provider.Request{Style: q.style, RawQuery: r.URL.RawQuery}
 		b.Provider.RefuseStreamUsage(pr)
+		// The refused call was an upstream call like any other: counted in
+		// x-llmgate-attempts, the trail and the metrics (not a backend fault).
+		q.attempts++
+		q.trail = appendTrail(q.trail, b.Name, "400", 0)
+		if h.events != nil {
+			h.events.Attempt(&AttemptInfo{Backend: b.Name, Model: q.deployment, Outcome: OutcomeClientError, Status: resp.StatusCode,
+				Retry: q.attempts > 2, PrevBackend: q.lastBackend, PrevOutcome: q.lastOutcome})
+		}
 		h.log.Info("backend refuses stream_options: streams there are counted by the admission estimate",
 			slog.String("backend", b.Name), slog.String("request_id", q.id))
 		return true

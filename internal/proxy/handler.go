@@ -458,6 +458,9 @@ func readBody(r *http.Request, max int64) ([]byte, int, string) {
 }
 
 func (h *Handler) logAccess(r *http.Request, q *request) {
+	if r.Method == http.MethodHead {
+		q.bytesOut = 0 // the server sends no body, whatever was written
+	}
 	ctx := r.Context()
 	now := h.now()
 	if h.events != nil {
