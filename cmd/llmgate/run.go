@@ -14,8 +14,8 @@ import (
 	"syscall"
 
 	"github.com/llmgate/llmgate/internal/app"
+	"github.com/llmgate/llmgate/internal/cli"
 	"github.com/llmgate/llmgate/internal/config"
-	"github.com/llmgate/llmgate/internal/sim"
 )
 
 const usage = `usage: llmgate <command> [flags]
@@ -38,7 +38,7 @@ func report(err error, stderr io.Writer) int {
 	switch {
 	case err == nil || errors.Is(err, flag.ErrHelp):
 		return 0
-	case errors.Is(err, sim.ErrUsage):
+	case errors.Is(err, cli.ErrUsage):
 		return 2
 	}
 	fmt.Fprintln(stderr, "llmgate:", err)
@@ -50,7 +50,7 @@ func report(err error, stderr io.Writer) int {
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if len(args) == 0 {
 		fmt.Fprint(stderr, usage)
-		return fmt.Errorf("%w: no command", sim.ErrUsage)
+		return fmt.Errorf("%w: no command", cli.ErrUsage)
 	}
 	switch args[0] {
 	case "serve":
@@ -74,14 +74,14 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return nil
 	default:
 		fmt.Fprintf(stderr, "llmgate: unknown command %q\n%s", args[0], usage)
-		return fmt.Errorf("%w: unknown command %q", sim.ErrUsage, args[0])
+		return fmt.Errorf("%w: unknown command %q", cli.ErrUsage, args[0])
 	}
 }
 
 func versionCmd(args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("version", flag.ContinueOnError)
 	fs.Usage = func() { fmt.Fprintln(fs.Output(), "Usage: llmgate version\n\nPrints the version.") }
-	if err := sim.ParseFlags(fs, args, stdout, stderr); err != nil {
+	if err := cli.ParseFlags(fs, args, stdout, stderr); err != nil {
 		return err
 	}
 	fmt.Fprintln(stdout, "llmgate", version())
@@ -104,13 +104,13 @@ func configFlag(name, about string, args []string, stdout, stderr io.Writer) (st
 		fmt.Fprintf(fs.Output(), "Usage: llmgate %s -config FILE\n\n%s\n\nFlags:\n", name, about)
 		fs.PrintDefaults()
 	}
-	if err := sim.ParseFlags(fs, args, stdout, stderr); err != nil {
+	if err := cli.ParseFlags(fs, args, stdout, stderr); err != nil {
 		return "", err
 	}
 	if *path == "" {
 		fmt.Fprintln(stderr, "-config is required")
 		fs.Usage()
-		return "", fmt.Errorf("%s: %w: -config is required", name, sim.ErrUsage)
+		return "", fmt.Errorf("%s: %w: -config is required", name, cli.ErrUsage)
 	}
 	return *path, nil
 }

@@ -103,7 +103,7 @@ func New(cfg *config.Config, opts Options) (*App, error) {
 	a.tracer = opts.Tracer
 	if a.tracer == nil && cfg.Tracing.Endpoint != "" {
 		a.tracer, err = tracing.New(tracing.Options{Endpoint: cfg.Tracing.Endpoint, ServiceName: cfg.Tracing.ServiceName,
-			SampleRatio: cfg.Tracing.SampleRatio, Version: opts.Version})
+			SampleRatio: &cfg.Tracing.SampleRatio, Version: opts.Version})
 		if err != nil {
 			return nil, err
 		}

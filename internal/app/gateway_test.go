@@ -932,17 +932,19 @@ func TestBaseURLEndingInOpenAIIsNotDoubled(t *testing.T) {
 	}
 }
 
+// hang never answers: it waits for the gateway to give up (5 s at most).
+func hang(_ http.ResponseWriter, r *http.Request, _ call) {
+	select {
+	case <-r.Context().Done():
+	case <-time.After(5 * time.Second):
+	}
+}
+
 func TestUpstreamTimeoutGives504(t *testing.T) {
 	t.Parallel()
 	rec := newRecorder()
-	slow := func(w http.ResponseWriter, r *http.Request, _ call) {
-		select {
-		case <-r.Context().Done():
-		case <-time.After(5 * time.Second):
-		}
-	}
-	a := rec.upstream(t, "a", slow)
-	b := rec.upstream(t, "b", slow)
+	a := rec.upstream(t, "a", hang)
+	b := rec.upstream(t, "b", hang)
 	gw := startGateway(t, []backend{be("a", a.URL), be("b", b.URL)}, "retry:\n  count: 1\n  interval: 1ms\ntimeouts:\n  response_header: 100ms\n")
 	start := time.Now()
 	resp, body := gw.chat(t)
@@ -1032,17 +1034,14 @@ func TestLastAnswerWinsOverALaterTimeout(t *testing.T) {
 	rec := newRecorder()
 	first := make(chan struct{}, 1)
 	first <- struct{}{}
-	flaky := func(w http.ResponseWriter, r *http.Request, _ call) {
+	flaky := func(w http.ResponseWriter, r *http.Request, c call) {
 		select {
 		case <-first: // the first call answers 500
 			w.Header().Set("Content-Type", "application/json")
 			w.WriteHeader(http.StatusInternalServerError)
 			_, _ = io.WriteString(w, `{"error":{"message":"boom","type":"server_error"}}`)
 		default: // the next never answers
-			select {
-			case <-r.Context().Done():
-			case <-time.After(5 * time.Second):
-			}
+			hang(w, r, c)
 		}
 	}
 	a := rec.upstream(t, "a", flaky)

@@ -317,6 +317,18 @@ func (g *gateway) request(t testing.TB, method, path string, body []byte) *http.
 }
 
 // do sends req and returns the response with its whole body.
+// bearerCall sends method to url with key as a Bearer token (OpenAI's
+// style) and body as JSON, and returns the response and its body.
+func bearerCall(t testing.TB, method, url, key, body string) (*http.Response, []byte) {
+	t.Helper()
+	req, err := http.NewRequest(method, url, strings.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("Authorization", "Bearer "+key)
+	return do(t, req)
+}
+
 func do(t testing.TB, req *http.Request) (*http.Response, []byte) {
 	t.Helper()
 	resp, err := http.DefaultClient.Do(req)

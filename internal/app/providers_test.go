@@ -233,17 +233,11 @@ backends:
 		t.Errorf("Models.Get with Azure options: got %+v, %v", m, err)
 	}
 	for _, path := range []string{"/v1/models", "/v1/models/gpt-4o"} {
-		req, _ := http.NewRequest(http.MethodHead, gw+path, nil)
-		req.Header.Set("Authorization", "Bearer key-some")
-		res, err := http.DefaultClient.Do(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		res.Body.Close()
-		if res.StatusCode != 200 {
+		if res, _ := bearerCall(t, http.MethodHead, gw+path, "key-some", ""); res.StatusCode != 200 {
 			t.Errorf("HEAD %s: got %d, want 200", path, res.StatusCode)
 		}
 	}
+
 	// Retrieve a model (the SDK's Models.Get): answered from the same list.
 	some := openai.NewClient(option.WithBaseURL(gw+"/v1/"), option.WithAPIKey("key-some"), option.WithMaxRetries(0))
 	if m, err := some.Models.Get(context.Background(), "gpt-4o"); err != nil || m.ID != "gpt-4o" {
@@ -256,26 +250,12 @@ backends:
 	// A /v1 or /openai/v1 request to run a model naming none: 400, and no
 	// backend is called (nor is the key's model list got around).
 	for _, path := range []string{"/v1/chat/completions", "/openai/v1/chat/completions", "/openai/v1/embeddings"} {
-		req0, _ := http.NewRequest("POST", gw+path, strings.NewReader(`{"messages":[{"role":"user","content":"hi"}]}`))
-		req0.Header.Set("Authorization", "Bearer key-some")
-		res0, err := http.DefaultClient.Do(req0)
-		if err != nil {
-			t.Fatal(err)
-		}
-		body0, _ := io.ReadAll(res0.Body)
-		res0.Body.Close()
+		res0, body0 := bearerCall(t, http.MethodPost, gw+path, "key-some", `{"messages":[{"role":"user","content":"hi"}]}`)
 		if res0.StatusCode != http.StatusBadRequest || !strings.Contains(string(body0), `"code":"missing_model"`) {
 			t.Errorf("%s, no model: %d %s, want 400 missing_model", path, res0.StatusCode, body0)
 		}
 	}
-	req, _ := http.NewRequest("POST", gw+"/v1/chat/completions", strings.NewReader(`{"model":"gpt-35-turbo","messages":[]}`))
-	req.Header.Set("Authorization", "Bearer key-some")
-	res, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	body, _ := io.ReadAll(res.Body)
-	res.Body.Close()
+	res, body := bearerCall(t, http.MethodPost, gw+"/v1/chat/completions", "key-some", `{"model":"gpt-35-turbo","messages":[]}`)
 	if res.StatusCode != http.StatusForbidden || !strings.Contains(string(body), `"code":"model_not_allowed"`) {
 		t.Errorf("forbidden model: %d %s", res.StatusCode, body)
 	}

@@ -191,8 +191,7 @@ func (a *App) apply(cfg *config.Config, file, trigger string) error {
 	// swapped in, so that every reader (the proxy's store settings,
 	// /readyz, the metrics) and the next reload's comparison see what is
 	// in use.
-	fixed := restartOnly(old, cfg)
-	keepRunning(old, cfg)
+	fixed := keepRestartOnly(old, cfg)
 	var cert *tls.Certificate
 	if a.cert.Load() != nil && cfg.TLS.CertFile != "" {
 		c, err := loadCert(cfg.TLS)
@@ -249,52 +248,30 @@ func backendNames(cfg *config.Config) map[string]bool {
 	return names
 }
 
-// restartOnly names the settings that differ between old and cfg but are
-// fixed for the life of the process.
-func restartOnly(old, cfg *config.Config) []string {
-	var out []string
-	if old.Listen != cfg.Listen {
-		out = append(out, "listen")
-	}
+// keepRestartOnly keeps in cfg, from old (the config in use), the settings
+// fixed for the life of the process, and names those cfg asked to change.
+func keepRestartOnly(old, cfg *config.Config) []string {
+	var changed []string
 	if (old.TLS.CertFile != "") != (cfg.TLS.CertFile != "") {
-		out = append(out, "tls (turning it on or off)")
-	}
-	if !reflect.DeepEqual(old.Tracing, cfg.Tracing) { // SampleRatio is a pointer
-		out = append(out, "tracing")
-	}
-	if !reflect.DeepEqual(old.Store, cfg.Store) {
-		out = append(out, "store")
-	}
-	ot, nt := old.Timeouts, cfg.Timeouts
-	for _, f := range []struct {
-		name     string
-		old, new config.Duration
-	}{
-		{"timeouts.connect", ot.Connect, nt.Connect},
-		{"timeouts.response_header", ot.ResponseHeader, nt.ResponseHeader},
-		{"timeouts.read_header", ot.ReadHeader, nt.ReadHeader},
-		{"timeouts.idle", ot.Idle, nt.Idle},
-	} {
-		if f.old != f.new {
-			out = append(out, f.name)
-		}
-	}
-	return out
-}
-
-// keepRunning copies into cfg the settings restartOnly names from old, the
-// config in use.
-func keepRunning(old, cfg *config.Config) {
-	cfg.Listen = old.Listen
-	if (old.TLS.CertFile != "") != (cfg.TLS.CertFile != "") {
+		changed = append(changed, "tls (turning it on or off)")
 		cfg.TLS = old.TLS
 	}
-	cfg.Tracing = old.Tracing
-	cfg.Store = old.Store
-	cfg.Timeouts.Connect = old.Timeouts.Connect
-	cfg.Timeouts.ResponseHeader = old.Timeouts.ResponseHeader
-	cfg.Timeouts.ReadHeader = old.Timeouts.ReadHeader
-	cfg.Timeouts.Idle = old.Timeouts.Idle
+	keep(&changed, "listen", old.Listen, &cfg.Listen)
+	keep(&changed, "tracing", old.Tracing, &cfg.Tracing)
+	keep(&changed, "store", old.Store, &cfg.Store)
+	keep(&changed, "timeouts.connect", old.Timeouts.Connect, &cfg.Timeouts.Connect)
+	keep(&changed, "timeouts.response_header", old.Timeouts.ResponseHeader, &cfg.Timeouts.ResponseHeader)
+	keep(&changed, "timeouts.read_header", old.Timeouts.ReadHeader, &cfg.Timeouts.ReadHeader)
+	keep(&changed, "timeouts.idle", old.Timeouts.Idle, &cfg.Timeouts.Idle)
+	return changed
+}
+
+// keep sets *cur to old, and adds name to changed, when they differ.
+func keep[T any](changed *[]string, name string, old T, cur *T) {
+	if !reflect.DeepEqual(old, *cur) {
+		*changed = append(*changed, name)
+		*cur = old
+	}
 }
 
 // loadCert reads the listener's certificate and key.

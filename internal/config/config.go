@@ -105,9 +105,9 @@ type Tracing struct {
 	ServiceName string `yaml:"service_name"`
 	// SampleRatio is the fraction, 0 to 1, of requests without a sampled
 	// caller whose traces we start (parent-based: a caller's sampled flag
-	// is always followed). Nil (key absent or null): 1. An explicit 0
+	// is always followed). Default (key absent or null) 1; an explicit 0
 	// starts none of our own traces and records only what callers sampled.
-	SampleRatio *float64 `yaml:"sample_ratio"`
+	SampleRatio float64 `yaml:"sample_ratio"`
 }
 
 // TLS holds the listener's certificate.
@@ -399,8 +399,8 @@ func (c *Config) Defaults() {
 		on := true
 		ro.CapacitySteering = &on
 	}
-	// For these, 0 given means 0: never wait for a backend to recover; no
-	// retries beyond the floor; no floor.
+	// For these, 0 given means 0 (c.set): never wait for a backend to
+	// recover; no retries beyond the floor; no floor.
 	if ro.MaxWait == 0 && !c.set("routing.max_wait") {
 		ro.MaxWait = max(c.Retry.MaxInterval, c.Retry.Interval, Duration(10*time.Second))
 	}
@@ -422,9 +422,8 @@ func (c *Config) Defaults() {
 	if c.Tracing.ServiceName == "" {
 		c.Tracing.ServiceName = "llmgate"
 	}
-	if c.Tracing.SampleRatio == nil {
-		all := 1.0
-		c.Tracing.SampleRatio = &all
+	if c.Tracing.SampleRatio == 0 && !c.set("tracing.sample_ratio") {
+		c.Tracing.SampleRatio = 1
 	}
 	if ro.Sticky.TTL == 0 {
 		ro.Sticky.TTL = Duration(5 * time.Minute)
@@ -608,7 +607,7 @@ func (c *Config) Validate() []Problem {
 			d.add("tracing.endpoint", nil, "must be an http or https URL with a host")
 		}
 	}
-	if r := c.Tracing.SampleRatio; r != nil && !(*r >= 0 && *r <= 1) { // NaN too
+	if r := c.Tracing.SampleRatio; !(r >= 0 && r <= 1) { // NaN too
 		d.add("tracing.sample_ratio", nil, "must be between 0 and 1")
 	}
 	if c.MaxBodyBytes < 0 {

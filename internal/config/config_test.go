@@ -343,12 +343,8 @@ func TestTracingSampleRatio(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if r := c.Tracing.SampleRatio; r == nil || *r != tc.want {
-				got := "nil"
-				if r != nil {
-					got = fmt.Sprint(*r)
-				}
-				t.Errorf("sample_ratio: got %s, want %v", got, tc.want)
+			if r := c.Tracing.SampleRatio; r != tc.want {
+				t.Errorf("sample_ratio: got %v, want %v", r, tc.want)
 			}
 		})
 	}

@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/llmgate/llmgate/internal/app"
+	"github.com/llmgate/llmgate/internal/cli"
 	"github.com/llmgate/llmgate/internal/config"
 	"github.com/llmgate/llmgate/internal/sim"
 )
@@ -204,7 +205,7 @@ func (d *Demo) Close() error {
 
 // Run is the `llmgate demo` command. For -h it writes the usage to stdout
 // and returns flag.ErrHelp; a command-line mistake returns an error wrapping
-// sim.ErrUsage.
+// cli.ErrUsage.
 func Run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("demo", flag.ContinueOnError)
 	fs.Usage = func() {
@@ -218,7 +219,7 @@ func Run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs.IntVar(&o.TPM, "tpm", 8000, "tokens per minute of each region")
 	fs.IntVar(&o.RPM, "rpm", 48, "requests per minute of each region")
 	fs.StringVar(&o.RetryMode, "retry-mode", "smart", "retry timing: smart (a switch to a fresh region goes at once) or apim (API Management's: the backoff before every retry)")
-	if err := sim.ParseFlags(fs, args, stdout, stderr); err != nil {
+	if err := cli.ParseFlags(fs, args, stdout, stderr); err != nil {
 		return err
 	}
 	o.Logger = slog.New(slog.NewTextHandler(stderr, nil))

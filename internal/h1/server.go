@@ -211,11 +211,7 @@ func (s *Server) CancelRequests(cause error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	for c := range s.conns {
-		c.cmu.Lock()
-		if c.cancel != nil {
-			c.cancel(cause)
-		}
-		c.cmu.Unlock()
+		c.cancelRequest(cause)
 	}
 }
 
@@ -229,11 +225,7 @@ func (s *Server) Close() error {
 	for c := range s.conns {
 		c.state.Store(stateClosed)
 		_ = c.nc.Close()
-		c.cmu.Lock()
-		if c.cancel != nil {
-			c.cancel(http.ErrServerClosed) // what a handler still waits for is of no use now
-		}
-		c.cmu.Unlock()
+		c.cancelRequest(http.ErrServerClosed) // what a handler still waits for is of no use now
 	}
 	return nil
 }
@@ -284,7 +276,7 @@ type srvConn struct {
 	fixed    fixedBody     // body.rc for a head fastRequest parsed (reused)
 	resp     response      // the current request's answer (reused)
 	hdr      http.Header   // resp's header map (reused, cleared)
-	cmu      sync.Mutex    // guards cancel's writes and CancelRequests' reads
+	cmu      sync.Mutex    // guards cancel
 	cancel   context.CancelCauseFunc
 	watch    watcher
 	broken   atomic.Bool // a write failed or the client left: no next request
@@ -706,16 +698,22 @@ func (b *reqBody) Close() error { return nil }
 // answer: writes go on, but no request follows).
 func (c *srvConn) peerClosed() {
 	c.gone.Store(true)
-	if c.cancel != nil {
-		c.cancel(errClientGone)
-	}
+	c.cancelRequest(errClientGone)
 }
 
 // fail marks the connection broken (a write failed) and cancels the
 // request in flight.
 func (c *srvConn) fail() {
 	c.broken.Store(true)
+	c.cancelRequest(errClientGone)
+}
+
+// cancelRequest cancels the context of the request in flight (or of the
+// last one, which ended already: then it does nothing) with cause.
+func (c *srvConn) cancelRequest(cause error) {
+	c.cmu.Lock()
+	defer c.cmu.Unlock()
 	if c.cancel != nil {
-		c.cancel(errClientGone)
+		c.cancel(cause)
 	}
 }

@@ -105,8 +105,7 @@ func (h *Handler) forward(w http.ResponseWriter, r *http.Request, cfg *Config, r
 			}
 			if ok {
 				if probe {
-					h.transition(upstream.Transition{Backend: cfg.Backends[rt.Members[c.member].Backend].Name,
-						From: upstream.Open, To: upstream.HalfOpen, Reason: "cool-down over: one probe"})
+					h.transition(upstream.Transition{Backend: st.Name, From: upstream.Open, To: upstream.HalfOpen, Reason: "cool-down over: one probe"})
 				}
 				break
 			}
@@ -714,7 +713,10 @@ func (h *Handler) openStream(ctx context.Context, a *attemptRun, body io.Reader,
 		q.trail = appendTrail(q.trail, b.Name, "200", 0)
 	}
 	// The head is written, not flushed: the copy flushes it with the first
-	// whole event, or alone before it waits (stream.CopyFiltered).
+	// whole event, or alone before it waits (stream.CopyFiltered). An
+	// upstream's Content-Length is not the client's: the relay may drop
+	// events (the usage chunk it asked for), and it frames the stream itself.
+	delete(resp.Header, "Content-Length")
 	h.writeHeader(w, resp.StatusCode, resp.Header, b.Name, q)
 	idle.commit(q.hard)
 	return n, nil, false

@@ -275,7 +275,7 @@ func (h *Handler) prepare(w http.ResponseWriter, r *http.Request, cfg *Config, q
 			}
 		}
 		q.bodyModel = q.deployment
-		if q.deployment == "" && r.Method == http.MethodPost && needsModel(q.suffix) {
+		if q.deployment == "" && r.Method == http.MethodPost && apiop.RunsModel(q.suffix) {
 			// The model selects the route: without one there is no
 			// deployment to call (an Azure backend would be sent an empty
 			// name), and no backend should pay for the client's mistake.
@@ -306,21 +306,21 @@ func (h *Handler) prepare(w http.ResponseWriter, r *http.Request, cfg *Config, q
 // parsePath tells the style of a request path and splits it into the
 // deployment (Azure style only) and the operation.
 func parsePath(p string) (style provider.Style, dep, op string, ok bool) {
+	st, dep, op, ok := apiop.Split(p)
 	switch {
-	case strings.HasPrefix(p, "/openai/deployments/"):
-		dep, op = splitDeployment(p)
-		if dep == "" || !validName(dep) {
+	case !ok:
+		return 0, "", "", false
+	case st == apiop.Deployments:
+		if !validName(dep) {
 			return 0, "", "", false
 		}
 		return provider.Azure, dep, op, true
-	case strings.HasPrefix(p, "/openai/v1/"):
-		return provider.AzureV1, "", p[len("/openai/v1"):], true
-	case strings.HasPrefix(p, "/openai/"):
-		return provider.AzureOther, "", p, true
-	case strings.HasPrefix(p, "/v1/"):
-		return provider.OpenAI, "", p[len("/v1"):], true
+	case st == apiop.AzureV1:
+		return provider.AzureV1, "", op, true
+	case st == apiop.V1:
+		return provider.OpenAI, "", op, true
 	}
-	return 0, "", "", false
+	return provider.AzureOther, "", p, true
 }
 
 // validName bounds a deployment or model name taken from a request.
@@ -377,20 +377,6 @@ func cleanPath(u *url.URL) bool {
 		}
 	}
 	return true
-}
-
-// splitDeployment splits /openai/deployments/{id}/rest into id and /rest;
-// for any other path it returns "" and the path.
-func splitDeployment(p string) (dep, suffix string) {
-	const pre = "/openai/deployments/"
-	if !strings.HasPrefix(p, pre) {
-		return "", p
-	}
-	rest := p[len(pre):]
-	if i := strings.IndexByte(rest, '/'); i >= 0 {
-		return rest[:i], rest[i:]
-	}
-	return rest, ""
 }
 
 // isJSON reports whether a request body is read as JSON: labelled so (media
@@ -465,7 +451,7 @@ func (h *Handler) logAccess(r *http.Request, q *request) {
 	now := h.now()
 	if h.events != nil {
 		h.events.Request(&RequestInfo{
-			Route: opLabel(q.suffix), Model: q.deployment, Key: string(q.key), Backend: q.backend,
+			Route: apiop.Label(q.suffix), Model: q.deployment, Key: string(q.key), Backend: q.backend,
 			Status: q.status, Attempts: q.attempts, Stream: q.stream, Duration: now.Sub(q.start), TTFB: q.ttfb,
 			PromptTokens: q.promptTokens, CompletionTokens: q.completionTokens,
 		})
@@ -513,21 +499,20 @@ func (h *Handler) logAccess(r *http.Request, q *request) {
 // writes it, secrets included): the API style's prefix, the deployment as
 // {id}, and a known operation or "other". It allocates nothing.
 func routeOf(p string) string {
-	for i, pre := range [...]string{"/openai/deployments/", "/openai/v1/", "/v1/", "/openai/"} {
-		if rest, ok := strings.CutPrefix(p, pre); ok {
-			if i == 0 {
-				_, rest = splitDeployment(p)
-			}
-			return routeNames[i][apiop.Index(rest)]
-		}
+	st, _, op, ok := apiop.Split(p)
+	if !ok {
+		return apiop.Other
 	}
-	return "other"
+	return routeNames[st][apiop.Index(op)]
 }
 
 // routeNames are routeOf's answers: each API style's prefix with each
 // operation label.
-var routeNames = func() (t [4][len(apiop.Labels)]string) {
-	for i, pre := range [...]string{"/openai/deployments/{id}/", "/openai/v1/", "/v1/", "/openai/"} {
+var routeNames = func() (t [len(apiop.Prefixes)][len(apiop.Labels)]string) {
+	for i, pre := range apiop.Prefixes {
+		if i == apiop.Deployments {
+			pre += "{id}/"
+		}
 		for j, op := range apiop.Labels {
 			t[i][j] = pre + op
 		}
@@ -576,12 +561,6 @@ func sleep(ctx context.Context, d time.Duration) bool {
 	}
 }
 
-// opLabel maps an operation path to a bounded label for metrics.
-func opLabel(suffix string) string { return apiop.Label(suffix) }
-
-// needsModel reports whether a request for an operation must name a model.
-func needsModel(suffix string) bool { return apiop.RunsModel(suffix) }
-
 // headerSize is the bytes of a request's header names and values.
 func headerSize(h http.Header) int {
 	n := 0
@@ -604,4 +583,12 @@ func (c *counters) add(k auth.KeyID, d int64) int64 {
 		v, _ = c.m.LoadOrStore(k, new(atomic.Int64))
 	}
 	return v.(*atomic.Int64).Add(d)
+}
+
+// get returns k's count.
+func (c *counters) get(k auth.KeyID) int64 {
+	if v, ok := c.m.Load(k); ok {
+		return v.(*atomic.Int64).Load()
+	}
+	return 0
 }

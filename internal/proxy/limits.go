@@ -49,7 +49,7 @@ func (h *Handler) admit(w http.ResponseWriter, r *http.Request, cfg *Config, key
 		hd := w.Header()
 		after := d.RetryAfter
 		if d.Reason == ratelimit.ReasonTPM && after > inFlightHint && d.RemainingTokens >= 0 &&
-			d.RemainingTokens+h.reserved.add(key.ID, 0) >= q.estimate {
+			d.RemainingTokens+h.reserved.get(key.ID) >= q.estimate {
 			// The window holds requests still running at their estimate
 			// (prompt plus max_tokens). When they end, their true usage
 			// replaces it and may free enough at once: RetryAfter counts

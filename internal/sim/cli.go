@@ -1,7 +1,6 @@
 package sim
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"flag"
@@ -11,45 +10,17 @@ import (
 	"net"
 	"net/http"
 	"time"
+
+	"github.com/llmgate/llmgate/internal/cli"
 )
 
 // shutdownTimeout bounds the graceful shutdown of Run.
 const shutdownTimeout = 5 * time.Second
 
-// ErrUsage marks a command line that is wrong (an unknown flag, a value that
-// does not parse, an unexpected argument). The command has already written
-// what was wrong, with its usage, to stderr.
-var ErrUsage = errors.New("usage")
-
-// ParseFlags parses a command's args with fs as every llmgate command does.
-// -h, -help or --help writes the usage to stdout and returns flag.ErrHelp.
-// A mistake (including any argument that is not a flag: no command takes
-// one) writes the problem and the usage to stderr and returns an error
-// wrapping ErrUsage. fs's output is stderr afterwards.
-func ParseFlags(fs *flag.FlagSet, args []string, stdout, stderr io.Writer) error {
-	var out bytes.Buffer
-	fs.SetOutput(&out)
-	err := fs.Parse(args)
-	fs.SetOutput(stderr)
-	switch {
-	case errors.Is(err, flag.ErrHelp):
-		_, _ = out.WriteTo(stdout)
-		return flag.ErrHelp
-	case err != nil:
-		_, _ = out.WriteTo(stderr)
-		return fmt.Errorf("%s: %w: %w", fs.Name(), ErrUsage, err)
-	case fs.NArg() > 0:
-		fmt.Fprintf(stderr, "unexpected arguments %q\n", fs.Args())
-		fs.Usage()
-		return fmt.Errorf("%s: %w: unexpected arguments %q", fs.Name(), ErrUsage, fs.Args())
-	}
-	return nil
-}
-
 // Run implements `llmgate simulate`: it parses args, listens, prints one line
 // "llmgate simulate listening on http://ADDR" to stdout, serves until ctx is cancelled, then
 // shuts down gracefully and returns nil. Logs go to stderr. For -h it writes the usage to
-// stdout and returns flag.ErrHelp; a command-line mistake returns an error wrapping ErrUsage.
+// stdout and returns flag.ErrHelp; a command-line mistake returns an error wrapping cli.ErrUsage.
 func Run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("simulate", flag.ContinueOnError)
 	fs.Usage = func() {
@@ -90,7 +61,7 @@ func Run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs.Float64Var(&f.ErrorEvent, "error-event", 0, "fraction of streams answered 200 with only an error event")
 	fs.BoolVar(&f.AuthBreak, "auth-break", false, "answer 401 to every request")
 	fs.BoolVar(&f.OutageReset, "outage-reset", false, "during an outage reset connections instead of answering 503")
-	if err := ParseFlags(fs, args, stdout, stderr); err != nil {
+	if err := cli.ParseFlags(fs, args, stdout, stderr); err != nil {
 		return err
 	}
 	var level slog.Level

@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/llmgate/llmgate/internal/cli"
 	"github.com/llmgate/llmgate/internal/logtest"
 )
 
@@ -134,7 +135,7 @@ func TestRunFlagErrors(t *testing.T) {
 	for _, args := range [][]string{{"-nope"}, {"extra"}, {"-tpm", "many"}} {
 		var stderr bytes.Buffer
 		err := Run(t.Context(), args, io.Discard, &stderr)
-		if !errors.Is(err, ErrUsage) || !strings.Contains(stderr.String(), "Usage: llmgate simulate") {
+		if !errors.Is(err, cli.ErrUsage) || !strings.Contains(stderr.String(), "Usage: llmgate simulate") {
 			t.Errorf("Run(%q): got %v and stderr %q, want ErrUsage and the usage on stderr", args, err, stderr.String())
 		}
 	}

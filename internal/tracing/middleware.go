@@ -4,7 +4,6 @@ import (
 	"context"
 	"net/http"
 	"strconv"
-	"strings"
 	"sync/atomic"
 
 	"go.opentelemetry.io/otel/attribute"
@@ -86,15 +85,12 @@ func (t *Tracer) Middleware(next http.Handler) http.Handler {
 // so span names stay few and never carry a path a client wrote; it returns
 // the deployment separately.
 func routeOf(p string) (route, model string) {
-	const pre = "/openai/deployments/"
-	if rest, ok := strings.CutPrefix(p, pre); ok {
-		model, op, _ := strings.Cut(rest, "/")
-		return pre + "{deployment}/" + apiop.Label(op), model
-	}
-	for _, pre := range [...]string{"/openai/v1/", "/v1/", "/openai/"} {
-		if rest, ok := strings.CutPrefix(p, pre); ok {
-			return pre + apiop.Label(rest), ""
+	if st, dep, op, ok := apiop.Split(p); ok {
+		pre := apiop.Prefixes[st]
+		if st == apiop.Deployments {
+			pre += "{deployment}/"
 		}
+		return pre + apiop.Label(op), dep
 	}
 	switch p {
 	case "/healthz", "/readyz", "/metrics", "/status", "/admin/backends", "/admin/keys", "/admin/usage":
