@@ -5,7 +5,9 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"strings"
 	"testing"
@@ -127,9 +129,14 @@ func TestStreamBrokenMidwayEndsWithErrorEvent(t *testing.T) {
 	for _, tc := range []struct {
 		name    string
 		partial string // bytes of an unfinished event written before the break
+		reset   bool   // a TCP reset right after the last event, not a close
 	}{
-		{"at an event boundary", ""},
-		{"inside an event", `data: {"id":"chatcmpl-1","choices":[{"delta":{"content":"half`},
+		{"at an event boundary", "", false},
+		{"inside an event", `data: {"id":"chatcmpl-1","choices":[{"delta":{"content":"half`, false},
+		// The reset often reaches the gateway in the same wake-up as the
+		// event before it: a relay that took a short read for an empty
+		// socket would wait for the idle timeout (60 s) instead.
+		{"reset right after an event", "", true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
@@ -138,6 +145,19 @@ func TestStreamBrokenMidwayEndsWithErrorEvent(t *testing.T) {
 				w.Header().Set("Content-Type", "text/event-stream")
 				w.WriteHeader(http.StatusOK)
 				for i := range 2 {
+					if i == 1 && tc.reset {
+						// The last event and the reset leave together,
+						// straight on the connection.
+						c, _, err := http.NewResponseController(w).Hijack()
+						if err != nil {
+							panic(err)
+						}
+						ev := chunk(i, "tok")
+						_, _ = fmt.Fprintf(c, "%x\r\n%s\r\n", len(ev), ev)
+						_ = c.(*net.TCPConn).SetLinger(0)
+						_ = c.Close()
+						return
+					}
 					_, _ = io.WriteString(w, chunk(i, "tok"))
 					w.(http.Flusher).Flush()
 				}

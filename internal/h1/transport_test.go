@@ -783,3 +783,41 @@ func TestAResetAnswerIsAnError(t *testing.T) {
 		}
 	}
 }
+
+// TestACutRightAfterDataEndsTheBodyAtOnce: an upstream that sends an
+// event and at once closes (a FIN) or resets the connection ends the body
+// with an error right after the data, not after a wait for input that
+// never comes. Both often reach the client in one wake-up of the poller,
+// so a read that returned less than asked does not mean the socket is
+// empty: a FIN or a reset may be queued behind the data, and no further
+// wake-up will come for it (see the README's Performance section).
+func TestACutRightAfterDataEndsTheBodyAtOnce(t *testing.T) {
+	for _, reset := range []bool{false, true} {
+		for try := range 20 {
+			u := rawServer(t, func(c net.Conn, _ *http.Request) {
+				io.WriteString(c, "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n")
+				time.Sleep(2 * time.Millisecond) // the client waits for the body
+				if reset {
+					c.(*net.TCPConn).SetLinger(0)
+				}
+				io.WriteString(c, "5\r\nhello\r\n")
+				c.Close()
+			})
+			tr := newTransport(t, h1.Options{})
+			ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+			resp, err := post(t, ctx, tr, u, "{}")
+			if err != nil {
+				cancel()
+				t.Fatal(err)
+			}
+			start := time.Now()
+			data, err := io.ReadAll(resp.Body)
+			took := time.Since(start)
+			cancel()
+			resp.Body.Close()
+			if string(data) != "hello" || err == nil || errors.Is(err, context.DeadlineExceeded) || took > time.Second {
+				t.Fatalf("reset %v, try %d: %q, %v after %v; want the data, then the cut at once", reset, try, data, err, took.Round(time.Millisecond))
+			}
+		}
+	}
+}
