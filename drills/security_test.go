@@ -357,6 +357,10 @@ func TestSecurityHeaderSizeBounded(t *testing.T) {
 	}
 	status, h, b = call(t, c.hc, http.MethodPost, g.url+chatPath, hdr(many), chatBody)
 	expectJSONError(t, "200 headers of 60 bytes", status, h, b, http.StatusRequestHeaderFieldsTooLarge, "headers_too_large")
+	// The request line counts too, as in net/http's MaxHeaderBytes: a long
+	// query string is bounded like a long header.
+	status, h, b = call(t, c.hc, http.MethodPost, g.url+chatPath+"&pad="+strings.Repeat("q", 100<<10), hdr(map[string]string{}), chatBody)
+	expectJSONError(t, "a 100 KB query string", status, h, b, http.StatusRequestHeaderFieldsTooLarge, "headers_too_large")
 	if n := a.received.Load(); n != 1 {
 		t.Errorf("the upstream received %d requests, want 1", n)
 	}

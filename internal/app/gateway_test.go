@@ -1,6 +1,7 @@
 package app_test
 
 import (
+	"bufio"
 	"bytes"
 	"compress/gzip"
 	"context"
@@ -11,6 +12,7 @@ import (
 	"io"
 	"mime"
 	"mime/multipart"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"net/textproto"
@@ -968,6 +970,57 @@ func TestUpstreamTimeoutGives504(t *testing.T) {
 	if got := resp.Header.Get("X-Llmgate-Backend"); got != rec.Backends()[1] {
 		t.Errorf("X-Llmgate-Backend: got %q, want the last tried %q", got, rec.Backends()[1])
 	}
+}
+
+// TestABackendThatAnswersBadlyIsNotCalledUnreachable: a backend that
+// answers with a redirect or with something that is not HTTP was reached:
+// the client's 502 says what it did, not that it could not be reached.
+func TestABackendThatAnswersBadlyIsNotCalledUnreachable(t *testing.T) {
+	t.Parallel()
+	redirect := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		http.Redirect(w, r, "https://elsewhere.example/", http.StatusTemporaryRedirect)
+	}))
+	t.Cleanup(redirect.Close)
+	garbage := rawTCP(t, "SSH-2.0-OpenSSH_9.2\r\n\r\n")
+	for _, tc := range []struct {
+		name, url, want string
+	}{
+		{"redirect", redirect.URL, "answered with a redirect (HTTP 307)"},
+		{"not HTTP", garbage, "not valid HTTP"},
+	} {
+		gw := startGateway(t, []backend{be("a", tc.url)}, fastRetry)
+		resp, body := gw.chat(t)
+		e := decodeError(t, body)
+		if resp.StatusCode != http.StatusBadGateway || e.Error.Code != "upstream_bad_response" || !strings.Contains(e.Error.Message, tc.want) {
+			t.Errorf("%s: %d %q %q, want 502 upstream_bad_response saying %q", tc.name, resp.StatusCode, e.Error.Code, e.Error.Message, tc.want)
+		}
+	}
+}
+
+// rawTCP is an upstream that reads a request and answers with answer as it
+// is, then closes.
+func rawTCP(t *testing.T, answer string) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				defer c.Close()
+				if _, err := http.ReadRequest(bufio.NewReader(c)); err == nil {
+					_, _ = io.WriteString(c, answer)
+				}
+			}()
+		}
+	}()
+	return "http://" + ln.Addr().String()
 }
 
 func TestConnectionRefusedGives502(t *testing.T) {

@@ -30,6 +30,29 @@ type conn struct {
 // included), so an upstream sending endless headers cannot exhaust memory.
 const maxHeadBytes = 1 << 20
 
+// ErrBadResponse wraps the error of an answer whose head is not valid
+// HTTP/1.1 (or is too large): the upstream was reached, and answered with
+// something no client could use.
+var ErrBadResponse = errors.New("h1: the upstream's answer is not valid HTTP/1.1")
+
+// ioFailure reports whether err is the connection's (a read or write that
+// failed, a connection that ended, a cancelled request) rather than the
+// answer's.
+func ioFailure(err error) bool {
+	var ne net.Error
+	return errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) || errors.As(err, &ne) ||
+		errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded)
+}
+
+// ioCause is a read error as the cause of a cut head: io.EOF there is an
+// unexpected end.
+func ioCause(err error) error {
+	if err == io.EOF {
+		return io.ErrUnexpectedEOF
+	}
+	return err
+}
+
 // errHeadTooLarge ends a response head longer than maxHeadBytes.
 var errHeadTooLarge = errors.New("h1: upstream response headers larger than 1 MiB")
 
@@ -45,6 +68,7 @@ type limitReader struct {
 	stage []byte
 	off   int
 	err   error // r's error after the bytes staged with it
+	ended error // the first error of r that Read returned while a head was read
 }
 
 func (l *limitReader) Read(p []byte) (int, error) {
@@ -67,6 +91,9 @@ func (l *limitReader) Read(p []byte) (int, error) {
 	}
 	if l.left > 0 {
 		l.left -= int64(n)
+	}
+	if err != nil && l.left >= 0 && l.ended == nil {
+		l.ended = err
 	}
 	return n, err
 }
@@ -142,15 +169,23 @@ func (c *conn) roundTrip(ctx context.Context, req *http.Request, head []byte, in
 	} else if err := c.send(ctx, req, head, inline, headerTimeout); err != nil {
 		return fail(err)
 	}
-	c.lr.left = maxHeadBytes
+	c.lr.left, c.lr.ended = maxHeadBytes, nil
 	resp, err := c.readResponse(req)
 	for err == nil && resp.StatusCode >= 100 && resp.StatusCode < 200 && resp.StatusCode != http.StatusSwitchingProtocols {
 		resp, err = http.ReadResponse(c.br, req) // an interim answer (100 Continue, 103 Early Hints)
 	}
 	c.lr.left = -1
 	if err != nil {
-		if c.reused && errors.Is(err, io.EOF) {
+		switch {
+		case c.reused && errors.Is(err, io.EOF):
 			err = fmt.Errorf("h1: upstream closed a kept-alive connection: %w", io.ErrUnexpectedEOF)
+		case ioFailure(err):
+		case c.lr.ended != nil:
+			// The connection ended inside the head, which the parse may
+			// take for a malformed last line: the connection's failure.
+			err = fmt.Errorf("h1: upstream answer cut inside its head (%w): %w", err, ioCause(c.lr.ended))
+		default:
+			err = fmt.Errorf("%w: %w", ErrBadResponse, err)
 		}
 		return fail(err)
 	}

@@ -531,8 +531,35 @@ func TestEndlessResponseHeadersAreCut(t *testing.T) {
 	})
 	tr := newTransport(t, h1.Options{})
 	_, err := post(t, context.Background(), tr, u, "{}")
-	if err == nil || !strings.Contains(err.Error(), "larger than 1 MiB") {
-		t.Fatalf("err %v, want the head cut at 1 MiB", err)
+	if err == nil || !strings.Contains(err.Error(), "larger than 1 MiB") || !errors.Is(err, h1.ErrBadResponse) {
+		t.Fatalf("err %v, want the head cut at 1 MiB, as a bad response", err)
+	}
+}
+
+// TestABadAnswerIsNotAConnectionFailure: an answer that is not HTTP/1.1
+// is an ErrBadResponse (the upstream was reached); a connection that ends
+// before an answer is not.
+func TestABadAnswerIsNotAConnectionFailure(t *testing.T) {
+	for _, tc := range []struct {
+		answer string
+		bad    bool
+	}{
+		{"HTTP/1.1 2OO OK\r\nContent-Length: 0\r\n\r\n", true},
+		{"SSH-2.0-OpenSSH_9.2\r\n\r\n", true},
+		{"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nContent-Length: 3\r\n\r\nok", true},
+		{"HTTP/1.1 200 OK\r\nContent-Le", false}, // cut: the connection's failure
+		{"", false},
+	} {
+		u := rawServer(t, func(c net.Conn, _ *http.Request) { io.WriteString(c, tc.answer) })
+		tr := newTransport(t, h1.Options{})
+		resp, err := post(t, context.Background(), tr, u, "{}")
+		if err == nil {
+			resp.Body.Close()
+			t.Fatalf("%q: no error", tc.answer)
+		}
+		if errors.Is(err, h1.ErrBadResponse) != tc.bad {
+			t.Errorf("%q: %v; bad response %v, want %v", tc.answer, err, !tc.bad, tc.bad)
+		}
 	}
 }
 

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/llmgate/llmgate/internal/balance"
+	"github.com/llmgate/llmgate/internal/h1"
 	"github.com/llmgate/llmgate/internal/provider"
 	"github.com/llmgate/llmgate/internal/retry"
 	"github.com/llmgate/llmgate/internal/stream"
@@ -447,7 +448,7 @@ func keepFailed(resp *http.Response, b *Backend, q *request, class retry.Class, 
 	q.trail = appendTrail(q.trail, b.Name, strconv.Itoa(resp.StatusCode), ra)
 	if class == retry.Redirect {
 		// Upstream redirects are refused: the api-key must not follow one.
-		return &failure{err: errRedirect, class: retry.Transient}
+		return &failure{err: &redirectError{backend: b.Name, status: resp.StatusCode}, class: retry.Transient}
 	}
 	if rerr != nil {
 		return &failure{err: rerr, class: retry.Transient}
@@ -590,6 +591,17 @@ func partial(r *http.Request, resp *http.Response, m int) bool {
 }
 
 var errRedirect = errors.New("upstream redirect refused")
+
+// redirectError is a backend's redirect, refused.
+type redirectError struct {
+	backend string
+	status  int
+}
+
+func (e *redirectError) Error() string {
+	return fmt.Sprintf("%s from backend %s (HTTP %d)", errRedirect, e.backend, e.status)
+}
+func (e *redirectError) Unwrap() error { return errRedirect }
 
 // errBodyCut marks an upstream answer that broke before it was complete.
 var errBodyCut = errors.New("upstream answer broke before it was complete")
@@ -826,6 +838,16 @@ func (h *Handler) answerFailure(w http.ResponseWriter, f *failure, q *request, e
 	}
 	if errors.Is(f.err, errBodyCut) {
 		writeError(w, q, http.StatusBadGateway, typeServer, "upstream_body_broken", "The upstream's answer broke before it was complete.")
+		return
+	}
+	var re *redirectError
+	if errors.As(f.err, &re) {
+		writeError(w, q, http.StatusBadGateway, typeServer, "upstream_bad_response",
+			"Backend "+re.backend+" answered with a redirect (HTTP "+strconv.Itoa(re.status)+"), which the gateway does not follow: its url in the gateway's config is not the API's.")
+		return
+	}
+	if errors.Is(f.err, h1.ErrBadResponse) {
+		writeError(w, q, http.StatusBadGateway, typeServer, "upstream_bad_response", "The last attempt's backend answered with something that is not valid HTTP.")
 		return
 	}
 	q.status = http.StatusBadGateway

@@ -200,9 +200,9 @@ func (h *Handler) prepare(w http.ResponseWriter, r *http.Request, cfg *Config, q
 		writeError(w, q, http.StatusNotFound, typeInvalidRequest, "404", "Resource not found: llmgate serves the Azure OpenAI API under /openai/ and the OpenAI API under /v1/.")
 		return nil, nil, nil
 	}
-	if cfg.MaxHeader > 0 && headerSize(r.Header) > cfg.MaxHeader {
+	if cfg.MaxHeader > 0 && headSize(r) > cfg.MaxHeader {
 		writeError(w, q, http.StatusRequestHeaderFieldsTooLarge, typeInvalidRequest, "headers_too_large",
-			"The request headers are larger than the gateway's limit of "+strconv.Itoa(cfg.MaxHeader)+" bytes.")
+			"The request line and headers are larger than the gateway's limit of "+strconv.Itoa(cfg.MaxHeader)+" bytes.")
 		return nil, nil, nil
 	}
 	presented := auth.FromRequest(r.Header)
@@ -561,10 +561,12 @@ func sleep(ctx context.Context, d time.Duration) bool {
 	}
 }
 
-// headerSize is the bytes of a request's header names and values.
-func headerSize(h http.Header) int {
-	n := 0
-	for k, vs := range h {
+// headSize is the size of r's head as it came: the request line and the
+// header fields (as net/http's MaxHeaderBytes counts them), so that a long
+// query string is bounded like a long header.
+func headSize(r *http.Request) int {
+	n := len(r.Method) + len(r.RequestURI) + len(r.Proto) + 4
+	for k, vs := range r.Header {
 		for _, v := range vs {
 			n += len(k) + len(v) + 4
 		}
