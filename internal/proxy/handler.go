@@ -289,7 +289,7 @@ func (h *Handler) prepare(w http.ResponseWriter, r *http.Request, cfg *Config, q
 		// the usage its answer reports, if any.
 		q.estimate = 0
 	} else {
-		q.estimate = usage.Estimate(len(body), q.fields.MaxTokens)
+		q.estimate = usage.Estimate(len(body), q.fields.MaxTokens, q.fields.Choices())
 	}
 	route := resolve(cfg, q)
 	if q.deployment != "" && !key.Allows(q.deployment, q.canon) {

@@ -72,6 +72,8 @@ type Fields struct {
 	Stream       bool   // "stream": true
 	Model        []byte // "model" string value
 	MaxTokens    int64  // max_tokens or max_completion_tokens; -1 if absent
+	N            int64  // "n", choices asked for; 0 if absent
+	BestOf       int64  // "best_of" (completions), choices made; 0 if absent
 	IncludeUsage bool   // stream_options.include_usage
 	HasStreamOpt bool   // stream_options present
 	User         []byte // "user" string value
@@ -215,6 +217,10 @@ func Read(body []byte) (Fields, error) {
 			if n, err := strconv.ParseInt(string(v), 10, 64); err == nil && n >= 0 {
 				f.MaxTokens = n
 			}
+		case keyEquals(k, esc, "n"):
+			f.N = count(v)
+		case keyEquals(k, esc, "best_of"):
+			f.BestOf = count(v)
 		case keyEquals(k, esc, "stream_options"):
 			if len(v) > 0 && v[0] == '{' {
 				f.HasStreamOpt = true
@@ -231,6 +237,19 @@ func Read(body []byte) (Fields, error) {
 		}
 		return f, ErrSyntax
 	}
+}
+
+// Choices is how many completions the request makes: the larger of n and
+// best_of, at least 1. Each may use up to max_tokens.
+func (f *Fields) Choices() int64 { return max(f.N, f.BestOf, 1) }
+
+// count reads a positive whole number (a JSON integer); 0 otherwise.
+func count(v []byte) int64 {
+	n, err := strconv.ParseInt(string(v), 10, 64)
+	if err != nil || n < 1 {
+		return 0
+	}
+	return n
 }
 
 func keyEquals(raw []byte, escaped bool, name string) bool {

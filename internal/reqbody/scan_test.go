@@ -25,6 +25,8 @@ func TestRead(t *testing.T) {
 		{"escaped key", `{"str\u0065am":true}`, Fields{Stream: true, MaxTokens: -1}, false},
 		{"last duplicate wins", `{"stream":true,"stream":false}`, Fields{MaxTokens: -1}, false},
 		{"numbers and literals", `{"t":0.5e-3,"n":null,"a":[1,-2,[true,false]],"stream":true}`, Fields{Stream: true, MaxTokens: -1}, false},
+		{"n and best_of", `{"n":4,"best_of":6,"max_tokens":10}`, Fields{MaxTokens: 10, N: 4, BestOf: 6}, false},
+		{"n not a count", `{"n":0,"best_of":-2}`, Fields{MaxTokens: -1}, false},
 		{"not an object", `[1,2]`, Fields{MaxTokens: -1}, true},
 		{"truncated", `{"stream":tr`, Fields{MaxTokens: -1}, true},
 		{"trailing comma", `{"stream":true,}`, Fields{Stream: true, MaxTokens: -1}, true},
@@ -47,7 +49,7 @@ func TestRead(t *testing.T) {
 			if err != nil {
 				return
 			}
-			if got.Stream != tt.want.Stream || got.MaxTokens != tt.want.MaxTokens ||
+			if got.Stream != tt.want.Stream || got.MaxTokens != tt.want.MaxTokens || got.N != tt.want.N || got.BestOf != tt.want.BestOf ||
 				got.IncludeUsage != tt.want.IncludeUsage || got.HasStreamOpt != tt.want.HasStreamOpt {
 				t.Errorf("got %+v, want %+v", got, tt.want)
 			}

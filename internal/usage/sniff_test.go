@@ -58,11 +58,18 @@ func TestSnifferInputOutputTokens(t *testing.T) {
 
 func TestEstimate(t *testing.T) {
 	t.Parallel()
-	if got := Estimate(400, 50); got != 150 {
-		t.Errorf("Estimate(400, 50) = %d, want 150", got)
+	if got := Estimate(400, 50, 1); got != 150 {
+		t.Errorf("Estimate(400, 50, 1) = %d, want 150", got)
 	}
-	if got := Estimate(0, -1); got != DefaultCompletion {
-		t.Errorf("Estimate(0, -1) = %d", got)
+	// Each choice (n, best_of) may use max_tokens, as Azure counts it.
+	if got := Estimate(400, 50, 4); got != 300 {
+		t.Errorf("Estimate(400, 50, 4) = %d, want 300", got)
+	}
+	if got := Estimate(400, 1<<62, 1<<40); got <= 0 || got > 1<<50 {
+		t.Errorf("Estimate(400, 2^62, 2^40) = %d, want a large positive bound (no overflow)", got)
+	}
+	if got := Estimate(0, -1, 0); got != DefaultCompletion {
+		t.Errorf("Estimate(0, -1, 0) = %d", got)
 	}
 }
 
