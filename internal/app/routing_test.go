@@ -1235,6 +1235,21 @@ func TestRoutingDeadlineBoundsAllAttempts(t *testing.T) {
 			t.Errorf("latency: got %v, want about 400ms", a.Latency)
 		}
 	})
+	// The Node SDK sends whole seconds, truncated (a 1.9 s timeout comes
+	// as "1"): the gateway must not give up before the client does. A
+	// backend 1.3 s slow answers within the client's 1.9 s.
+	t.Run("x-stainless-timeout whole seconds", func(t *testing.T) {
+		t.Parallel()
+		nodes := rtStartNodes(t, sim.Options{Seed: 17}, "w-a", "w-b")
+		for _, n := range nodes {
+			n.Sim.SetFaults(sim.Faults{SlowHeaders: 1, SlowHeadersDelay: 1300 * time.Millisecond})
+		}
+		g := rtStart(t, []rtBackend{rtBackendOf(nodes[0]), rtBackendOf(nodes[1])}, "retry:\n  count: 3\n  interval: 1ms\ntimeouts:\n  total: 30s\n")
+		a := g.chatOnce(t, "X-Stainless-Timeout", "1")
+		if a.Status != http.StatusOK {
+			t.Errorf("slow backend, x-stainless-timeout 1 (a client waiting up to 2 s): %d in %v (%s), want 200", a.Status, a.Latency.Round(time.Millisecond), a.Trail())
+		}
+	})
 	t.Run("timeouts.total", func(t *testing.T) {
 		t.Parallel()
 		nodes := rtStartNodes(t, sim.Options{Seed: 17}, "f-a", "f-b")

@@ -64,3 +64,17 @@ func TestRequestLargerThanKeyTPMIsToldSo(t *testing.T) {
 		t.Errorf("a small request after it: %d, want 200 (the refused one charged nothing)", res.StatusCode)
 	}
 }
+
+// Each choice a request asks for (n, best_of) may use its max_tokens, as
+// Azure counts it: 4 × 300 is over a tpm of 1000, where 300 alone is not.
+func TestEachChoiceCountsAtAdmission(t *testing.T) {
+	up := simServer(t, sim.Options{})
+	g := serveGateway(t, keysYAML("{type: memory}", up.URL, "  - {name: team, key: team-secret, tpm: 1000}"))
+	res, body := chatCall(t, g.URL, "team-secret", `{"messages":[{"role":"user","content":"hi"}],"max_tokens":300,"n":4}`)
+	if res.StatusCode != http.StatusTooManyRequests || !bytes.Contains([]byte(body), []byte("can never be admitted")) {
+		t.Errorf("n=4 × max_tokens 300 under tpm 1000: got %d %s, want 429 saying it can never be admitted", res.StatusCode, body)
+	}
+	if res, body := chatCall(t, g.URL, "team-secret", `{"messages":[{"role":"user","content":"hi"}],"max_tokens":300,"n":1}`); res.StatusCode != http.StatusOK {
+		t.Errorf("n=1: got %d %s, want 200", res.StatusCode, body)
+	}
+}

@@ -165,7 +165,11 @@ var errDeadline = errors.New("the request's time limit ran out")
 // an error event.
 var errStreamErrorEvent = errors.New("the upstream ended the stream with an error event")
 
-// clientTimeout reads the SDKs' x-stainless-timeout header (seconds).
+// clientTimeout reads the SDKs' x-stainless-timeout header (seconds): the
+// longest the client may still be waiting. A whole number may be a
+// truncated one (the Node SDK sends Math.trunc(ms/1000): 1.9 s comes as
+// "1"), so it bounds the wait at the next second, never before the client
+// gives up; a fraction ("1.9", as the Python SDK sends) is taken as it is.
 func clientTimeout(h http.Header) time.Duration {
 	v := h.Get("X-Stainless-Timeout")
 	if v == "" {
@@ -174,6 +178,9 @@ func clientTimeout(h http.Header) time.Duration {
 	f, err := strconv.ParseFloat(v, 64)
 	if err != nil || f <= 0 || f > 86400 {
 		return 0
+	}
+	if strings.IndexAny(v, ".eE") < 0 {
+		f++
 	}
 	return time.Duration(f * float64(time.Second))
 }
