@@ -54,6 +54,9 @@ type Demo struct {
 	// SEURL and FRURL are the regions' base URLs (their /sim admin
 	// endpoints take faults and outages at run time).
 	SEURL, FRURL string
+	// SEKey and FRKey are the regions' own keys, which their /sim admin
+	// routes ask for (the gateway holds them as its backends' api_key).
+	SEKey, FRKey string
 
 	cancel context.CancelFunc
 	done   chan error
@@ -102,9 +105,9 @@ func Start(ctx context.Context, o Options) (*Demo, error) {
 		regionKeys[region] = key
 		urls[region] = "http://" + ln.Addr().String()
 		if region == "se" {
-			d.SEURL = urls[region]
+			d.SEURL, d.SEKey = urls[region], key
 		} else {
-			d.FRURL = urls[region]
+			d.FRURL, d.FRKey = urls[region], key
 		}
 		if region == "se" {
 			d.SE = s
@@ -228,8 +231,8 @@ func Run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	fmt.Fprintf(stdout, `llmgate demo: two simulated Azure OpenAI regions behind the gateway
-  oai-se: weight 75, %d TPM, %d RPM, %s (simulator: POST /sim/outage?for=10s or /sim/faults)
-  oai-fr: weight 25, %d TPM, %d RPM, %s
+  oai-se: weight 75, %d TPM, %d RPM, %s (simulator key %s)
+  oai-fr: weight 25, %d TPM, %d RPM, %s (simulator key %s)
   retry: 5 retries, interval 1s, delta 1s, max-interval 8s, first-fast-retry false (API Management's policy),
          mode %s
 
@@ -254,9 +257,16 @@ Send a few dozen quickly to see throttling and failover in the log below
   for i in $(seq 40); do curl -s -o /dev/null -w '%%{http_code} ' '%s/openai/deployments/gpt-4/chat/completions?api-version=2024-02-01' \
     -H 'api-key: %s' -H 'content-type: application/json' -d '{"messages":[{"role":"user","content":"Hi"}],"max_tokens":400}' & done; wait; echo
 
+Take a region down for 10 s, or make it throttle, and watch the gateway route around it
+(each simulator's /sim routes take its own key):
+
+  curl -s -X POST '%s/sim/outage?for=10s' -H 'api-key: %s'
+  curl -s -X PUT %s/sim/faults -H 'api-key: %s' -d '{"fail_429":0.5}'
+
 Live status page: %s/status#key=%s
 Ctrl-C stops.
-`, o.TPM, o.RPM, d.SEURL, o.TPM, o.RPM, d.FRURL, modeNote(o.RetryMode), d.URL, d.Key, d.URL, d.Key, d.URL, d.Key, d.URL, d.Key, d.URL, d.AdminKey)
+`, o.TPM, o.RPM, d.SEURL, d.SEKey, o.TPM, o.RPM, d.FRURL, d.FRKey, modeNote(o.RetryMode), d.URL, d.Key, d.URL, d.Key, d.URL, d.Key, d.URL, d.Key,
+		d.SEURL, d.SEKey, d.FRURL, d.FRKey, d.URL, d.AdminKey)
 	<-ctx.Done()
 	fmt.Fprintln(stdout, "\nstopping...")
 	if err := d.Close(); err != nil && !errors.Is(err, context.Canceled) {

@@ -1,10 +1,13 @@
 package demo
 
 import (
+	"bytes"
 	"context"
 	"io"
 	"net/http"
+	"regexp"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -70,4 +73,58 @@ func TestDemoAnswersAndFailsOver(t *testing.T) {
 		t.Errorf("no request was served after a retry while oai-se was throttled (%d served)", served)
 	}
 	t.Logf("%d of %d requests served by oai-fr after oai-se answered 429", retried, served)
+}
+
+// TestDemoPrintsWorkingSimulatorCommands: the outage and fault commands the
+// demo prints carry each simulator's key, and work as printed.
+func TestDemoPrintsWorkingSimulatorCommands(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	out := &syncBuf{}
+	done := make(chan error, 1)
+	go func() { done <- Run(ctx, []string{"-listen", "127.0.0.1:0"}, out, io.Discard) }()
+	defer func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("Run: %v", err)
+		}
+	}()
+	re := regexp.MustCompile(`curl -s -X (POST|PUT) '?(http://[^' ]+)'? -H 'api-key: ([0-9a-f]+)'(?: -d '([^']*)')?`)
+	var cmds [][]string
+	for deadline := time.Now().Add(10 * time.Second); len(cmds) < 2 && time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
+		cmds = re.FindAllStringSubmatch(out.String(), -1)
+	}
+	if len(cmds) != 2 {
+		t.Fatalf("the demo printed %d simulator commands, want 2 (outage and faults):\n%s", len(cmds), out.String())
+	}
+	for _, c := range cmds {
+		req, _ := http.NewRequest(c[1], c[2], strings.NewReader(c[4]))
+		req.Header.Set("api-key", c[3])
+		res, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(res.Body)
+		res.Body.Close()
+		if res.StatusCode/100 != 2 {
+			t.Errorf("%s %s as printed: %d %s", c[1], c[2], res.StatusCode, body)
+		}
+	}
+}
+
+// syncBuf is a bytes.Buffer safe for a writer and a reader at once.
+type syncBuf struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuf) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuf) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
 }
