@@ -171,6 +171,11 @@ func TestOpenAIGoSDKWrongKeyGets401(t *testing.T) {
 	if !errors.As(err, &apiErr) || apiErr.StatusCode != http.StatusUnauthorized || apiErr.Code != "401" {
 		t.Fatalf("error: got %v, want a 401 API error with code 401", err)
 	}
+	// The SDKs report an error's x-request-id (Node's APIError.requestID):
+	// the gateway's own answers carry its request id there.
+	if id := apiErr.Response.Header.Get("X-Request-Id"); id == "" || id != apiErr.Response.Header.Get("X-Llmgate-Request-Id") {
+		t.Errorf("x-request-id %q, want the gateway's request id %q", id, apiErr.Response.Header.Get("X-Llmgate-Request-Id"))
+	}
 	if n := len(rec.Calls()); n != 0 {
 		t.Errorf("upstream calls: got %d, want 0", n)
 	}

@@ -64,8 +64,11 @@ func setRetryAfter(h http.Header, d time.Duration) {
 }
 
 // setGatewayHeaders sets llmgate's own headers on a response the gateway
-// makes itself: attempts so far, the trail, and the last backend tried.
+// makes itself: attempts so far, the trail, and the last backend tried;
+// and x-request-id, which the SDKs report with an error (an upstream's
+// answer carries its own), set to the gateway's request id.
 func setGatewayHeaders(h http.Header, q *request) {
+	h["X-Request-Id"] = h["X-Llmgate-Request-Id"]
 	h["X-Llmgate-Attempts"] = attemptsValue(q.attempts)
 	h["X-Llmgate-Backend"] = []string{lastBackend(q)}
 	h["X-Llmgate-Trail"] = []string{string(q.trail)}
