@@ -78,3 +78,25 @@ func TestEachChoiceCountsAtAdmission(t *testing.T) {
 		t.Errorf("n=1: got %d %s, want 200", res.StatusCode, body)
 	}
 }
+
+// The key's remaining tokens are shown with the limit they are what is
+// left of: the daily quota when it leaves less than tpm (or is the only
+// token limit), never the upstream's limit beside the key's remaining.
+func TestRemainingTokensComeWithTheirOwnLimit(t *testing.T) {
+	up := simServer(t, sim.Options{})
+	for _, tc := range []struct{ limits, want string }{
+		{"daily_tokens: 600", "600"},
+		{"tpm: 100000, daily_tokens: 600", "600"},
+		{"tpm: 900, daily_tokens: 100000", "900"},
+	} {
+		g := serveGateway(t, keysYAML("{type: memory}", up.URL, "  - {name: team, key: team-secret, "+tc.limits+"}"))
+		res, body := chatCall(t, g.URL, "team-secret", smallChat)
+		if res.StatusCode != http.StatusOK {
+			t.Fatalf("%s: %d %s", tc.limits, res.StatusCode, body)
+		}
+		rem, _ := strconv.Atoi(res.Header.Get("X-Ratelimit-Remaining-Tokens"))
+		if got := res.Header.Get("X-Ratelimit-Limit-Tokens"); got != tc.want || rem <= 0 || rem > 900 {
+			t.Errorf("%s: limit %q remaining %d, want limit %s with the remaining of it", tc.limits, got, rem, tc.want)
+		}
+	}
+}

@@ -143,6 +143,7 @@ type request struct {
 	// key limits
 	limited                bool
 	remRequests, remTokens int64
+	tokenLimit             int64 // the key's limit remTokens is of
 	reservation            string
 	limits                 ratelimit.Limits
 	limiter                ratelimit.Limiter

@@ -44,7 +44,7 @@ func (h *Handler) admit(w http.ResponseWriter, r *http.Request, cfg *Config, key
 	} else {
 		h.storeOK()
 	}
-	q.remRequests, q.remTokens, q.limited, q.limits = d.RemainingRequests, d.RemainingTokens, true, lim
+	q.remRequests, q.remTokens, q.tokenLimit, q.limited, q.limits = d.RemainingRequests, d.RemainingTokens, d.TokenLimit, true, lim
 	if !d.Allowed {
 		hd := w.Header()
 		after := d.RetryAfter
@@ -111,9 +111,13 @@ func setRemaining(h http.Header, q *request) {
 		}
 	}
 	if q.remTokens >= 0 {
+		// The limit shown is the one the remaining tokens are of: tpm, or
+		// the daily or monthly quota when that leaves less.
 		h["X-Ratelimit-Remaining-Tokens"] = []string{strconv.FormatInt(q.remTokens, 10)}
-		if q.limits.TPM > 0 {
-			h["X-Ratelimit-Limit-Tokens"] = []string{strconv.FormatInt(q.limits.TPM, 10)}
+		if q.tokenLimit > 0 {
+			h["X-Ratelimit-Limit-Tokens"] = []string{strconv.FormatInt(q.tokenLimit, 10)}
+		} else {
+			delete(h, "X-Ratelimit-Limit-Tokens")
 		}
 	}
 }

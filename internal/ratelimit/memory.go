@@ -168,7 +168,7 @@ func (m *Memory) Admit(ctx context.Context, key string, l Limits, tokens int64) 
 		}
 		d.Reservation = formatReservation(ns, id)
 	}
-	d.RemainingRequests, d.RemainingTokens = st.remaining(l)
+	d.RemainingRequests, d.RemainingTokens, d.TokenLimit = st.remaining(l)
 	return d, nil
 }
 
@@ -270,27 +270,26 @@ func (st *memKey) roll(day, month int64) {
 	}
 }
 
-func (st *memKey) remaining(l Limits) (requests, tokens int64) {
+func (st *memKey) remaining(l Limits) (requests, tokens, of int64) {
 	requests, tokens = -1, -1
 	if l.RPM > 0 {
 		requests = max(l.RPM-int64(len(st.log)), 0)
 	}
-	lower := func(v int64) {
-		v = max(v, 0)
-		if tokens < 0 || v < tokens {
-			tokens = v
+	lower := func(limit, used int64) {
+		if v := max(limit-used, 0); tokens < 0 || v < tokens {
+			tokens, of = v, limit
 		}
 	}
 	if l.TPM > 0 {
-		lower(l.TPM - st.tokens)
+		lower(l.TPM, st.tokens)
 	}
 	if l.DailyTokens > 0 {
-		lower(l.DailyTokens - st.dayUsed)
+		lower(l.DailyTokens, st.dayUsed)
 	}
 	if l.MonthlyTokens > 0 {
-		lower(l.MonthlyTokens - st.monthUsed)
+		lower(l.MonthlyTokens, st.monthUsed)
 	}
-	return requests, tokens
+	return requests, tokens, of
 }
 
 func (st *memKey) empty() bool {

@@ -130,6 +130,10 @@ type Decision struct {
 	// RemainingTokens is the least that TPM, the daily and the monthly quota
 	// leave after this decision; -1 when none of them is set.
 	RemainingTokens int64
+	// TokenLimit is the limit RemainingTokens is what is left of (TPM, the
+	// daily or the monthly quota), so that the two can be shown together;
+	// 0 when none is set.
+	TokenLimit int64
 	// RetryAfter, when refused, is the exact time after which the same
 	// request would be admitted (absent other traffic): when the oldest
 	// admissions leave the window, or when the quota's period ends.

@@ -324,13 +324,20 @@ func testReconcileQuota(t *testing.T, h Harness, e Env) {
 	l := ratelimit.Limits{DailyTokens: 100, MonthlyTokens: 1000}
 	d := mustAllow(t, e, "k", l, 80)
 	wantRemaining(t, d, -1, 20)
+	if d.TokenLimit != 100 {
+		t.Fatalf("TokenLimit %d, want 100: the daily quota leaves the least", d.TokenLimit)
+	}
 	mustRefuse(t, e, "k", l, 30, ratelimit.ReasonDailyQuota)
 	reconcile(t, e, "k", l, d.Reservation, 80, 50)
 	wantRemaining(t, mustAllow(t, e, "k", l, 30), -1, 20)
 	mustRefuse(t, e, "k", l, 21, ratelimit.ReasonDailyQuota)
 	// The monthly quota was reconciled too: 920 left, the daily cap binds.
 	l.DailyTokens = 0
-	wantRemaining(t, mustAllow(t, e, "k", l, 0), -1, 920)
+	d = mustAllow(t, e, "k", l, 0)
+	wantRemaining(t, d, -1, 920)
+	if d.TokenLimit != 1000 {
+		t.Fatalf("TokenLimit %d, want 1000: the monthly quota is what is left of", d.TokenLimit)
+	}
 }
 
 // periodEnds returns the next UTC midnight and first of a month after t.

@@ -42,11 +42,15 @@ func (s *Store) Admit(ctx context.Context, key string, l ratelimit.Limits, token
 }
 
 // parseDecision reads {reason, remaining requests, remaining tokens, retry
-// after (µs), reservation}.
+// after (µs), reservation, token limit}.
 func parseDecision(reply any) (ratelimit.Decision, error) {
 	v, ok := reply.([]any)
-	if !ok || len(v) != 5 {
+	if !ok || len(v) != 6 {
 		return ratelimit.Decision{}, fmt.Errorf("unexpected reply %T of length %d", reply, lenOf(reply))
+	}
+	lt, ok := v[5].(int64)
+	if !ok {
+		return ratelimit.Decision{}, fmt.Errorf("unexpected reply element 5: %T", v[5])
 	}
 	var n [4]int64
 	for i := range n {
@@ -66,6 +70,7 @@ func parseDecision(reply any) (ratelimit.Decision, error) {
 		Reason:            reasons[n[0]],
 		RemainingRequests: n[1],
 		RemainingTokens:   n[2],
+		TokenLimit:        lt,
 	}
 	if d.Allowed {
 		if res == "" {

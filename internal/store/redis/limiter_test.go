@@ -18,19 +18,21 @@ func TestParseDecision(t *testing.T) {
 		want    ratelimit.Decision
 		wantErr bool
 	}{
-		{"allowed", []any{int64(0), int64(4), int64(-1), int64(0), "17-abc"},
+		{"allowed", []any{int64(0), int64(4), int64(-1), int64(0), "17-abc", int64(0)},
 			ratelimit.Decision{Allowed: true, RemainingRequests: 4, RemainingTokens: -1, Reservation: "17-abc"}, false},
-		{"refused", []any{int64(2), int64(-1), int64(5), int64(1500), ""},
-			ratelimit.Decision{Reason: ratelimit.ReasonTPM, RemainingRequests: -1, RemainingTokens: 5, RetryAfter: 1500 * time.Microsecond}, false},
+		{"refused", []any{int64(2), int64(-1), int64(5), int64(1500), "", int64(1000)},
+			ratelimit.Decision{Reason: ratelimit.ReasonTPM, RemainingRequests: -1, RemainingTokens: 5, TokenLimit: 1000, RetryAfter: 1500 * time.Microsecond}, false},
+		{"five elements", []any{int64(0), int64(4), int64(-1), int64(0), "17-abc"}, ratelimit.Decision{}, true},
+		{"string limit", []any{int64(0), int64(4), int64(-1), int64(0), "17-abc", "1000"}, ratelimit.Decision{}, true},
 		{"nil", nil, ratelimit.Decision{}, true},
 		{"string", "OK", ratelimit.Decision{}, true},
 		{"short", []any{int64(0)}, ratelimit.Decision{}, true},
-		{"string number", []any{"0", int64(1), int64(1), int64(0), "r"}, ratelimit.Decision{}, true},
-		{"nil element", []any{int64(0), nil, int64(1), int64(0), "r"}, ratelimit.Decision{}, true},
-		{"number reservation", []any{int64(0), int64(1), int64(1), int64(0), int64(7)}, ratelimit.Decision{}, true},
-		{"unknown reason", []any{int64(9), int64(1), int64(1), int64(0), ""}, ratelimit.Decision{}, true},
-		{"negative reason", []any{int64(-1), int64(1), int64(1), int64(0), ""}, ratelimit.Decision{}, true},
-		{"allowed without reservation", []any{int64(0), int64(1), int64(1), int64(0), ""}, ratelimit.Decision{}, true},
+		{"string number", []any{"0", int64(1), int64(1), int64(0), "r", int64(0)}, ratelimit.Decision{}, true},
+		{"nil element", []any{int64(0), nil, int64(1), int64(0), "r", int64(0)}, ratelimit.Decision{}, true},
+		{"number reservation", []any{int64(0), int64(1), int64(1), int64(0), int64(7), int64(0)}, ratelimit.Decision{}, true},
+		{"unknown reason", []any{int64(9), int64(1), int64(1), int64(0), "", int64(0)}, ratelimit.Decision{}, true},
+		{"negative reason", []any{int64(-1), int64(1), int64(1), int64(0), "", int64(0)}, ratelimit.Decision{}, true},
+		{"allowed without reservation", []any{int64(0), int64(1), int64(1), int64(0), "", int64(0)}, ratelimit.Decision{}, true},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

@@ -60,6 +60,8 @@ end
 //
 // ARGV: rpm, tpm, window (µs), daily, monthly, tokens, nonce.
 // Returns {reason, remaining requests, remaining tokens, retry after (µs),
+// reservation, the token limit the remaining tokens are of}; the first
+// five as before:
 // reservation}; reason 0 = allowed, 1 rpm, 2 tpm, 3 daily, 4 monthly.
 const admitLua = luaCommon + `
 local rpm = tonumber(ARGV[1])
@@ -153,16 +155,17 @@ elseif sumChanged and redis.call('EXISTS', KEYS[2]) == 1 then
   redis.call('HSET', KEYS[2], 'w', string.format('%.0f', sum))
 end
 
-local rr, rt = -1, -1
+local rr, rt, lt = -1, -1, 0
 if rpm > 0 then rr = math.max(rpm - count, 0) end
-local function lower(v)
+local function lower(limit, used)
+  local v = limit - used
   if v < 0 then v = 0 end
-  if rt < 0 or v < rt then rt = v end
+  if rt < 0 or v < rt then rt = v; lt = limit end
 end
-if tpm > 0 then lower(tpm - sum) end
-if daily > 0 then lower(daily - dused) end
-if monthly > 0 then lower(monthly - mused) end
-return {reason, rr, rt, after, res}
+if tpm > 0 then lower(tpm, sum) end
+if daily > 0 then lower(daily, dused) end
+if monthly > 0 then lower(monthly, mused) end
+return {reason, rr, rt, after, res, lt}
 `
 
 // reconcileLua replaces a reservation's tokens in the log and its quota periods.
