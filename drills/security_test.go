@@ -512,8 +512,9 @@ func TestSecurityConcurrentStreamsPerKeyBounded(t *testing.T) {
 	s2, _ := open(2)
 
 	r := c.do(chatStream, 3)
-	if r.status != http.StatusTooManyRequests || r.errCode != "too_many_streams" || !r.jsonErr {
-		t.Errorf("third stream: status %d, code %q, JSON %v; want 429 too_many_streams in the JSON error shape", r.status, r.errCode, r.jsonErr)
+	if r.status != http.StatusTooManyRequests || r.errCode != "too_many_streams" || !r.jsonErr || r.retryAfter == "" {
+		t.Errorf("third stream: status %d, code %q, JSON %v, retry-after %q; want 429 too_many_streams in the JSON error shape, with a Retry-After as every key limit's 429",
+			r.status, r.errCode, r.jsonErr, r.retryAfter)
 	}
 	if r.latency > 500*time.Millisecond {
 		t.Errorf("third stream refused after %v, want at once", r.latency)
