@@ -2,6 +2,7 @@ package app_test
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -9,6 +10,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -196,6 +198,13 @@ func TestStreamBrokenMidwayEndsWithErrorEvent(t *testing.T) {
 			if n := rec.Count("b"); n != 0 {
 				t.Errorf("backend b called %d times: no failover after the first byte", n)
 			}
+			// The client's status was the upstream's 200, but the access
+			// line says the answer broke after it went out.
+			waitLog(t, gw.Log, 1)
+			line := gw.Log.accessLines(t)[0]
+			if line["backends"] != "a:200+cut" || line["level"] != "WARN" {
+				t.Errorf("access line: backends %v at %v, want a:200+cut at WARN", line["backends"], line["level"])
+			}
 		})
 	}
 }
@@ -318,5 +327,36 @@ func TestStreamClientDisconnectCancelsUpstream(t *testing.T) {
 	waitFor(t, gone, 5*time.Second, "the upstream stream to be cancelled")
 	if n := rec.Count("a"); n != 1 {
 		t.Errorf("upstream calls: got %d, want 1", n)
+	}
+}
+
+// A non-streamed answer larger than the read-ahead that breaks after its
+// head went out: the client's response is aborted (never a complete-looking
+// body), and the access line says the answer was cut.
+func TestLargeBodyBrokenAfterCommitIsLoggedAsCut(t *testing.T) {
+	t.Parallel()
+	rec := newRecorder()
+	a := rec.upstream(t, "a", func(w http.ResponseWriter, _ *http.Request, _ call) {
+		w.Header().Set("Content-Type", "application/json")
+		w.Header().Set("Content-Length", strconv.Itoa(2<<20))
+		w.WriteHeader(http.StatusOK)
+		_, _ = w.Write(bytes.Repeat([]byte(" "), 1<<20))
+		w.(http.Flusher).Flush()
+		panic(http.ErrAbortHandler)
+	})
+	gw := startGateway(t, []backend{be("a", a.URL)}, fastRetry)
+	resp, err := http.DefaultClient.Do(gw.request(t, http.MethodPost, chatPath, []byte(chatBody)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	n, err := io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK || err == nil {
+		t.Fatalf("got %d and %d bytes with no error, want the 200 aborted", resp.StatusCode, n)
+	}
+	waitLog(t, gw.Log, 1)
+	line := gw.Log.accessLines(t)[0]
+	if line["backends"] != "a:200+cut" || line["level"] != "WARN" {
+		t.Errorf("access line: backends %v at %v, want a:200+cut at WARN", line["backends"], line["level"])
 	}
 }

@@ -161,6 +161,10 @@ var errBudget = errors.New("retry budget exhausted")
 // errDeadline marks a stream cut because the request's time limit ran out.
 var errDeadline = errors.New("the request's time limit ran out")
 
+// errStreamIdle marks a stream cut because its upstream stalled longer
+// than timeouts.stream_idle.
+var errStreamIdle = errors.New("the upstream stream stalled longer than timeouts.stream_idle")
+
 // errStreamErrorEvent marks a committed stream that the upstream ended with
 // an error event.
 var errStreamErrorEvent = errors.New("the upstream ended the stream with an error event")
@@ -565,6 +569,7 @@ func (h *Handler) relayBody(x *attemptRun) (*failure, bool) {
 		if idle.deadlinePassed() {
 			x.outcome, x.label = upstream.Abandoned, OutcomeDeadline
 		}
+		q.cutAfterCommit()
 		h.log.Warn("upstream body broke", slog.String("request_id", q.id), slog.String("backend", b.Name), slog.Any("err", rerr))
 		panic(http.ErrAbortHandler)
 	}
@@ -769,11 +774,15 @@ func (h *Handler) streamBroke(ctx context.Context, a *attemptRun, fl stream.Writ
 		msg = "The upstream stream from backend " + b.Name + " stalled longer than the idle timeout."
 		code = "upstream_stream_timeout"
 	}
+	if code == "upstream_stream_timeout" {
+		cerr = errStreamIdle // (the read's own error is the cancellation that ended it)
+	}
 	ev := stream.ErrorEvent(tail, msg, code)
 	m, _ := fl.Write(ev)
 	q.bytesOut += int64(m)
 	fl.Flush()
 	q.err = cerr
+	q.cutAfterCommit()
 	if down {
 		h.log.Info("stream cut: the shutdown grace period ended", slog.String("request_id", q.id), slog.String("backend", b.Name))
 		return

@@ -123,6 +123,7 @@ type request struct {
 	bytesOut   int64
 	stream     bool
 	err        error
+	cut        bool // the answer broke after its head went out (the trail says +cut)
 	// set once the request is parsed
 	style     provider.Style
 	suffix    string      // the operation: path after /openai/deployments/{id}, /v1 or /openai/v1; for AzureOther the whole path
@@ -465,7 +466,7 @@ func (h *Handler) logAccess(r *http.Request, q *request) {
 		return
 	}
 	level := slog.LevelInfo
-	if q.status >= 500 || q.status == statusClientClosed {
+	if q.status >= 500 || q.status == statusClientClosed || q.cut {
 		level = slog.LevelWarn
 	}
 	if !h.log.Enabled(ctx, level) {
@@ -562,6 +563,16 @@ func sleep(ctx context.Context, d time.Duration) bool {
 		return true
 	case <-ctx.Done():
 		return false
+	}
+}
+
+// cutAfterCommit records that the answer broke after its head went out:
+// the status the client got is the upstream's 200, but the access line
+// says what happened (its trail's last attempt +cut, at WARN).
+func (q *request) cutAfterCommit() {
+	if !q.cut {
+		q.cut = true
+		q.trail = append(q.trail, "+cut"...)
 	}
 }
 
