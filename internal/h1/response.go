@@ -232,6 +232,14 @@ func (w *response) commit(final bool) {
 	if w.c.srv.shutdown.Load() {
 		w.closeAfter = true
 	}
+	if !w.closeAfter && !w.c.body.eof {
+		// A request body the handler left unread is read and dropped now,
+		// up to maxDiscard, as net/http does: when more is left (or the
+		// client still waits for a 100 Continue) the connection closes
+		// after this answer, and the head says so, so that a client's
+		// pool does not send its next request on it.
+		w.closeAfter = !w.c.drainBody()
+	}
 	switch {
 	case !allowed:
 	case w.contentLength >= 0:

@@ -651,6 +651,7 @@ func (c *srvConn) drainBody() bool {
 	_ = c.rdl.Set(time.Time{})
 	if err == io.EOF && n <= maxDiscard {
 		c.linger = false
+		b.eof = true
 		return true
 	}
 	return false

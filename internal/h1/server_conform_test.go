@@ -850,8 +850,27 @@ func TestServerUnreadRequestBody(t *testing.T) {
 				}
 			}
 		}()
-		if resp, body := srvRead(t, br, "POST"); resp.StatusCode != 200 || body != `read ""` {
+		resp, body := srvRead(t, br, "POST")
+		if resp.StatusCode != 200 || body != `read ""` {
 			t.Fatalf("%d %q", resp.StatusCode, body)
+		}
+		// More than the server reads and drops is left: the connection
+		// closes after the answer, and the answer says so (as net/http's),
+		// so that a client's pool does not reuse it.
+		if !resp.Close {
+			t.Errorf("answer to a request with 4 MiB left unread: no Connection: close (header %v)", resp.Header)
+		}
+	})
+	t.Run("small-unread-keeps-the-connection", func(t *testing.T) {
+		c, br := srvDial(t, addr)
+		srvWrite(t, c, "POST /?read=0 HTTP/1.1\r\nHost: x\r\nContent-Length: 10000\r\n\r\n"+strings.Repeat("z", 10000))
+		resp, _ := srvRead(t, br, "POST")
+		if resp.Close {
+			t.Errorf("10 kB left unread: Connection: close, want the body dropped and the connection kept")
+		}
+		srvWrite(t, c, "GET /?read=0 HTTP/1.1\r\nHost: x\r\n\r\n")
+		if resp, body := srvRead(t, br, "GET"); resp.StatusCode != 200 || body != `read ""` {
+			t.Fatalf("next request: %d %q", resp.StatusCode, body)
 		}
 	})
 }
