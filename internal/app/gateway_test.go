@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"compress/gzip"
+	"compress/zlib"
 	"context"
 	"crypto/rand"
 	"crypto/sha256"
@@ -1190,5 +1191,64 @@ func TestBackendCredentialRefusedIsNotTheClients401(t *testing.T) {
 	}
 	if e := decodeError(t, body); e.Error.Code != "backend_auth_failed" || !strings.Contains(e.Error.Message, "Backend a") {
 		t.Errorf("error: got %+v, want backend_auth_failed naming backend a", e.Error)
+	}
+}
+
+// A request body sent with Content-Encoding gzip or deflate is decoded: the
+// gateway reads the model from it (an OpenAI-style path needs one) and the
+// upstream gets it plain. Other encodings, bad data and a body that decodes
+// past max_body_bytes are refused in the JSON error shape.
+func TestCompressedRequestBodiesAreDecoded(t *testing.T) {
+	t.Parallel()
+	rec := newRecorder()
+	up := rec.upstream(t, "a", ok())
+	gw := startGateway(t, []backend{be("a", up.URL)}, fastRetry+"max_body_bytes: 4096\n")
+	plain := []byte(`{"model":"gpt-4o","messages":[{"role":"user","content":"Hi"}],"max_tokens":16}`)
+	var gz, zl bytes.Buffer
+	zw := gzip.NewWriter(&gz)
+	zw.Write(plain)
+	zw.Close()
+	dw := zlib.NewWriter(&zl)
+	dw.Write(plain)
+	dw.Close()
+	var bomb bytes.Buffer
+	bw := gzip.NewWriter(&bomb)
+	bw.Write(bytes.Repeat([]byte(" "), 1<<20))
+	bw.Close()
+	for _, tc := range []struct {
+		name, encoding string
+		body           []byte
+		status         int
+		code           string
+	}{
+		{"gzip", "gzip", gz.Bytes(), http.StatusOK, ""},
+		{"deflate", "deflate", zl.Bytes(), http.StatusOK, ""},
+		{"identity", "identity", plain, http.StatusOK, ""},
+		{"brotli", "br", gz.Bytes(), http.StatusUnsupportedMediaType, "unsupported_content_encoding"},
+		{"not gzip", "gzip", plain, http.StatusBadRequest, "invalid_body"},
+		{"bomb", "gzip", bomb.Bytes(), http.StatusRequestEntityTooLarge, "request_too_large"},
+	} {
+		before := len(rec.Calls())
+		req := gw.request(t, http.MethodPost, "/v1/chat/completions", tc.body)
+		req.Header.Set("Content-Encoding", tc.encoding)
+		resp, body := do(t, req)
+		if resp.StatusCode != tc.status {
+			t.Errorf("%s: %d %s, want %d", tc.name, resp.StatusCode, body, tc.status)
+			continue
+		}
+		if tc.status != http.StatusOK {
+			if e := decodeError(t, body); e.Error.Code != tc.code {
+				t.Errorf("%s: code %q, want %q", tc.name, e.Error.Code, tc.code)
+			}
+			continue
+		}
+		calls := rec.Calls()
+		if len(calls) != before+1 {
+			t.Fatalf("%s: %d upstream calls, want 1", tc.name, len(calls)-before)
+		}
+		c := calls[len(calls)-1]
+		if !bytes.Equal(c.Body, plain) || c.Header.Get("Content-Encoding") != "" {
+			t.Errorf("%s: upstream got %q with Content-Encoding %q, want the plain body", tc.name, c.Body, c.Header.Get("Content-Encoding"))
+		}
 	}
 }

@@ -5,6 +5,8 @@ package proxy
 
 import (
 	"bytes"
+	"compress/gzip"
+	"compress/zlib"
 	"context"
 	"errors"
 	"io"
@@ -262,6 +264,16 @@ func (h *Handler) prepare(w http.ResponseWriter, r *http.Request, cfg *Config, q
 		return nil, nil, nil
 	}
 	q.bytesIn = int64(len(body))
+	if ce := r.Header.Get("Content-Encoding"); ce != "" && len(body) > 0 {
+		var status int
+		var code string
+		if body, status, code, msg = decodeBody(ce, body, cfg.MaxBody); status != 0 {
+			writeError(w, q, status, typeInvalidRequest, code, msg)
+			return nil, nil, nil
+		}
+		// The upstream gets the body as the gateway read it.
+		delete(r.Header, "Content-Encoding")
+	}
 	q.fields.MaxTokens = -1
 	ct := r.Header.Get("Content-Type")
 	if len(body) > 0 && isJSON(ct, body) {
@@ -446,6 +458,45 @@ func readBody(r *http.Request, max int64) ([]byte, int, string) {
 		return nil, http.StatusRequestEntityTooLarge, tooLarge
 	}
 	return buf.Bytes(), 0, ""
+}
+
+// decodeBody decodes a request body sent with a Content-Encoding (gzip or
+// deflate; identity is no encoding), so that the gateway reads its model
+// and limits from it and the upstream gets it plain. The decoded body is
+// bounded by max like any other. A non-zero status reports the failure.
+func decodeBody(encoding string, body []byte, max int64) (plain []byte, status int, code, msg string) {
+	var zr io.ReadCloser
+	var err error
+	name := strings.ToLower(strings.TrimSpace(encoding))
+	switch name {
+	case "identity":
+		return body, 0, "", ""
+	case "gzip", "x-gzip":
+		zr, err = gzip.NewReader(bytes.NewReader(body))
+	case "deflate":
+		zr, err = zlib.NewReader(bytes.NewReader(body))
+	default:
+		if len(encoding) > 40 {
+			encoding = encoding[:40] + "…"
+		}
+		return nil, http.StatusUnsupportedMediaType, "unsupported_content_encoding",
+			"The gateway reads request bodies plain or sent with Content-Encoding gzip or deflate, not " + strconv.QuoteToASCII(encoding) + "."
+	}
+	invalid := "The request body is not valid " + name + " data, as its Content-Encoding says."
+	if err != nil {
+		return nil, http.StatusBadRequest, "invalid_body", invalid
+	}
+	defer zr.Close()
+	var buf bytes.Buffer
+	n, err := buf.ReadFrom(io.LimitReader(zr, max+1))
+	switch {
+	case n > max:
+		return nil, http.StatusRequestEntityTooLarge, "request_too_large",
+			"The request body, decoded, is larger than the gateway's limit of " + strconv.FormatInt(max, 10) + " bytes."
+	case err != nil:
+		return nil, http.StatusBadRequest, "invalid_body", invalid
+	}
+	return buf.Bytes(), 0, "", ""
 }
 
 func (h *Handler) logAccess(r *http.Request, q *request) {
