@@ -239,10 +239,18 @@ func TestRoutingCircuitBreakerOpensProbesAndRamps(t *testing.T) {
 		t.Fatal("the recovered backend never got its probe")
 	}
 	// Every change of state is counted: open, half-open (the two probes),
-	// open again, closed.
-	_, metrics := get(t, g.Srv.URL+"/metrics")
-	for _, want := range []string{`llmgate_circuit_transitions_total{backend="bad",to="open"} 2`,
-		`llmgate_circuit_transitions_total{backend="bad",to="half_open"} 2`, `llmgate_circuit_transitions_total{backend="bad",to="closed"} 1`} {
+	// open again, closed. The probe's success closes the circuit once its
+	// answer is relayed, a moment after the client has it.
+	wants := []string{`llmgate_circuit_transitions_total{backend="bad",to="open"} 2`,
+		`llmgate_circuit_transitions_total{backend="bad",to="half_open"} 2`, `llmgate_circuit_transitions_total{backend="bad",to="closed"} 1`}
+	var metrics string
+	for deadline := time.Now().Add(2 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+		_, metrics = get(t, g.Srv.URL+"/metrics")
+		if !slices.ContainsFunc(wants, func(w string) bool { return !strings.Contains(metrics, w) }) || time.Now().After(deadline) {
+			break
+		}
+	}
+	for _, want := range wants {
 		if !strings.Contains(metrics, want) {
 			t.Errorf("metrics: want %s:\n%s", want, grepLines(metrics, "llmgate_circuit_transitions_total"))
 		}
