@@ -375,3 +375,52 @@ func closeOnce(c chan struct{}) {
 		close(c)
 	}
 }
+
+// TestTwoInstancesShareOneKeyMaxStreams: with the Redis store a key's
+// max_streams bounds its streams on all replicas together; a stream that
+// ends gives its slot back to any replica.
+func TestTwoInstancesShareOneKeyMaxStreams(t *testing.T) {
+	rs := redistest.Start(t)
+	up := simServer(t, sim.Options{TokenInterval: 10 * time.Millisecond})
+	store := fmt.Sprintf("{type: redis, url: %q}", rs.URL())
+	keys := "  - {name: team, key: team-secret, max_streams: 1}"
+	g1 := serveGateway(t, keysYAML(store, up.URL, keys))
+	g2 := serveGateway(t, keysYAML(store, up.URL, keys))
+	const stream = `{"messages":[{"role":"user","content":"hi [[tokens:60]]"}],"max_tokens":60,"stream":true}`
+	open := func(base string) *http.Response {
+		t.Helper()
+		req, _ := http.NewRequest("POST", base+"/openai/deployments/gpt-4o/chat/completions?api-version=2024-10-21", strings.NewReader(stream))
+		req.Header.Set("api-key", "team-secret")
+		req.Header.Set("Content-Type", "application/json")
+		res, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return res
+	}
+	first := open(g1.URL)
+	if first.StatusCode != http.StatusOK {
+		t.Fatalf("first stream: %d", first.StatusCode)
+	}
+	second := open(g2.URL)
+	b, _ := io.ReadAll(second.Body)
+	second.Body.Close()
+	if second.StatusCode != http.StatusTooManyRequests || !strings.Contains(string(b), "too_many_streams") {
+		t.Errorf("a second stream on the other replica: %d %s, want 429 too_many_streams", second.StatusCode, b)
+	}
+	_, _ = io.Copy(io.Discard, first.Body) // the first stream runs to its end
+	first.Body.Close()
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		res := open(g2.URL)
+		_, _ = io.Copy(io.Discard, res.Body)
+		res.Body.Close()
+		if res.StatusCode == http.StatusOK {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("after the first stream ended, the other replica still refuses: %d", res.StatusCode)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}

@@ -168,17 +168,11 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	if q.stream {
 		if max := cfg.MaxStreams[key.ID]; max > 0 {
-			n := h.streams.add(key.ID, 1)
-			defer h.streams.add(key.ID, -1)
-			if n > max {
-				// When a stream ends cannot be known: look again in a
-				// second, if at all (the SDKs do not retry it).
-				w.Header().Set("X-Should-Retry", "false")
-				setRetryAfter(w.Header(), time.Second)
-				writeError(w, q, http.StatusTooManyRequests, typeRateLimit, "too_many_streams",
-					"This key already has "+strconv.FormatInt(max, 10)+" streams open, its limit.")
+			release, ok := h.streamSlot(w, r, cfg, key, q, max)
+			if !ok {
 				return
 			}
+			defer release()
 		}
 	}
 	if !h.admit(w, r, cfg, key, q) {

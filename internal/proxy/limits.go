@@ -5,6 +5,7 @@ import (
 	"errors"
 	"net/http"
 	"strconv"
+	"sync"
 	"time"
 
 	"github.com/llmgate/llmgate/internal/auth"
@@ -208,4 +209,107 @@ func (h *Handler) storeProbe() bool {
 	}
 	now := h.now()
 	return now.UnixNano() >= at && h.storeRetryAt.CompareAndSwap(at, now.Add(storeRetryEvery).UnixNano())
+}
+
+// streamLease is how long a stream's slot in a shared store outlives its
+// instance: the instance renews it every third of it while the stream
+// runs, so an instance that stops frees its slots within this time.
+const streamLease = 30 * time.Second
+
+// streamSlot takes one of the key's max_streams slots: in the shared store
+// when it counts streams (all replicas together), else in this instance.
+// It answers the client itself and returns false when the key has its
+// max open, or when the store cannot be asked and store.on_failure is
+// closed. release gives the slot back.
+func (h *Handler) streamSlot(w http.ResponseWriter, r *http.Request, cfg *Config, key *auth.Key, q *request, max int64) (release func(), ok bool) {
+	if ss, shared := h.store.(ratelimit.StreamSlots); shared {
+		err := errStoreDown
+		var id string
+		if h.storeProbe() {
+			ctx, cancel := context.WithTimeout(r.Context(), cfg.StoreTimeout)
+			id, ok, err = ss.OpenStream(ctx, string(key.ID), max, streamLease)
+			cancel()
+		}
+		switch {
+		case err == nil:
+			h.storeOK()
+			if !ok {
+				tooManyStreams(w, q, max)
+				return nil, false
+			}
+			return h.holdSlot(ss, cfg, string(key.ID), id), true
+		case err != errStoreDown:
+			h.storeFailed(err)
+		}
+		if !cfg.StoreFailOpen {
+			setRetryAfter(w.Header(), time.Second)
+			writeError(w, q, http.StatusServiceUnavailable, typeServer, "limits_unavailable",
+				"The gateway cannot check this key's limits right now. Please retry shortly.")
+			return nil, false
+		}
+		// Fail open: this instance counts the key's streams alone.
+	}
+	if h.streams.add(key.ID, 1) > max {
+		h.streams.add(key.ID, -1)
+		tooManyStreams(w, q, max)
+		return nil, false
+	}
+	return func() { h.streams.add(key.ID, -1) }, true
+}
+
+// holdSlot renews a shared stream slot's lease while the stream runs and
+// returns what gives it back.
+func (h *Handler) holdSlot(ss ratelimit.StreamSlots, cfg *Config, key, id string) func() {
+	s := &heldSlot{ss: ss, key: key, id: id, timeout: cfg.StoreTimeout}
+	s.mu.Lock()
+	s.t = time.AfterFunc(streamLease/3, s.renew)
+	s.mu.Unlock()
+	return s.release
+}
+
+// heldSlot is a shared stream slot in use.
+type heldSlot struct {
+	ss      ratelimit.StreamSlots
+	key, id string
+	timeout time.Duration
+	mu      sync.Mutex
+	t       *time.Timer
+	done    bool
+}
+
+func (s *heldSlot) renew() {
+	s.mu.Lock()
+	done := s.done
+	s.mu.Unlock()
+	if done {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), s.timeout)
+	_ = s.ss.RenewStream(ctx, s.key, s.id, streamLease) // a miss is made up by the next renewal, or the slot frees itself
+	cancel()
+	s.mu.Lock()
+	if !s.done {
+		s.t.Reset(streamLease / 3)
+	}
+	s.mu.Unlock()
+}
+
+func (s *heldSlot) release() {
+	s.mu.Lock()
+	s.done = true
+	s.t.Stop()
+	s.mu.Unlock()
+	ctx, cancel := context.WithTimeout(context.Background(), s.timeout)
+	_ = s.ss.CloseStream(ctx, s.key, s.id) // not given back: the lease runs out
+	cancel()
+}
+
+// tooManyStreams answers a stream over its key's max_streams. When a
+// stream ends cannot be known: look again in a second, if at all (the SDKs
+// do not retry it).
+func tooManyStreams(w http.ResponseWriter, q *request, max int64) {
+	w.Header().Set("X-Should-Retry", "false")
+	setRetryAfter(w.Header(), time.Second)
+	writeError(w, q, http.StatusTooManyRequests, typeRateLimit, "too_many_streams",
+		"This key already has "+strconv.FormatInt(max, 10)+" streams open, its limit.")
 }

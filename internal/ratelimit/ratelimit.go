@@ -188,6 +188,21 @@ type Throttles interface {
 }
 
 // Store is all shared state of the gateway.
+// StreamSlots counts a key's concurrent streams across the instances that
+// share a store (a store may offer it; the Redis store does). Each open
+// stream holds a lease its instance renews while the stream runs, so the
+// slots of an instance that stops without giving them back free
+// themselves when their leases run out.
+type StreamSlots interface {
+	// OpenStream takes one of key's max slots for lease; ok is false when
+	// max are taken. id names the slot for RenewStream and CloseStream.
+	OpenStream(ctx context.Context, key string, max int64, lease time.Duration) (id string, ok bool, err error)
+	// RenewStream extends the slot's lease (nothing when it is gone).
+	RenewStream(ctx context.Context, key, id string, lease time.Duration) error
+	// CloseStream gives the slot back.
+	CloseStream(ctx context.Context, key, id string) error
+}
+
 type Store interface {
 	Limiter
 	UsageStore

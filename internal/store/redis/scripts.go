@@ -60,8 +60,7 @@ end
 //
 // ARGV: rpm, tpm, window (µs), daily, monthly, tokens, nonce.
 // Returns {reason, remaining requests, remaining tokens, retry after (µs),
-// reservation, the token limit the remaining tokens are of}; the first
-// five as before:
+// reservation, the token limit the remaining tokens are of}:
 // reservation}; reason 0 = allowed, 1 rpm, 2 tpm, 3 daily, 4 monthly.
 const admitLua = luaCommon + `
 local rpm = tonumber(ARGV[1])
@@ -166,6 +165,34 @@ if tpm > 0 then lower(tpm, sum) end
 if daily > 0 then lower(daily, dused) end
 if monthly > 0 then lower(monthly, mused) end
 return {reason, rr, rt, after, res, lt}
+`
+
+// openStreamLua takes one of a key's concurrent stream slots, or refuses.
+// KEYS[1] is the key's ZSET of leases (member → expiry, server ms).
+//
+// ARGV: max, lease (ms), member. Expired leases (an instance that stopped
+// without giving its slots back) are dropped first; the ZSET lives as long
+// as its longest lease. Returns 1 (taken) or 0.
+const openStreamLua = luaCommon + `
+local sec, now = clock()
+local nowMs = math.floor(now / 1000)
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', nowMs)
+if redis.call('ZCARD', KEYS[1]) >= tonumber(ARGV[1]) then return 0 end
+redis.call('ZADD', KEYS[1], nowMs + tonumber(ARGV[2]), ARGV[3])
+if redis.call('PTTL', KEYS[1]) < tonumber(ARGV[2]) then redis.call('PEXPIRE', KEYS[1], tonumber(ARGV[2])) end
+return 1
+`
+
+// renewStreamLua extends a slot's lease, if it is still held.
+//
+// ARGV: lease (ms), member. Returns 1 (renewed) or 0 (gone).
+const renewStreamLua = luaCommon + `
+local sec, now = clock()
+local nowMs = math.floor(now / 1000)
+if not redis.call('ZSCORE', KEYS[1], ARGV[2]) then return 0 end
+redis.call('ZADD', KEYS[1], 'XX', nowMs + tonumber(ARGV[1]), ARGV[2])
+if redis.call('PTTL', KEYS[1]) < tonumber(ARGV[1]) then redis.call('PEXPIRE', KEYS[1], tonumber(ARGV[1])) end
+return 1
 `
 
 // reconcileLua replaces a reservation's tokens in the log and its quota periods.

@@ -10,6 +10,9 @@
 //	<prefix>rl:{<key>}:st       HASH  w (tokens in the log), d/dt (day, tokens),
 //	                                  m/mt (month, tokens); expires with the
 //	                                  window or at the end of the period
+//	<prefix>rl:{<key>}:streams  ZSET  open streams (max_streams): member = a slot's
+//	                                  nonce, score = its lease's end (server ms);
+//	                                  PEXPIRE = the lease
 //	<prefix>usage:{YYYYMMDDHH}  HASH  an hour's usage: "<key>\x1f<model>\x1f<backend>\x1f<metric>"
 //	                                  → count, metric prompt|completion|requests;
 //	                                  expires UsageRetention (400 days) after the hour
