@@ -664,6 +664,7 @@ type reqBody struct {
 	w      *response
 	expect bool // Expect: 100-continue, not yet answered
 	eof    bool
+	read   int64 // bytes the handler read
 }
 
 func (b *reqBody) Read(p []byte) (int, error) {
@@ -680,6 +681,7 @@ func (b *reqBody) Read(p []byte) (int, error) {
 		}
 	}
 	n, err := b.rc.Read(p)
+	b.read += int64(n)
 	switch {
 	case err == io.EOF:
 		b.eof = true

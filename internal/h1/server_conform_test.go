@@ -861,6 +861,30 @@ func TestServerUnreadRequestBody(t *testing.T) {
 			t.Errorf("answer to a request with 4 MiB left unread: no Connection: close (header %v)", resp.Header)
 		}
 	})
+	t.Run("large-unsent-is-not-waited-for", func(t *testing.T) {
+		// The head says 3 MB come; none have: the answer goes at once.
+		c, br := srvDial(t, addr)
+		start := time.Now()
+		srvWrite(t, c, "POST /?read=0 HTTP/1.1\r\nHost: x\r\nContent-Length: 3000000\r\n\r\n")
+		resp, _ := srvRead(t, br, "POST")
+		if took := time.Since(start); !resp.Close || took > 2*time.Second {
+			t.Errorf("answer after %v, Connection: close %v; want it at once, closing", took, resp.Close)
+		}
+	})
+	t.Run("large-read-whole-keeps-the-connection", func(t *testing.T) {
+		// Read to its length (without the read that sees EOF, as
+		// io.ReadFull does): nothing is left, the connection stays.
+		c, br := srvDial(t, addr)
+		srvWrite(t, c, "POST /?read=1000000 HTTP/1.1\r\nHost: x\r\nContent-Length: 1000000\r\n\r\n"+strings.Repeat("z", 1000000))
+		resp, _ := srvRead(t, br, "POST")
+		if resp.Close {
+			t.Errorf("a body read to its length: Connection: close, want the connection kept")
+		}
+		srvWrite(t, c, "GET /?read=0 HTTP/1.1\r\nHost: x\r\n\r\n")
+		if resp, body := srvRead(t, br, "GET"); resp.StatusCode != 200 || body != `read ""` {
+			t.Fatalf("next request: %d %q", resp.StatusCode, body)
+		}
+	})
 	t.Run("small-unread-keeps-the-connection", func(t *testing.T) {
 		c, br := srvDial(t, addr)
 		srvWrite(t, c, "POST /?read=0 HTTP/1.1\r\nHost: x\r\nContent-Length: 10000\r\n\r\n"+strings.Repeat("z", 10000))
