@@ -995,6 +995,9 @@ func TestABackendThatAnswersBadlyIsNotCalledUnreachable(t *testing.T) {
 		if resp.StatusCode != http.StatusBadGateway || e.Error.Code != "upstream_bad_response" || !strings.Contains(e.Error.Message, tc.want) {
 			t.Errorf("%s: %d %q %q, want 502 upstream_bad_response saying %q", tc.name, resp.StatusCode, e.Error.Code, e.Error.Message, tc.want)
 		}
+		if trail := resp.Header.Get("X-Llmgate-Trail"); strings.Contains(trail, "conn_error") {
+			t.Errorf("%s: trail %q calls a backend that answered a connection error", tc.name, trail)
+		}
 	}
 }
 

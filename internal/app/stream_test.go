@@ -234,8 +234,8 @@ func TestStreamEndedByUpstreamErrorEventGetsNoSecond(t *testing.T) {
 	}
 	gw.Srv.Drain(t)
 	lines := gw.Log.accessLines(t)
-	if len(lines) != 1 || lines[0]["err"] == nil || lines[0]["attempts"] != float64(1) {
-		t.Errorf("access log: %v, want the request logged with its error", lines)
+	if len(lines) != 1 || lines[0]["err"] == nil || lines[0]["attempts"] != float64(1) || lines[0]["level"] != "WARN" {
+		t.Errorf("access log: %v, want the request logged with its error, at WARN", lines)
 	}
 }
 
@@ -358,5 +358,32 @@ func TestLargeBodyBrokenAfterCommitIsLoggedAsCut(t *testing.T) {
 	line := gw.Log.accessLines(t)[0]
 	if line["backends"] != "a:200+cut" || line["level"] != "WARN" {
 		t.Errorf("access line: backends %v at %v, want a:200+cut at WARN", line["backends"], line["level"])
+	}
+}
+
+// A non-streamed body that stalls past timeouts.stream_idle is cut and
+// failed over; the log says it stalled, not that something was cancelled.
+func TestStalledBodyIsLoggedAsStalled(t *testing.T) {
+	t.Parallel()
+	rec := newRecorder()
+	a := rec.upstream(t, "a", func(w http.ResponseWriter, r *http.Request, _ call) {
+		w.Header().Set("Content-Type", "application/json")
+		w.Header().Set("Content-Length", "100")
+		w.WriteHeader(http.StatusOK)
+		_, _ = io.WriteString(w, `{"id":`)
+		w.(http.Flusher).Flush()
+		select {
+		case <-r.Context().Done():
+		case <-time.After(5 * time.Second):
+		}
+	})
+	gw := startGateway(t, []backend{be("a", a.URL)}, "retry:\n  count: 1\n  interval: 1ms\ntimeouts:\n  stream_idle: 150ms\n")
+	resp, body := gw.chat(t)
+	if e := decodeError(t, body); resp.StatusCode != http.StatusBadGateway || e.Error.Code != "upstream_body_broken" {
+		t.Fatalf("got %d %s, want 502 upstream_body_broken", resp.StatusCode, body)
+	}
+	waitLog(t, gw.Log, 1)
+	if errText, _ := gw.Log.accessLines(t)[0]["err"].(string); !strings.Contains(errText, "stream_idle") {
+		t.Errorf("logged err %q, want it to name timeouts.stream_idle", errText)
 	}
 }

@@ -326,7 +326,7 @@ func outcomeLabel(o string) string {
 	switch o {
 	case proxy.OutcomeOK, proxy.OutcomeClientError, proxy.OutcomeThrottled, proxy.OutcomeServerError,
 		proxy.OutcomeAuth, proxy.OutcomeTimeout, proxy.OutcomeConnection, proxy.OutcomeErrorEvent,
-		proxy.OutcomeStreamCut, proxy.OutcomeRedirect, proxy.OutcomeCanceled, proxy.OutcomeDeadline:
+		proxy.OutcomeStreamCut, proxy.OutcomeRedirect, proxy.OutcomeBadResponse, proxy.OutcomeCanceled, proxy.OutcomeDeadline:
 		return o
 	}
 	return Other

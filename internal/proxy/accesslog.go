@@ -20,7 +20,7 @@ func (h *Handler) writeAccessLine(w io.Writer, r *http.Request, q *request, now 
 	bp := linePool.Get().(*[]byte)
 	b := (*bp)[:0]
 	level := "INFO"
-	if q.status >= 500 || q.status == statusClientClosed || q.cut {
+	if warnWorthy(q) {
 		level = "WARN"
 	}
 	b = append(b, `{"time":"`...)

@@ -24,14 +24,15 @@ const (
 	OutcomeClientError = "client_error" // 4xx other than 401/403/429: the caller's fault
 	OutcomeThrottled   = "429"
 	OutcomeServerError = "5xx"
-	OutcomeAuth        = "auth"        // 401/403 from the backend
-	OutcomeTimeout     = "timeout"     // no headers in time, or a stalled body
-	OutcomeConnection  = "connection"  // dial, reset, refused
-	OutcomeErrorEvent  = "error_event" // 200 whose first event is an error
-	OutcomeStreamCut   = "stream_cut"  // broke after the first byte
-	OutcomeRedirect    = "redirect"    // refused
-	OutcomeCanceled    = "canceled"    // the client went away
-	OutcomeDeadline    = "deadline"    // the request's own time ran out (timeouts.total, x-stainless-timeout): not the backend's fault
+	OutcomeAuth        = "auth"         // 401/403 from the backend
+	OutcomeTimeout     = "timeout"      // no headers in time, or a stalled body
+	OutcomeConnection  = "connection"   // dial, reset, refused
+	OutcomeErrorEvent  = "error_event"  // 200 whose first event is an error
+	OutcomeStreamCut   = "stream_cut"   // broke after the first byte
+	OutcomeRedirect    = "redirect"     // refused
+	OutcomeBadResponse = "bad_response" // an answer that is not valid HTTP (or whose head is too large)
+	OutcomeCanceled    = "canceled"     // the client went away
+	OutcomeDeadline    = "deadline"     // the request's own time ran out (timeouts.total, x-stainless-timeout): not the backend's fault
 )
 
 // AttemptInfo describes one upstream attempt. Valid only during the call.

@@ -161,9 +161,9 @@ var errBudget = errors.New("retry budget exhausted")
 // errDeadline marks a stream cut because the request's time limit ran out.
 var errDeadline = errors.New("the request's time limit ran out")
 
-// errStreamIdle marks a stream cut because its upstream stalled longer
-// than timeouts.stream_idle.
-var errStreamIdle = errors.New("the upstream stream stalled longer than timeouts.stream_idle")
+// errStreamIdle marks an answer (a stream or a body) cut because its
+// upstream stalled longer than timeouts.stream_idle.
+var errStreamIdle = errors.New("the upstream stalled longer than timeouts.stream_idle")
 
 // errStreamErrorEvent marks a committed stream that the upstream ended with
 // an error event.
@@ -439,6 +439,8 @@ func sendFailed(b *Backend, q *request, err error, idle *guard) (*failure, strin
 		reason, label = "timeout", OutcomeTimeout
 	case isTimeout(err):
 		reason, label = "timeout", OutcomeTimeout
+	case errors.Is(err, h1.ErrBadResponse):
+		reason, label = "bad_response", OutcomeBadResponse // reached, but its answer is unusable
 	}
 	q.trail = appendTrail(q.trail, b.Name, reason, 0)
 	return &failure{err: err, class: retry.Transient}, label
@@ -494,6 +496,9 @@ func (h *Handler) relayBody(x *attemptRun) (*failure, bool) {
 		default:
 			if rerr == io.EOF {
 				rerr = io.ErrUnexpectedEOF
+			}
+			if idle.fired() {
+				rerr = errStreamIdle // (the read's own error is the cancellation that ended it)
 			}
 			x.cut = true
 			q.trail = appendTrail(q.trail, b.Name, "200+cut", 0)
@@ -568,6 +573,9 @@ func (h *Handler) relayBody(x *attemptRun) (*failure, bool) {
 		x.cut = r.Context().Err() == nil && !idle.deadlinePassed()
 		if idle.deadlinePassed() {
 			x.outcome, x.label = upstream.Abandoned, OutcomeDeadline
+		}
+		if idle.fired() && !idle.deadlinePassed() {
+			rerr, q.err = errStreamIdle, errStreamIdle
 		}
 		q.cutAfterCommit()
 		h.log.Warn("upstream body broke", slog.String("request_id", q.id), slog.String("backend", b.Name), slog.Any("err", rerr))

@@ -511,7 +511,7 @@ func (h *Handler) logAccess(r *http.Request, q *request) {
 		return
 	}
 	level := slog.LevelInfo
-	if q.status >= 500 || q.status == statusClientClosed || q.cut {
+	if warnWorthy(q) {
 		level = slog.LevelWarn
 	}
 	if !h.log.Enabled(ctx, level) {
@@ -609,6 +609,13 @@ func sleep(ctx context.Context, d time.Duration) bool {
 	case <-ctx.Done():
 		return false
 	}
+}
+
+// warnWorthy reports whether a request's access line is a warning: a
+// failure the gateway answered (5xx), a client that left, or a 200 whose
+// answer failed after all (cut, or ended by the upstream's error event).
+func warnWorthy(q *request) bool {
+	return q.status >= 500 || q.status == statusClientClosed || q.cut || (q.status < 300 && q.err != nil)
 }
 
 // cutAfterCommit records that the answer broke after its head went out:

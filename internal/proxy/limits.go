@@ -277,21 +277,19 @@ type heldSlot struct {
 	done    bool
 }
 
+// renew extends the lease (taking the slot again if it ran out while the
+// store was unreachable). The lock keeps a renewal from landing after the
+// release.
 func (s *heldSlot) renew() {
 	s.mu.Lock()
-	done := s.done
-	s.mu.Unlock()
-	if done {
+	defer s.mu.Unlock()
+	if s.done {
 		return
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), s.timeout)
 	_ = s.ss.RenewStream(ctx, s.key, s.id, streamLease) // a miss is made up by the next renewal, or the slot frees itself
 	cancel()
-	s.mu.Lock()
-	if !s.done {
-		s.t.Reset(streamLease / 3)
-	}
-	s.mu.Unlock()
+	s.t.Reset(streamLease / 3)
 }
 
 func (s *heldSlot) release() {

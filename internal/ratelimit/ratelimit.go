@@ -197,7 +197,8 @@ type StreamSlots interface {
 	// OpenStream takes one of key's max slots for lease; ok is false when
 	// max are taken. id names the slot for RenewStream and CloseStream.
 	OpenStream(ctx context.Context, key string, max int64, lease time.Duration) (id string, ok bool, err error)
-	// RenewStream extends the slot's lease (nothing when it is gone).
+	// RenewStream extends the slot's lease, taking the slot again if the
+	// lease ran out meanwhile (its stream still runs).
 	RenewStream(ctx context.Context, key, id string, lease time.Duration) error
 	// CloseStream gives the slot back.
 	CloseStream(ctx context.Context, key, id string) error

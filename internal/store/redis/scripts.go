@@ -183,14 +183,15 @@ if redis.call('PTTL', KEYS[1]) < tonumber(ARGV[2]) then redis.call('PEXPIRE', KE
 return 1
 `
 
-// renewStreamLua extends a slot's lease, if it is still held.
+// renewStreamLua extends a slot's lease; a slot whose lease ran out (Redis
+// was unreachable longer than the lease, or lost its data) is taken again,
+// since its stream still runs.
 //
-// ARGV: lease (ms), member. Returns 1 (renewed) or 0 (gone).
+// ARGV: lease (ms), member. Returns 1.
 const renewStreamLua = luaCommon + `
 local sec, now = clock()
 local nowMs = math.floor(now / 1000)
-if not redis.call('ZSCORE', KEYS[1], ARGV[2]) then return 0 end
-redis.call('ZADD', KEYS[1], 'XX', nowMs + tonumber(ARGV[1]), ARGV[2])
+redis.call('ZADD', KEYS[1], nowMs + tonumber(ARGV[1]), ARGV[2])
 if redis.call('PTTL', KEYS[1]) < tonumber(ARGV[1]) then redis.call('PEXPIRE', KEYS[1], tonumber(ARGV[1])) end
 return 1
 `

@@ -53,6 +53,16 @@ func TestStreamSlots(t *testing.T) {
 	if _, ok := open(b, time.Minute); ok {
 		t.Fatal("a renewed slot was taken over")
 	}
+	// A lease that ran out (Redis unreachable longer than it) is taken
+	// again by the renewal of its running stream.
+	id2, _, _ := a.OpenStream(ctx, "solo", 1, 100*time.Millisecond)
+	time.Sleep(200 * time.Millisecond)
+	if err := a.RenewStream(ctx, "solo", id2, time.Minute); err != nil {
+		t.Fatal(err)
+	}
+	if _, ok, _ := b.OpenStream(ctx, "solo", 1, time.Minute); ok {
+		t.Error("a renewed stream's slot, whose lease had run out, was given to another")
+	}
 	if _, _, err := a.OpenStream(ctx, "team", 0, time.Minute); err == nil {
 		t.Error("OpenStream with max 0: no error")
 	}
