@@ -1,7 +1,6 @@
 package app_test
 
 import (
-	"bufio"
 	"bytes"
 	"compress/gzip"
 	"compress/zlib"
@@ -13,7 +12,6 @@ import (
 	"io"
 	"mime"
 	"mime/multipart"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"net/textproto"
@@ -1001,30 +999,20 @@ func TestABackendThatAnswersBadlyIsNotCalledUnreachable(t *testing.T) {
 	}
 }
 
-// rawTCP is an upstream that reads a request and answers with answer as it
-// is, then closes.
+// rawTCP is an upstream that answers every request with answer as it is,
+// on the bare connection, then closes.
 func rawTCP(t *testing.T, answer string) string {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { ln.Close() })
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			go func() {
-				defer c.Close()
-				if _, err := http.ReadRequest(bufio.NewReader(c)); err == nil {
-					_, _ = io.WriteString(c, answer)
-				}
-			}()
+	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		c, _, err := http.NewResponseController(w).Hijack()
+		if err != nil {
+			panic(err)
 		}
-	}()
-	return "http://" + ln.Addr().String()
+		defer c.Close()
+		_, _ = io.WriteString(c, answer)
+	}))
+	t.Cleanup(up.Close)
+	return up.URL
 }
 
 func TestConnectionRefusedGives502(t *testing.T) {

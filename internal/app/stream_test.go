@@ -200,11 +200,7 @@ func TestStreamBrokenMidwayEndsWithErrorEvent(t *testing.T) {
 			}
 			// The client's status was the upstream's 200, but the access
 			// line says the answer broke after it went out.
-			waitLog(t, gw.Log, 1)
-			line := gw.Log.accessLines(t)[0]
-			if line["backends"] != "a:200+cut" || line["level"] != "WARN" {
-				t.Errorf("access line: backends %v at %v, want a:200+cut at WARN", line["backends"], line["level"])
-			}
+			expectLoggedCut(t, gw)
 		})
 	}
 }
@@ -354,11 +350,7 @@ func TestLargeBodyBrokenAfterCommitIsLoggedAsCut(t *testing.T) {
 	if resp.StatusCode != http.StatusOK || err == nil {
 		t.Fatalf("got %d and %d bytes with no error, want the 200 aborted", resp.StatusCode, n)
 	}
-	waitLog(t, gw.Log, 1)
-	line := gw.Log.accessLines(t)[0]
-	if line["backends"] != "a:200+cut" || line["level"] != "WARN" {
-		t.Errorf("access line: backends %v at %v, want a:200+cut at WARN", line["backends"], line["level"])
-	}
+	expectLoggedCut(t, gw)
 }
 
 // A non-streamed body that stalls past timeouts.stream_idle is cut and
@@ -385,5 +377,16 @@ func TestStalledBodyIsLoggedAsStalled(t *testing.T) {
 	waitLog(t, gw.Log, 1)
 	if errText, _ := gw.Log.accessLines(t)[0]["err"].(string); !strings.Contains(errText, "stream_idle") {
 		t.Errorf("logged err %q, want it to name timeouts.stream_idle", errText)
+	}
+}
+
+// expectLoggedCut checks the request's access line says its answer from
+// backend a broke after its head went out: a:200+cut, at WARN.
+func expectLoggedCut(t *testing.T, gw *gateway) {
+	t.Helper()
+	waitLog(t, gw.Log, 1)
+	line := gw.Log.accessLines(t)[0]
+	if line["backends"] != "a:200+cut" || line["level"] != "WARN" {
+		t.Errorf("access line: backends %v at %v, want a:200+cut at WARN", line["backends"], line["level"])
 	}
 }

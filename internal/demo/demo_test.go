@@ -1,13 +1,11 @@
 package demo
 
 import (
-	"bytes"
 	"context"
 	"io"
 	"net/http"
 	"regexp"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -15,6 +13,7 @@ import (
 	"github.com/openai/openai-go/v3/azure"
 	"github.com/openai/openai-go/v3/option"
 
+	"github.com/llmgate/llmgate/internal/logtest"
 	"github.com/llmgate/llmgate/internal/sim"
 )
 
@@ -79,7 +78,7 @@ func TestDemoAnswersAndFailsOver(t *testing.T) {
 // demo prints carry each simulator's key, and work as printed.
 func TestDemoPrintsWorkingSimulatorCommands(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
-	out := &syncBuf{}
+	out := &logtest.Buffer{}
 	done := make(chan error, 1)
 	go func() { done <- Run(ctx, []string{"-listen", "127.0.0.1:0"}, out, io.Discard) }()
 	defer func() {
@@ -109,22 +108,4 @@ func TestDemoPrintsWorkingSimulatorCommands(t *testing.T) {
 			t.Errorf("%s %s as printed: %d %s", c[1], c[2], res.StatusCode, body)
 		}
 	}
-}
-
-// syncBuf is a bytes.Buffer safe for a writer and a reader at once.
-type syncBuf struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuf) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuf) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }

@@ -232,19 +232,12 @@ func (w *response) commit(final bool) {
 	if w.c.srv.shutdown.Load() {
 		w.closeAfter = true
 	}
-	if b := &w.c.body; !w.closeAfter && !b.eof {
-		// A request body the handler left unread is read and dropped now,
-		// up to maxDiscard, as net/http does: when more is left (or the
-		// client still waits for a 100 Continue) the connection closes
-		// after this answer, and the head says so, so that a client's
-		// pool does not send its next request on it. A length that says
-		// more is left is not waited for: the answer goes at once.
-		if cl := w.req.ContentLength; cl >= 0 && cl-b.read > maxDiscard {
-			w.closeAfter = true
-			w.c.linger = true
-		} else {
-			w.closeAfter = !w.c.drainBody()
-		}
+	if !w.closeAfter && !w.c.body.eof {
+		// A request body the handler left unread is dropped now (see
+		// drainBody): when it cannot be, the connection closes after this
+		// answer, and the head says so, so that a client's pool does not
+		// send its next request on it.
+		w.closeAfter = !w.c.drainBody()
 	}
 	switch {
 	case !allowed:

@@ -636,7 +636,10 @@ func (c *srvConn) putReader() {
 }
 
 // drainBody reads and drops what the handler left of the request body, up
-// to maxDiscard, and reports whether the connection can be reused.
+// to maxDiscard, as net/http does, and reports whether the connection can
+// be reused: not when more is left, when the declared length says so
+// (then nothing is read: an answer is not held for a body it drops), or
+// when the client still waits for a 100 Continue.
 func (c *srvConn) drainBody() bool {
 	b := &c.body
 	if b.eof {
@@ -645,6 +648,9 @@ func (c *srvConn) drainBody() bool {
 	c.linger = true
 	if b.expect {
 		return false // the client waits for a 100 Continue that never came
+	}
+	if cl := b.w.req.ContentLength; cl >= 0 && cl-b.read > maxDiscard {
+		return false // more is declared than is worth waiting for: not read at all
 	}
 	_ = c.rdl.Set(time.Now().Add(c.srv.readHeaderTimeout()))
 	n, err := io.CopyN(io.Discard, b.rc, maxDiscard+1)

@@ -497,9 +497,7 @@ func (h *Handler) relayBody(x *attemptRun) (*failure, bool) {
 			if rerr == io.EOF {
 				rerr = io.ErrUnexpectedEOF
 			}
-			if idle.fired() {
-				rerr = errStreamIdle // (the read's own error is the cancellation that ended it)
-			}
+			rerr = idle.cause(rerr)
 			x.cut = true
 			q.trail = appendTrail(q.trail, b.Name, "200+cut", 0)
 			return &failure{err: fmt.Errorf("%w: %w", errBodyCut, rerr), class: retry.Transient}, false
@@ -574,9 +572,8 @@ func (h *Handler) relayBody(x *attemptRun) (*failure, bool) {
 		if idle.deadlinePassed() {
 			x.outcome, x.label = upstream.Abandoned, OutcomeDeadline
 		}
-		if idle.fired() && !idle.deadlinePassed() {
-			rerr, q.err = errStreamIdle, errStreamIdle
-		}
+		rerr = idle.cause(rerr)
+		q.err = rerr
 		q.cutAfterCommit()
 		h.log.Warn("upstream body broke", slog.String("request_id", q.id), slog.String("backend", b.Name), slog.Any("err", rerr))
 		panic(http.ErrAbortHandler)
@@ -773,7 +770,7 @@ func (h *Handler) streamBroke(ctx context.Context, a *attemptRun, fl stream.Writ
 	case idle.deadlinePassed():
 		msg = "The request's time limit (timeouts.total) ran out before the stream was complete."
 		code = "request_timeout"
-		cerr = errDeadline
+		cerr = idle.cause(cerr)
 	case down:
 		msg = "The gateway is shutting down and cut the stream before it was complete."
 		code = "gateway_shutdown"
@@ -781,9 +778,7 @@ func (h *Handler) streamBroke(ctx context.Context, a *attemptRun, fl stream.Writ
 	case idle.fired():
 		msg = "The upstream stream from backend " + b.Name + " stalled longer than the idle timeout."
 		code = "upstream_stream_timeout"
-	}
-	if code == "upstream_stream_timeout" {
-		cerr = errStreamIdle // (the read's own error is the cancellation that ended it)
+		cerr = idle.cause(cerr)
 	}
 	ev := stream.ErrorEvent(tail, msg, code)
 	m, _ := fl.Write(ev)

@@ -112,6 +112,19 @@ func (g *guard) stop() {
 // fired reports that the guard cancelled the attempt.
 func (g *guard) fired() bool { return g != nil && g.hasFired.Load() }
 
+// cause is why a read the guard interrupted failed: the request's time
+// ran out, or the upstream stalled; else err as it is (the read's own
+// error is then only the cancellation the guard caused).
+func (g *guard) cause(err error) error {
+	switch {
+	case g.deadlinePassed():
+		return errDeadline
+	case g.fired():
+		return errStreamIdle
+	}
+	return err
+}
+
 // guardedReader extends the guard after every read.
 type guardedReader struct {
 	r io.Reader

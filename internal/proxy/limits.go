@@ -20,21 +20,14 @@ func (h *Handler) admit(w http.ResponseWriter, r *http.Request, cfg *Config, key
 		return true
 	}
 	var d ratelimit.Decision
-	err := errStoreDown
-	if h.storeProbe() {
-		ctx, cancel := context.WithTimeout(r.Context(), cfg.StoreTimeout)
+	err := h.askStore(r, cfg, func(ctx context.Context) (err error) {
 		d, err = h.store.Admit(ctx, string(key.ID), lim, q.estimate)
-		cancel()
-	}
+		return err
+	})
 	q.limiter = h.store
 	if err != nil {
-		if err != errStoreDown {
-			h.storeFailed(err)
-		}
 		if !cfg.StoreFailOpen {
-			setRetryAfter(w.Header(), time.Second) // the store is checked again every second
-			writeError(w, q, http.StatusServiceUnavailable, typeServer, "limits_unavailable",
-				"The gateway cannot check this key's limits right now. Please retry shortly.")
+			limitsUnavailable(w, q)
 			return false
 		}
 		// Fail open on local limits: this instance enforces them alone.
@@ -42,8 +35,6 @@ func (h *Handler) admit(w http.ResponseWriter, r *http.Request, cfg *Config, key
 		if d, err = h.local.Admit(r.Context(), string(key.ID), lim, q.estimate); err != nil {
 			return true
 		}
-	} else {
-		h.storeOK()
 	}
 	q.remRequests, q.remTokens, q.tokenLimit, q.limited, q.limits = d.RemainingRequests, d.RemainingTokens, d.TokenLimit, true, lim
 	if !d.Allowed {
@@ -192,6 +183,32 @@ func (h *Handler) storeOK() {
 	}
 }
 
+// askStore makes call to the shared store, bounded by store.timeout, and
+// records how it went; errStoreDown when the store is known to be down and
+// it is not this request's turn to try it again (storeProbe).
+func (h *Handler) askStore(r *http.Request, cfg *Config, call func(ctx context.Context) error) error {
+	if !h.storeProbe() {
+		return errStoreDown
+	}
+	ctx, cancel := context.WithTimeout(r.Context(), cfg.StoreTimeout)
+	err := call(ctx)
+	cancel()
+	if err != nil {
+		h.storeFailed(err)
+	} else {
+		h.storeOK()
+	}
+	return err
+}
+
+// limitsUnavailable answers a request that needs the store's decision
+// while it cannot be had and store.on_failure is closed.
+func limitsUnavailable(w http.ResponseWriter, q *request) {
+	setRetryAfter(w.Header(), time.Second) // the store is checked again every second
+	writeError(w, q, http.StatusServiceUnavailable, typeServer, "limits_unavailable",
+		"The gateway cannot check this key's limits right now. Please retry shortly.")
+}
+
 // storeRetryEvery is how often, while the state store is unreachable, one
 // request tries it again; the others go straight to store.on_failure rather
 // than each wait store.timeout for a store known to be down.
@@ -223,28 +240,19 @@ const streamLease = 30 * time.Second
 // closed. release gives the slot back.
 func (h *Handler) streamSlot(w http.ResponseWriter, r *http.Request, cfg *Config, key *auth.Key, q *request, max int64) (release func(), ok bool) {
 	if ss, shared := h.store.(ratelimit.StreamSlots); shared {
-		err := errStoreDown
 		var id string
-		if h.storeProbe() {
-			ctx, cancel := context.WithTimeout(r.Context(), cfg.StoreTimeout)
+		err := h.askStore(r, cfg, func(ctx context.Context) (err error) {
 			id, ok, err = ss.OpenStream(ctx, string(key.ID), max, streamLease)
-			cancel()
-		}
+			return err
+		})
 		switch {
+		case err == nil && !ok:
+			tooManyStreams(w, q, max)
+			return nil, false
 		case err == nil:
-			h.storeOK()
-			if !ok {
-				tooManyStreams(w, q, max)
-				return nil, false
-			}
 			return h.holdSlot(ss, cfg, string(key.ID), id), true
-		case err != errStoreDown:
-			h.storeFailed(err)
-		}
-		if !cfg.StoreFailOpen {
-			setRetryAfter(w.Header(), time.Second)
-			writeError(w, q, http.StatusServiceUnavailable, typeServer, "limits_unavailable",
-				"The gateway cannot check this key's limits right now. Please retry shortly.")
+		case !cfg.StoreFailOpen:
+			limitsUnavailable(w, q)
 			return nil, false
 		}
 		// Fail open: this instance counts the key's streams alone.

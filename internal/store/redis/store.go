@@ -78,9 +78,11 @@ type Store struct {
 	timeout time.Duration
 	log     *slog.Logger // Options.Logger
 
-	admit     *goredis.Script
-	reconcile *goredis.Script
-	throttle  *goredis.Script
+	admit       *goredis.Script
+	reconcile   *goredis.Script
+	throttle    *goredis.Script
+	openStream  *goredis.Script
+	renewStream *goredis.Script
 }
 
 var _ ratelimit.Store = (*Store)(nil)
@@ -106,13 +108,15 @@ func New(ctx context.Context, o Options) (*Store, error) {
 	}
 	useLogger(o.Logger) // before the client exists: it may log at once
 	s := &Store{
-		client:    tgt.client(),
-		prefix:    o.Prefix,
-		timeout:   o.Timeout,
-		log:       o.Logger,
-		admit:     goredis.NewScript(admitLua),
-		reconcile: goredis.NewScript(reconcileLua),
-		throttle:  goredis.NewScript(throttleLua),
+		client:      tgt.client(),
+		prefix:      o.Prefix,
+		timeout:     o.Timeout,
+		log:         o.Logger,
+		admit:       goredis.NewScript(admitLua),
+		reconcile:   goredis.NewScript(reconcileLua),
+		throttle:    goredis.NewScript(throttleLua),
+		openStream:  goredis.NewScript(openStreamLua),
+		renewStream: goredis.NewScript(renewStreamLua),
 	}
 	if o.Lazy {
 		return s, nil
@@ -145,9 +149,13 @@ func (s *Store) Close() error {
 
 // limitKeys returns the log and state keys of a client key.
 func (s *Store) limitKeys(key string) []string {
-	base := s.prefix + "rl:{" + hashTag(key) + "}:"
+	base := s.keyBase(key)
 	return []string{base + "log", base + "st"}
 }
+
+// keyBase starts the Redis keys of a client key: its limits and its
+// streams share the key's hash tag.
+func (s *Store) keyBase(key string) string { return s.prefix + "rl:{" + hashTag(key) + "}:" }
 
 // tagEscaper keeps braces out of hash tags, injectively: a '}' in a key
 // would end the tag early, and an empty tag ("{}") would split the key's

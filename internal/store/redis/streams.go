@@ -5,23 +5,13 @@ import (
 	"fmt"
 	"time"
 
-	goredis "github.com/redis/go-redis/v9"
-
 	"github.com/llmgate/llmgate/internal/ratelimit"
 )
 
 var _ ratelimit.StreamSlots = (*Store)(nil)
 
-var (
-	openStreamScript  = goredis.NewScript(openStreamLua)
-	renewStreamScript = goredis.NewScript(renewStreamLua)
-)
-
-// streamsKey is the ZSET of a client key's stream leases; it shares the
-// key's hash tag with its limits.
-func (s *Store) streamsKey(key string) []string {
-	return []string{s.prefix + "rl:{" + hashTag(key) + "}:streams"}
-}
+// streamsKey is the ZSET of a client key's stream leases.
+func (s *Store) streamsKey(key string) string { return s.keyBase(key) + "streams" }
 
 // OpenStream implements ratelimit.StreamSlots: one script run takes a
 // slot when fewer than max leases are live.
@@ -32,7 +22,7 @@ func (s *Store) OpenStream(ctx context.Context, key string, max int64, lease tim
 	id := nonce()
 	ctx, cancel := context.WithTimeout(ctx, s.timeout)
 	defer cancel()
-	n, err := openStreamScript.Run(ctx, s.client, s.streamsKey(key), max, lease.Milliseconds(), id).Int64()
+	n, err := s.openStream.Run(ctx, s.client, []string{s.streamsKey(key)}, max, lease.Milliseconds(), id).Int64()
 	if err != nil {
 		return "", false, fmt.Errorf("redis open stream: %w", err)
 	}
@@ -46,7 +36,7 @@ func (s *Store) OpenStream(ctx context.Context, key string, max int64, lease tim
 func (s *Store) RenewStream(ctx context.Context, key, id string, lease time.Duration) error {
 	ctx, cancel := context.WithTimeout(ctx, s.timeout)
 	defer cancel()
-	if err := renewStreamScript.Run(ctx, s.client, s.streamsKey(key), lease.Milliseconds(), id).Err(); err != nil {
+	if err := s.renewStream.Run(ctx, s.client, []string{s.streamsKey(key)}, lease.Milliseconds(), id).Err(); err != nil {
 		return fmt.Errorf("redis renew stream: %w", err)
 	}
 	return nil
@@ -56,7 +46,7 @@ func (s *Store) RenewStream(ctx context.Context, key, id string, lease time.Dura
 func (s *Store) CloseStream(ctx context.Context, key, id string) error {
 	ctx, cancel := context.WithTimeout(ctx, s.timeout)
 	defer cancel()
-	if err := s.client.ZRem(ctx, s.streamsKey(key)[0], id).Err(); err != nil {
+	if err := s.client.ZRem(ctx, s.streamsKey(key), id).Err(); err != nil {
 		return fmt.Errorf("redis close stream: %w", err)
 	}
 	return nil
