@@ -805,6 +805,7 @@ type Check func(*Config) []Problem
 // Parse is Load on bytes, with lookup resolving ${NAME} references.
 func Parse(name string, data []byte, lookup func(string) (string, bool), checks ...Check) (*Config, error) {
 	var root yaml.Node
+	data, placeholder := shieldEnvRefs(data)
 	dec := yaml.NewDecoder(bytes.NewReader(data))
 	if err := dec.Decode(&root); err != nil {
 		if errors.Is(err, io.EOF) {
@@ -812,6 +813,7 @@ func Parse(name string, data []byte, lookup func(string) (string, bool), checks 
 		}
 		return nil, &Error{File: name, Problems: []Problem{{Message: err.Error()}}}
 	}
+	unshield(&root, placeholder)
 	d := decoder{lookup: lookup, lines: map[string]int{}}
 	c := &Config{}
 	doc := &root

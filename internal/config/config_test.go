@@ -179,6 +179,47 @@ backends:
 	}
 }
 
+// ${NAME} works unquoted where YAML's flow style would end a plain value at
+// "{" or "}", as the issues write it (admin: {key: ${LLMGATE_ADMIN_KEY}});
+// a value from the environment is still never read as YAML, an unset one is
+// still named with its place, and text that looks like the placeholder
+// stays what it is.
+func TestEnvReferencesInFlowStyle(t *testing.T) {
+	t.Parallel()
+	body := `keys: [{name: a, key: ${K}}, {name: b, key: x${K}y}]
+backends: [{name: be, url: "http://h", api_key: ${AK}, weight: ${W}}]
+admin: {key: ${LLMGATE_ADMIN_KEY}}
+tracing: {service_name: llmgateenvref~K~}
+`
+	vars := map[string]string{"K": "k1", "AK": "{a: [b, c]}", "W": "3", "LLMGATE_ADMIN_KEY": "adm"}
+	c, err := Parse("x.yaml", []byte(body), env(vars))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := c.Keys[0].Key.Reveal(); got != "k1" {
+		t.Errorf("keys[0].key = %q, want k1", got)
+	}
+	if got := c.Keys[1].Key.Reveal(); got != "xk1y" {
+		t.Errorf("keys[1].key = %q, want xk1y", got)
+	}
+	if got := c.Backends[0].APIKey.Reveal(); got != "{a: [b, c]}" {
+		t.Errorf("backends[0].api_key = %q, want the environment's value as it is", got)
+	}
+	if c.Backends[0].EffectiveWeight() != 3 || c.Admin.Key.Reveal() != "adm" {
+		t.Errorf("weight %d, admin key %q", c.Backends[0].EffectiveWeight(), c.Admin.Key.Reveal())
+	}
+	if got := c.Tracing.ServiceName; got != "llmgateenvref~K~" {
+		t.Errorf("tracing.service_name = %q, want the file's text unchanged", got)
+	}
+
+	delete(vars, "LLMGATE_ADMIN_KEY")
+	_, err = Parse("x.yaml", []byte(body), env(vars))
+	var ce *Error
+	if !errors.As(err, &ce) || len(ce.Problems) != 1 || ce.Problems[0].String() != "admin.key: environment variable LLMGATE_ADMIN_KEY is not set (line 3)" {
+		t.Errorf("got %v, want admin.key's unset variable named on line 3", err)
+	}
+}
+
 // A fraction where a whole number goes is refused, never truncated
 // (weight 0.75 would be 0, rpm 0.5 no limit at all); and a value from the
 // environment that does not fit is not quoted back (it may be a secret

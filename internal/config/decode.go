@@ -1,6 +1,7 @@
 package config
 
 import (
+	"bytes"
 	"fmt"
 	"math"
 	"os"
@@ -277,3 +278,36 @@ func isSecret(v reflect.Value) bool {
 }
 
 func osLookup(name string) (string, bool) { return os.LookupEnv(name) }
+
+// shieldEnvRefs rewrites every ${NAME} in a file's text as a placeholder
+// that YAML reads as part of a plain scalar anywhere, flow mappings
+// included: there "{", "}" and "," end a plain value, so the issue's own
+// `admin: {key: ${LLMGATE_ADMIN_KEY}}` would not parse. The references are
+// still expanded after parsing (unshield puts them back first), so a value
+// from the environment is never read as YAML. The placeholder's stem does
+// not occur in the text, so nothing the file says is taken for one.
+func shieldEnvRefs(data []byte) ([]byte, *regexp.Regexp) {
+	if !bytes.Contains(data, []byte("${")) {
+		return data, nil
+	}
+	stem := "llmgateenvref"
+	for i := 0; bytes.Contains(data, []byte(stem)); i++ {
+		stem = "llmgateenvref" + strconv.Itoa(i)
+	}
+	shielded := envRef.ReplaceAll(data, []byte(stem+"~${1}~"))
+	return shielded, regexp.MustCompile(stem + `~([A-Za-z_][A-Za-z0-9_]*)~`)
+}
+
+// unshield puts back the ${NAME} references shieldEnvRefs replaced, in
+// every scalar of the tree.
+func unshield(n *yaml.Node, placeholder *regexp.Regexp) {
+	if placeholder == nil || n == nil {
+		return
+	}
+	if n.Kind == yaml.ScalarNode {
+		n.Value = placeholder.ReplaceAllString(n.Value, "$${${1}}")
+	}
+	for _, c := range n.Content {
+		unshield(c, placeholder)
+	}
+}
