@@ -19,8 +19,10 @@ import (
 )
 
 const (
-	// syncEvery is how often the store's health is checked and backend
-	// cool-downs are exchanged with the other replicas.
+	// syncEvery is how often the store's health is checked and the backend
+	// cool-downs and open circuits of the other replicas are read (they also
+	// come at once over the store's channel; this catches what a
+	// disconnection lost).
 	syncEvery = time.Second
 	// usageFlushEvery is how often usage is written to the store: the longest a
 	// request's usage takes to show on another replica's /admin/usage.
@@ -30,7 +32,8 @@ const (
 )
 
 // shared owns the gateway's link to its state store: the usage batcher, the
-// exchange of backend cool-downs between replicas, and the store's health.
+// exchange of backend cool-downs and open circuits between replicas, and
+// the store's health.
 // Its loop runs from Serve and stops with it.
 type shared struct {
 	store    ratelimit.Store
@@ -41,16 +44,14 @@ type shared struct {
 	log      *slog.Logger
 	timeout  time.Duration
 
-	out chan throttleNote // cool-downs to publish
+	out chan ratelimit.BackendNote // cool-downs and circuit openings to publish
+	// transition reports a circuit another replica opened here (logs it,
+	// counts it). Set before run.
+	transition func(upstream.Transition)
 	// down is when the store was found unreachable (Unix ns); 0 while it
 	// answers. Set by any failed call, cleared by the next good ping.
 	down    atomic.Int64
 	closeMu sync.Once
-}
-
-type throttleNote struct {
-	backend string
-	until   time.Time
 }
 
 // Check returns what is wrong with cfg that only the parts it configures
@@ -72,7 +73,7 @@ func Check(cfg *config.Config) []config.Problem {
 // Redis is unreachable; it connects when it can.
 func newShared(cfg config.Store, reg *upstream.Registry, log *slog.Logger) (*shared, error) {
 	s := &shared{kind: cfg.Type, failOpen: cfg.OnFailure != "closed", registry: reg, log: log, timeout: cfg.Timeout.D(),
-		out: make(chan throttleNote, 1024)}
+		out: make(chan ratelimit.BackendNote, 1024)}
 	switch cfg.Type {
 	case "redis":
 		st, err := redisstore.New(context.Background(), redisstore.Options{URL: cfg.URL.Reveal(), Timeout: cfg.Timeout.D(), Lazy: true, Logger: log})
@@ -89,12 +90,37 @@ func newShared(cfg config.Store, reg *upstream.Registry, log *slog.Logger) (*sha
 
 // onThrottle queues a backend's cool-down for the other replicas; it never blocks.
 func (s *shared) onThrottle(backend string, until time.Time) {
+	s.publish(ratelimit.BackendNote{Backend: backend, Until: until})
+}
+
+// onCircuitOpen queues the opening of a backend's circuit for the other
+// replicas; it never blocks.
+func (s *shared) onCircuitOpen(backend string, until time.Time) {
+	s.publish(ratelimit.BackendNote{Backend: backend, Until: until, CircuitOpen: true})
+}
+
+func (s *shared) publish(n ratelimit.BackendNote) {
 	if s.kind != "redis" {
 		return
 	}
 	select {
-	case s.out <- throttleNote{backend, until}:
-	default: // full: the next 429 will tell them
+	case s.out <- n:
+	default: // full: the next 429 or failure will tell them
+	}
+}
+
+// apply brings another replica's note to this one's backend state.
+func (s *shared) apply(n ratelimit.BackendNote) {
+	st := s.registry.Lookup(n.Backend)
+	if st == nil {
+		return
+	}
+	if !n.CircuitOpen {
+		st.Throttle(n.Until)
+		return
+	}
+	if tr, changed := st.OpenCircuit(time.Now(), n.Until); changed && s.transition != nil {
+		s.transition(tr)
 	}
 }
 
@@ -105,6 +131,11 @@ func (s *shared) run(ctx context.Context) {
 	wg.Go(func() {
 		s.usage.Run(ctx, usageFlushEvery, usageFlushTimeout, func(err error) { s.failed("usage flush", err) })
 	})
+	if w, ok := s.store.(ratelimit.BackendWatcher); ok && s.kind == "redis" {
+		if err := w.Watch(ctx, s.apply); err != nil {
+			s.failed("subscribe", err)
+		}
+	}
 	s.poll(ctx)
 	t := time.NewTicker(syncEvery)
 	defer t.Stop()
@@ -115,7 +146,11 @@ func (s *shared) run(ctx context.Context) {
 			return
 		case n := <-s.out:
 			c, cancel := context.WithTimeout(ctx, s.timeout)
-			if err := s.store.SetThrottle(c, n.backend, n.until); err != nil {
+			if n.CircuitOpen {
+				if err := s.store.SetCircuitOpen(c, n.Backend, n.Until); err != nil {
+					s.failed("publish circuit", err)
+				}
+			} else if err := s.store.SetThrottle(c, n.Backend, n.Until); err != nil {
 				s.failed("publish throttle", err)
 			}
 			cancel()
@@ -125,7 +160,8 @@ func (s *shared) run(ctx context.Context) {
 	}
 }
 
-// poll checks the store's health and applies other replicas' cool-downs.
+// poll checks the store's health and applies other replicas' cool-downs
+// and open circuits.
 func (s *shared) poll(ctx context.Context) {
 	c, cancel := context.WithTimeout(ctx, s.timeout)
 	defer cancel()
@@ -139,10 +175,16 @@ func (s *shared) poll(ctx context.Context) {
 			s.failed("read throttles", err)
 			return
 		}
+		cs, err := s.store.OpenCircuits(c)
+		if err != nil {
+			s.failed("read circuits", err)
+			return
+		}
 		for name, until := range ts {
-			if st := s.registry.Lookup(name); st != nil {
-				st.Throttle(until)
-			}
+			s.apply(ratelimit.BackendNote{Backend: name, Until: until})
+		}
+		for name, until := range cs {
+			s.apply(ratelimit.BackendNote{Backend: name, Until: until, CircuitOpen: true})
 		}
 	}
 	if since := s.down.Swap(0); since != 0 {

@@ -68,18 +68,38 @@ func (g *gateway) openStream(t testing.TB, ctx context.Context) *http.Response {
 
 func TestStreamEachChunkReachesClientBeforeUpstreamSendsNext(t *testing.T) {
 	t.Parallel()
-	const n = 5
-	// The upstream sends chunk i+1 only once the client has read chunk i: a
-	// gateway that held any chunk back would stall the stream.
-	acks := make(chan int)
+	var events []string
+	for i := range 5 {
+		events = append(events, chunk(i, "tok"))
+	}
+	t.Run("content chunks", func(t *testing.T) {
+		t.Parallel()
+		eachChunkBeforeNext(t, events, fastRetry)
+	})
+	// Azure's first event, its prompt-filter verdict with no choices, is
+	// read past while a failover is still possible (so that an error event
+	// or a stall before the first token fails over); on the last attempt
+	// there is none, and it goes at once.
+	t.Run("prompt-filter chunk on the last attempt", func(t *testing.T) {
+		t.Parallel()
+		filter := `data: {"choices":[],"created":0,"id":"","model":"","object":"","prompt_filter_results":[{"prompt_index":0}]}` + "\n\n"
+		eachChunkBeforeNext(t, append([]string{filter}, events...), "retry:\n  count: 0\n")
+	})
+}
+
+// eachChunkBeforeNext streams events from an upstream that sends event i+1
+// only once the client has read event i: a gateway that held any event
+// back would stall the stream.
+func eachChunkBeforeNext(t *testing.T, events []string, extra string) {
+	acks := make(chan int, len(events)) // a late ack must not block the test after the upstream gave up
 	rec := newRecorder()
 	up := rec.upstream(t, "a", func(w http.ResponseWriter, r *http.Request, _ call) {
 		w.Header().Set("Content-Type", "text/event-stream")
 		w.Header().Set("X-Accel-Buffering", "no")
 		w.WriteHeader(http.StatusOK)
 		w.(http.Flusher).Flush()
-		for i := range n {
-			_, _ = io.WriteString(w, chunk(i, "tok"))
+		for i, ev := range events {
+			_, _ = io.WriteString(w, ev)
 			w.(http.Flusher).Flush()
 			select {
 			case got := <-acks:
@@ -96,7 +116,7 @@ func TestStreamEachChunkReachesClientBeforeUpstreamSendsNext(t *testing.T) {
 		}
 		_, _ = io.WriteString(w, doneEvent)
 	})
-	gw := startGateway(t, []backend{be("a", up.URL)}, fastRetry)
+	gw := startGateway(t, []backend{be("a", up.URL)}, extra)
 	resp := gw.openStream(t, ctxTimeout(t, 30*time.Second))
 	if resp.StatusCode != http.StatusOK {
 		t.Fatalf("status: got %d, want 200", resp.StatusCode)
@@ -110,13 +130,13 @@ func TestStreamEachChunkReachesClientBeforeUpstreamSendsNext(t *testing.T) {
 		}
 	}
 	br := bufio.NewReader(resp.Body)
-	for i := range n {
+	for i, want := range events {
 		ev, err := readEvent(br)
 		if err != nil {
 			t.Fatalf("chunk %d: %v (got %q)", i, err, ev)
 		}
-		if ev != chunk(i, "tok") {
-			t.Fatalf("chunk %d: got %q, want %q", i, ev, chunk(i, "tok"))
+		if ev != want {
+			t.Fatalf("chunk %d: got %q, want %q", i, ev, want)
 		}
 		acks <- i
 	}

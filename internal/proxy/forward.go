@@ -647,12 +647,16 @@ func (h *Handler) doneAt(b *Backend, now time.Time, o upstream.Outcome, latency 
 	}
 }
 
-// transition logs and reports a circuit's change of state.
+// transition logs and reports a circuit's change of state, and shares an
+// opening with the other replicas.
 func (h *Handler) transition(tr upstream.Transition) {
 	h.log.Warn("circuit state changed", slog.String("backend", tr.Backend),
 		slog.String("from", tr.From.String()), slog.String("to", tr.To.String()), slog.String("reason", tr.Reason))
 	if h.events != nil {
 		h.events.Transition(tr)
+	}
+	if tr.To == upstream.Open && !tr.Remote && h.onCircuit != nil {
+		h.onCircuit(tr.Backend, tr.Until)
 	}
 }
 
@@ -712,8 +716,14 @@ func (h *Handler) relayStream(ctx context.Context, a *attemptRun, injected bool)
 func (h *Handler) openStream(ctx context.Context, a *attemptRun, body io.Reader, buf []byte) (n int, f *failure, done bool) {
 	w, resp, b, q, idle := a.w, a.resp, a.b, a.q, a.idle
 	// Read past Azure's prompt-filter chunk (no choices) to the first event
-	// that says something: only then is the stream committed.
-	n, err := stream.Leading(body, buf, noChoices)
+	// that says something: only then is the stream committed, so that an
+	// error event or a stall before the first token still fails over. The
+	// last attempt has nothing to fail over to: its first event goes at once.
+	skip := noChoices
+	if a.final {
+		skip = nil
+	}
+	n, err := stream.Leading(body, buf, skip)
 	if err != nil && n == 0 {
 		if ctx.Err() != nil && !idle.fired() {
 			interrupted(w, a.r, q)

@@ -47,6 +47,9 @@ type Options struct {
 	// OnThrottle is told when a backend asks to be left alone until a time,
 	// so replicas can share it. Must not block. Nil: not shared.
 	OnThrottle func(backend string, until time.Time)
+	// OnCircuitOpen is told when a backend's circuit opens here, until its
+	// probe, so replicas can share it. Must not block. Nil: not shared.
+	OnCircuitOpen func(backend string, until time.Time)
 	// OnStoreError is told of a failed call to Store, for the gateway's one
 	// record of the store's health (which logs the outage once and shows
 	// it on /healthz). Must not block. Nil: not told.
@@ -76,6 +79,7 @@ type Handler struct {
 	onStoreError func(error)
 	usage        *ratelimit.Batcher
 	onThrottle   func(string, time.Time)
+	onCircuit    func(string, time.Time)
 	streams      counters
 	reserved     counters // tokens this replica's admitted requests of a key hold at their estimate, until settled
 	accessLog    io.Writer
@@ -85,7 +89,7 @@ type Handler struct {
 // New returns a Handler serving cfg.
 func New(opts Options, cfg *Config) *Handler {
 	h := &Handler{transport: opts.Transport, log: opts.Logger, now: opts.Now, rand: opts.Rand, events: opts.Events,
-		store: opts.Store, usage: opts.Usage, onThrottle: opts.OnThrottle, onStoreError: opts.OnStoreError, accessLog: opts.AccessLog}
+		store: opts.Store, usage: opts.Usage, onThrottle: opts.OnThrottle, onCircuit: opts.OnCircuitOpen, onStoreError: opts.OnStoreError, accessLog: opts.AccessLog}
 	if h.log == nil {
 		h.log = slog.New(slog.DiscardHandler)
 	}

@@ -39,8 +39,9 @@ type Memory struct {
 	hoursPruned   time.Time // when expired hours were last dropped (every hour)
 	minutesPruned time.Time // when expired minutes were last dropped (every minute)
 
-	thrMu     sync.Mutex // guards throttles
+	thrMu     sync.Mutex // guards throttles and circuits
 	throttles map[string]time.Time
+	circuits  map[string]time.Time
 }
 
 var _ Store = (*Memory)(nil)
@@ -83,6 +84,7 @@ func NewMemory(now func() time.Time) *Memory {
 		hours:     usageBuckets{},
 		minutes:   usageBuckets{},
 		throttles: make(map[string]time.Time),
+		circuits:  make(map[string]time.Time),
 	}
 	for i := range m.shards {
 		m.shards[i].keys = make(map[string]*memKey)

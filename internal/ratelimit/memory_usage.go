@@ -3,6 +3,7 @@ package ratelimit
 import (
 	"cmp"
 	"context"
+	"maps"
 	"slices"
 	"time"
 )
@@ -113,39 +114,56 @@ func SortUsage(us []Usage) {
 
 // SetThrottle implements Throttles.
 func (m *Memory) SetThrottle(ctx context.Context, backend string, until time.Time) error {
+	return m.setUntil(ctx, m.throttles, backend, until)
+}
+
+// Throttles implements Throttles.
+func (m *Memory) Throttles(ctx context.Context) (map[string]time.Time, error) {
+	return m.untils(ctx, m.throttles)
+}
+
+// SetCircuitOpen implements Throttles.
+func (m *Memory) SetCircuitOpen(ctx context.Context, backend string, until time.Time) error {
+	return m.setUntil(ctx, m.circuits, backend, until)
+}
+
+// OpenCircuits implements Throttles.
+func (m *Memory) OpenCircuits(ctx context.Context) (map[string]time.Time, error) {
+	return m.untils(ctx, m.circuits)
+}
+
+// setUntil keeps the later of backend's time in set and until, if until is
+// still to come.
+func (m *Memory) setUntil(ctx context.Context, set map[string]time.Time, backend string, until time.Time) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
 	now := m.now()
 	m.thrMu.Lock()
 	defer m.thrMu.Unlock()
-	m.pruneThrottles(now)
-	if cur, ok := m.throttles[backend]; until.After(now) && (!ok || until.After(cur)) {
-		m.throttles[backend] = until
+	prune(set, now)
+	if cur, ok := set[backend]; until.After(now) && (!ok || until.After(cur)) {
+		set[backend] = until
 	}
 	return nil
 }
 
-// Throttles implements Throttles.
-func (m *Memory) Throttles(ctx context.Context) (map[string]time.Time, error) {
+// untils returns a copy of set's times still to come.
+func (m *Memory) untils(ctx context.Context, set map[string]time.Time) (map[string]time.Time, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
 	m.thrMu.Lock()
 	defer m.thrMu.Unlock()
-	m.pruneThrottles(m.now())
-	out := make(map[string]time.Time, len(m.throttles))
-	for b, until := range m.throttles {
-		out[b] = until
-	}
-	return out, nil
+	prune(set, m.now())
+	return maps.Clone(set), nil
 }
 
-// pruneThrottles drops past cool-downs. Called with thrMu held.
-func (m *Memory) pruneThrottles(now time.Time) {
-	for b, until := range m.throttles {
+// prune drops past times. Called with thrMu held.
+func prune(set map[string]time.Time, now time.Time) {
+	for b, until := range set {
 		if !until.After(now) {
-			delete(m.throttles, b)
+			delete(set, b)
 		}
 	}
 }

@@ -177,7 +177,8 @@ type UsageStore interface {
 	Query(ctx context.Context, from, to time.Time) ([]Usage, error)
 }
 
-// Throttles shares backend cool-downs between replicas.
+// Throttles shares backend cool-downs and open circuits between replicas,
+// so that they route around a throttled or failing backend together.
 type Throttles interface {
 	// SetThrottle records that backend should not be called before until;
 	// it keeps the later of the existing and the new time. Times already
@@ -185,6 +186,31 @@ type Throttles interface {
 	SetThrottle(ctx context.Context, backend string, until time.Time) error
 	// Throttles returns the cool-downs still in the future.
 	Throttles(ctx context.Context) (map[string]time.Time, error)
+	// SetCircuitOpen records that backend's circuit opened until until, as
+	// SetThrottle does for cool-downs.
+	SetCircuitOpen(ctx context.Context, backend string, until time.Time) error
+	// OpenCircuits returns the open circuits whose cool-down is still in the
+	// future.
+	OpenCircuits(ctx context.Context) (map[string]time.Time, error)
+}
+
+// BackendNote is a backend's cool-down, or its circuit's opening, as one
+// replica recorded it (Throttles).
+type BackendNote struct {
+	Backend     string
+	Until       time.Time
+	CircuitOpen bool // false: a cool-down
+}
+
+// BackendWatcher is a store that tells each replica of the notes any
+// replica records, as they are recorded (the Redis store does, over
+// pub/sub), so that replicas need not wait for their next read of
+// Throttles and OpenCircuits.
+type BackendWatcher interface {
+	// Watch calls apply with each note recorded from now until ctx ends.
+	// It returns once it listens, or with the first try's error while it
+	// keeps trying.
+	Watch(ctx context.Context, apply func(BackendNote)) error
 }
 
 // Store is all shared state of the gateway.

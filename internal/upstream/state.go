@@ -103,6 +103,10 @@ type Transition struct {
 	Backend  string
 	From, To CircuitState
 	Reason   string
+	// Until is when an opened circuit takes a probe (To == Open).
+	Until time.Time
+	// Remote: another replica opened the circuit (OpenCircuit).
+	Remote bool
 }
 
 // State is one backend's live state. Safe for concurrent use; must not be copied.
@@ -281,8 +285,9 @@ func (s *State) Done(now time.Time, o Outcome, latency time.Duration, probe bool
 	if probe {
 		s.probing.Store(false)
 		if o == Failed || o == AuthFailed {
-			s.openUntil.Store(now.Add(set.Circuit.Cooldown).UnixNano())
-			return Transition{Backend: s.Name, From: HalfOpen, To: Open, Reason: "probe failed"}, true
+			until := now.Add(set.Circuit.Cooldown)
+			s.openUntil.Store(until.UnixNano())
+			return Transition{Backend: s.Name, From: HalfOpen, To: Open, Reason: "probe failed", Until: until}, true
 		}
 		s.openUntil.Store(0)
 		s.consecutive.Store(0)
@@ -306,8 +311,32 @@ func (s *State) Done(now time.Time, o Outcome, latency time.Duration, probe bool
 	if reason == "" {
 		return Transition{}, false
 	}
-	s.openUntil.Store(now.Add(c.Cooldown).UnixNano())
-	return Transition{Backend: s.Name, From: Closed, To: Open, Reason: reason}, true
+	until := now.Add(c.Cooldown)
+	s.openUntil.Store(until.UnixNano())
+	return Transition{Backend: s.Name, From: Closed, To: Open, Reason: reason, Until: until}, true
+}
+
+// OpenCircuit opens the circuit until until because another replica's
+// opened (shared through the state store), so that replicas route around a
+// failing backend together; after until, one probe decides as usual. A
+// circuit already open keeps the later end unless its probe is in flight;
+// an until already past is ignored.
+func (s *State) OpenCircuit(now, until time.Time) (Transition, bool) {
+	u := until.UnixNano()
+	if u <= now.UnixNano() {
+		return Transition{}, false
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	cur := s.openUntil.Load()
+	if cur != 0 {
+		if u > cur && !s.probing.Load() {
+			s.openUntil.Store(u)
+		}
+		return Transition{}, false
+	}
+	s.openUntil.Store(u)
+	return Transition{Backend: s.Name, From: Closed, To: Open, Reason: "opened by another replica", Until: until, Remote: true}, true
 }
 
 // Report feeds an active health check's result back: a failure counts like

@@ -67,6 +67,7 @@ func TestStore(t *testing.T, h Harness) {
 		{"Concurrent", testConcurrent},
 		{"Usage", testUsage},
 		{"Throttles", testThrottles},
+		{"OpenCircuits", testOpenCircuits},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -496,11 +497,24 @@ func testUsage(t *testing.T, h Harness, e Env) {
 }
 
 func testThrottles(t *testing.T, h Harness, e Env) {
+	testUntils(t, h, e, "Throttles", e.Store.SetThrottle, e.Store.Throttles, e.Store.OpenCircuits)
+}
+
+func testOpenCircuits(t *testing.T, h Harness, e Env) {
+	testUntils(t, h, e, "OpenCircuits", e.Store.SetCircuitOpen, e.Store.OpenCircuits, e.Store.Throttles)
+}
+
+// testUntils checks one kind of shared backend time (cool-downs, open
+// circuits): the later time is kept, past ones are dropped, and the other
+// kind (other) is not touched.
+func testUntils(t *testing.T, h Harness, e Env, name string,
+	setUntil func(context.Context, string, time.Time) error,
+	list, other func(context.Context) (map[string]time.Time, error)) {
 	ctx := t.Context()
 	set := func(backend string, until time.Time) {
 		t.Helper()
-		if err := e.Store.SetThrottle(ctx, backend, until); err != nil {
-			t.Fatalf("SetThrottle: %v", err)
+		if err := setUntil(ctx, backend, until); err != nil {
+			t.Fatalf("%s: set: %v", name, err)
 		}
 	}
 	// check compares with want the throttles still in the future; on a real
@@ -508,25 +522,25 @@ func testThrottles(t *testing.T, h Harness, e Env) {
 	check := func(want map[string]time.Time) {
 		t.Helper()
 		before := e.Now()
-		got, err := e.Store.Throttles(ctx)
+		got, err := list(ctx)
 		after := e.Now()
 		if err != nil {
-			t.Fatalf("Throttles: %v", err)
+			t.Fatalf("%s: %v", name, err)
 		}
 		for b, w := range want {
 			g, ok := got[b]
 			switch {
 			case !w.After(before) && ok:
-				t.Fatalf("Throttles[%q]: got %v, want it expired at %v (now %v)", b, g, w, before)
+				t.Fatalf("%s[%q]: got %v, want it expired at %v (now %v)", name, b, g, w, before)
 			case w.After(after) && !ok:
-				t.Fatalf("Throttles[%q]: missing, want %v (now %v)", b, w, after)
+				t.Fatalf("%s[%q]: missing, want %v (now %v)", name, b, w, after)
 			case ok && g.Sub(w).Abs() > time.Millisecond:
-				t.Fatalf("Throttles[%q]: got %v, want %v", b, g, w)
+				t.Fatalf("%s[%q]: got %v, want %v", name, b, g, w)
 			}
 		}
 		for b, g := range got {
 			if _, ok := want[b]; !ok {
-				t.Fatalf("Throttles: got unexpected %q until %v", b, g)
+				t.Fatalf("%s: got unexpected %q until %v", name, b, g)
 			}
 		}
 	}
@@ -538,6 +552,9 @@ func testThrottles(t *testing.T, h Harness, e Env) {
 	set("b2", all["b2"])
 	set("b3", now.Add(-time.Second)) // past: ignored
 	check(all)
+	if o, err := other(ctx); err != nil || len(o) != 0 {
+		t.Fatalf("%s: the other kind holds %v (%v), want nothing", name, o, err)
+	}
 	all["b2"] = now.Add(u)
 	set("b2", all["b2"]) // later: kept
 	check(all)

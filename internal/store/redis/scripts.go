@@ -252,11 +252,13 @@ end
 return 1
 `
 
-// throttleLua keeps the later of the stored and the new cool-down of one
+// throttleLua keeps the later of the stored and the new time of one
 // backend in the hash KEYS[1] (field = backend, value = until in Unix ms),
-// drops past ones, and makes the hash expire with the last one.
+// drops past ones, and makes the hash expire with the last one. A time it
+// keeps is also published on the channel ARGV[3] as "ARGV[4] until backend",
+// so that other replicas apply it at once.
 //
-// ARGV: backend, until (ms). Returns 1.
+// ARGV: backend, until (ms), channel, kind. Returns 1.
 const throttleLua = `
 local t = redis.call('TIME')
 local nowMs = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
@@ -264,6 +266,7 @@ local untilMs = tonumber(ARGV[2])
 local cur = tonumber(redis.call('HGET', KEYS[1], ARGV[1])) or 0
 if untilMs > nowMs and untilMs > cur then
   redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
+  redis.call('PUBLISH', ARGV[3], ARGV[4] .. ' ' .. ARGV[2] .. ' ' .. ARGV[1])
 end
 local all = redis.call('HGETALL', KEYS[1])
 local last = 0

@@ -21,6 +21,10 @@
 //	                                  MinuteRetention (26 hours) after the minute
 //	<prefix>throttles           HASH  backend → cool-down end (Unix ms); past
 //	                                  fields are dropped on every write
+//	<prefix>circuits            HASH  backend → end of its open circuit's cool-down
+//	                                  (Unix ms), as throttles
+//	<prefix>backends            channel: "throttle|circuit <until ms> <backend>"
+//	                                  for each time the two hashes keep (Watch)
 //
 // In <key>, '%', '{' and '}' are percent-escaped so the tag is exact. A
 // minute's hash shares its hour's tag, so one MULTI writes both (Cluster
