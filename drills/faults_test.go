@@ -253,9 +253,10 @@ func TestDrillSlowFirstToken(t *testing.T) {
 // TestDrillSlowFirstTokenPastTimeouts: one backend's first token comes
 // after 1 s, beyond timeouts.response_header and timeouts.stream_idle
 // (200 ms). Plain requests fail over before anything reached the client and
-// all succeed. A stream from Azure starts with an empty prompt-filter chunk
-// that the gateway relays at once, so past that point the stall can only
-// end the client's stream with a clear error event, never a silent end.
+// all succeed. A stream from Azure starts with an empty prompt-filter chunk,
+// which the gateway reads past (F4) while a failover is still possible, so
+// streams fail over too; one that stalled on its last attempt could only
+// end with a clear error event, never a silent end.
 func TestDrillSlowFirstTokenPastTimeouts(t *testing.T) {
 	o := simOptions("a")
 	o.TTFT = time.Second
