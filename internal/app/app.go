@@ -130,10 +130,10 @@ func New(cfg *config.Config, opts Options) (*App, error) {
 		ev = fanout{a.metrics, opts.Events}
 	}
 	a.events = ev
-	a.shared.transition = a.remoteTransition
 	a.proxy = proxy.New(proxy.Options{Transport: rt, Logger: a.log, Events: ev, AccessLog: opts.AccessLog,
 		Store: a.shared.store, Usage: a.shared.usage, OnThrottle: a.shared.onThrottle, OnCircuitOpen: a.shared.onCircuitOpen,
 		OnStoreError: func(err error) { a.shared.failed("admit", err) }}, snap)
+	a.shared.transition = func(tr upstream.Transition) { a.proxy.CircuitChanged(tr, "") }
 	a.api = a.proxy
 	if a.tracer != nil {
 		a.api = a.tracer.Middleware(a.proxy)

@@ -3,7 +3,6 @@ package app
 import (
 	"context"
 	"io"
-	"log/slog"
 	"net/http"
 	"strings"
 	"sync"
@@ -57,13 +56,10 @@ func (a *App) runHealthChecks(ctx context.Context, client *http.Client) {
 					healthy := a.probe(ctx, client, pb.Provider, hc.Path, hc.Timeout.D())
 					if tr, changed := pb.State.Report(time.Now(), healthy); changed {
 						if tr.From == upstream.HalfOpen { // the check was the probe
-							a.circuitChanged(upstream.Transition{Backend: tr.Backend, From: upstream.Open, To: upstream.HalfOpen,
+							a.proxy.CircuitChanged(upstream.Transition{Backend: tr.Backend, From: upstream.Open, To: upstream.HalfOpen,
 								Reason: "cool-down over: one probe"}, "health check: ")
 						}
-						a.circuitChanged(tr, "health check: ")
-						if tr.To == upstream.Open {
-							a.shared.onCircuitOpen(tr.Backend, tr.Until)
-						}
+						a.proxy.CircuitChanged(tr, "health check: ")
 					}
 				})
 			}
@@ -91,14 +87,3 @@ func (a *App) probe(ctx context.Context, client *http.Client, ad provider.Adapte
 	resp.Body.Close()
 	return resp.StatusCode < 500
 }
-
-// circuitChanged logs a circuit's change of state that the proxy did not
-// make (a health check's, another replica's) and reports it to the metrics.
-func (a *App) circuitChanged(tr upstream.Transition, via string) {
-	a.log.Warn("circuit state changed", slog.String("backend", tr.Backend), slog.String("from", tr.From.String()),
-		slog.String("to", tr.To.String()), slog.String("reason", via+tr.Reason))
-	a.events.Transition(tr)
-}
-
-// remoteTransition is a circuit another replica opened, applied here.
-func (a *App) remoteTransition(tr upstream.Transition) { a.circuitChanged(tr, "") }

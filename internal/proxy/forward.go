@@ -106,7 +106,7 @@ func (h *Handler) forward(w http.ResponseWriter, r *http.Request, cfg *Config, r
 			}
 			if ok {
 				if probe {
-					h.transition(upstream.Transition{Backend: st.Name, From: upstream.Open, To: upstream.HalfOpen, Reason: "cool-down over: one probe"})
+					h.CircuitChanged(upstream.Transition{Backend: st.Name, From: upstream.Open, To: upstream.HalfOpen, Reason: "cool-down over: one probe"}, "")
 				}
 				break
 			}
@@ -643,15 +643,16 @@ func (h *Handler) done(b *Backend, o upstream.Outcome, latency time.Duration, pr
 // doneAt is done at a time the caller read already.
 func (h *Handler) doneAt(b *Backend, now time.Time, o upstream.Outcome, latency time.Duration, probe bool) {
 	if tr, changed := b.State.Done(now, o, latency, probe); changed {
-		h.transition(tr)
+		h.CircuitChanged(tr, "")
 	}
 }
 
-// transition logs and reports a circuit's change of state, and shares an
-// opening with the other replicas.
-func (h *Handler) transition(tr upstream.Transition) {
+// CircuitChanged logs and reports a circuit's change of state, whether a
+// request, a health check (via names it in the reason) or another replica
+// made it, and shares an opening made here with the other replicas.
+func (h *Handler) CircuitChanged(tr upstream.Transition, via string) {
 	h.log.Warn("circuit state changed", slog.String("backend", tr.Backend),
-		slog.String("from", tr.From.String()), slog.String("to", tr.To.String()), slog.String("reason", tr.Reason))
+		slog.String("from", tr.From.String()), slog.String("to", tr.To.String()), slog.String("reason", via+tr.Reason))
 	if h.events != nil {
 		h.events.Transition(tr)
 	}

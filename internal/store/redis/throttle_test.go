@@ -53,23 +53,28 @@ func TestWatchSeesOtherReplicasNotes(t *testing.T) {
 	}
 
 	srv.Restart()
+	if n := noteOnceUp(t, notes, a.SetThrottle); n.Backend != "se" || n.CircuitOpen {
+		t.Fatalf("after the restart: got %+v", n)
+	}
+}
+
+// noteOnceUp records ever later times for backend "se" with set until a
+// note comes (Redis is coming back: a set may fail, or land before the
+// watch has subscribed again), and returns that note.
+func noteOnceUp(t *testing.T, notes <-chan ratelimit.BackendNote, set func(context.Context, string, time.Time) error) ratelimit.BackendNote {
+	t.Helper()
 	deadline := time.Now().Add(10 * time.Second)
-	for i := 1; ; i++ {
-		until := now.Add(time.Duration(i) * time.Minute)
-		if err := a.SetThrottle(ctx, "se", until); err == nil {
+	for i := 1; time.Now().Before(deadline); i++ {
+		if err := set(t.Context(), "se", time.Now().Add(time.Duration(i)*time.Minute)); err == nil {
 			select {
 			case n := <-notes:
-				if n.Backend != "se" || n.CircuitOpen {
-					t.Fatalf("after the restart: got %+v", n)
-				}
-				return
+				return n
 			case <-time.After(200 * time.Millisecond):
 			}
 		}
-		if time.Now().After(deadline) {
-			t.Fatal("no note within 10 s of Redis restarting")
-		}
 	}
+	t.Fatal("no note within 10 s of Redis coming back")
+	return ratelimit.BackendNote{}
 }
 
 // Watch returns the first try's error while Redis is down and keeps
@@ -89,21 +94,8 @@ func TestWatchStartsWhileRedisIsDown(t *testing.T) {
 		t.Fatal("Watch with Redis down: no error")
 	}
 	srv.Restart() // starts it again
-	deadline := time.Now().Add(10 * time.Second)
-	for i := 1; ; i++ {
-		if err := s.SetCircuitOpen(t.Context(), "se", time.Now().Add(time.Duration(i)*time.Minute)); err == nil {
-			select {
-			case n := <-notes:
-				if n.Backend != "se" || !n.CircuitOpen {
-					t.Fatalf("got %+v", n)
-				}
-				return
-			case <-time.After(200 * time.Millisecond):
-			}
-		}
-		if time.Now().After(deadline) {
-			t.Fatal("no note within 10 s of Redis starting")
-		}
+	if n := noteOnceUp(t, notes, s.SetCircuitOpen); n.Backend != "se" || !n.CircuitOpen {
+		t.Fatalf("got %+v", n)
 	}
 }
 
