@@ -120,7 +120,7 @@ func validate(args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	cfg, err := config.Load(path, app.Check)
+	cfg, err := config.Load(path, app.Check, app.CheckTLS)
 	if err != nil {
 		var ce *config.Error
 		if errors.As(err, &ce) {

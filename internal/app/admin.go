@@ -2,9 +2,6 @@ package app
 
 import (
 	"log/slog"
-	"net/http"
-	"net/url"
-	"strings"
 
 	"github.com/llmgate/llmgate/internal/config"
 	"github.com/llmgate/llmgate/internal/proxy"
@@ -32,15 +29,8 @@ func (f fanout) Request(r *proxy.RequestInfo) {
 	}
 }
 
-// upstreamPrefix is a backend's base URL, to name the backend an upstream
-// request goes to.
-type upstreamPrefix struct {
-	scheme, host, path string
-	name               string
-}
-
 // configure brings what is derived from the config in use up to date: the
-// metrics' bounded label sets and the upstream URL → backend table.
+// metrics' bounded label sets.
 func (a *App) configure(cfg *config.Config) {
 	var models, backends []string
 	seen := map[string]bool{}
@@ -50,15 +40,11 @@ func (a *App) configure(cfg *config.Config) {
 			models = append(models, m)
 		}
 	}
-	prefixes := make([]upstreamPrefix, 0, len(cfg.Backends))
 	for _, b := range cfg.Backends {
 		backends = append(backends, b.Name)
 		for from, to := range b.Deployments {
 			addModel(from)
 			addModel(to)
-		}
-		if u, err := url.Parse(b.URL); err == nil {
-			prefixes = append(prefixes, upstreamPrefix{scheme: u.Scheme, host: u.Host, path: strings.TrimSuffix(u.Path, "/"), name: b.Name})
 		}
 	}
 	for from, to := range cfg.Aliases {
@@ -71,23 +57,6 @@ func (a *App) configure(cfg *config.Config) {
 		}
 	}
 	a.metrics.Configure(models, backends)
-	a.upstreams.Store(&prefixes)
-}
-
-// backendOf names the backend an upstream request goes to: the one whose
-// base URL is the longest prefix of the request's URL; "" if none.
-func (a *App) backendOf(r *http.Request) string {
-	p := a.upstreams.Load()
-	if p == nil {
-		return ""
-	}
-	best, bestLen := "", -1
-	for _, u := range *p {
-		if u.host == r.URL.Host && u.scheme == r.URL.Scheme && strings.HasPrefix(r.URL.Path, u.path) && len(u.path) > bestLen {
-			best, bestLen = u.name, len(u.path)
-		}
-	}
-	return best
 }
 
 // isClientKey reports whether a secret is one of the client keys in use.

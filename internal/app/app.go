@@ -42,8 +42,6 @@ type App struct {
 	ownTracer bool
 	// cert is the listener's certificate; nil when the gateway serves plain HTTP.
 	cert atomic.Pointer[tls.Certificate]
-	// upstreams maps upstream URLs to backend names, for trace spans.
-	upstreams atomic.Pointer[[]upstreamPrefix]
 
 	// path is the config file; "" when the App was built from a value only.
 	path       string
@@ -103,7 +101,7 @@ func New(cfg *config.Config, opts Options) (*App, error) {
 	a.tracer = opts.Tracer
 	if a.tracer == nil && cfg.Tracing.Endpoint != "" {
 		a.tracer, err = tracing.New(tracing.Options{Endpoint: cfg.Tracing.Endpoint, ServiceName: cfg.Tracing.ServiceName,
-			SampleRatio: &cfg.Tracing.SampleRatio, Version: opts.Version})
+			SampleRatio: &cfg.Tracing.SampleRatio, Version: opts.Version, Logger: a.log})
 		if err != nil {
 			return nil, err
 		}
@@ -122,8 +120,10 @@ func New(cfg *config.Config, opts Options) (*App, error) {
 		a.transport = newTransport(cfg.Timeouts)
 		rt = a.transport
 	}
+	var attemptCtx func(context.Context, string) context.Context
 	if a.tracer != nil {
-		rt = a.tracer.Transport(rt, a.backendOf)
+		rt = a.tracer.Transport(rt)
+		attemptCtx = a.tracer.WithBackend
 	}
 	var ev proxy.Events = a.metrics
 	if opts.Events != nil {
@@ -132,7 +132,7 @@ func New(cfg *config.Config, opts Options) (*App, error) {
 	a.events = ev
 	a.proxy = proxy.New(proxy.Options{Transport: rt, Logger: a.log, Events: ev, AccessLog: opts.AccessLog,
 		Store: a.shared.store, Usage: a.shared.usage, OnThrottle: a.shared.onThrottle, OnCircuitOpen: a.shared.onCircuitOpen,
-		OnStoreError: func(err error) { a.shared.failed("admit", err) }}, snap)
+		OnStoreError: func(err error) { a.shared.failed("admit", err) }, AttemptContext: attemptCtx}, snap)
 	a.shared.transition = func(tr upstream.Transition) { a.proxy.CircuitChanged(tr, "") }
 	a.api = a.proxy
 	if a.tracer != nil {

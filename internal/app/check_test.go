@@ -72,3 +72,30 @@ func TestStoreURLCheckedBesideOtherProblems(t *testing.T) {
 		t.Fatalf("problems %v: want both store.url and backends[0].weight", ce.Problems)
 	}
 }
+
+// TestTLSFilesChecked: validate loads the listener's certificate and key as
+// serve does, so a missing file or a key of another certificate is a
+// problem and a good pair passes.
+func TestTLSFilesChecked(t *testing.T) {
+	t.Parallel()
+	dir1, dir2 := t.TempDir(), t.TempDir()
+	cert1, key1 := selfSigned(t, dir1, 1)
+	_, key2 := selfSigned(t, dir2, 2)
+	base := "keys: [{name: k, key: s}]\nbackends: [{name: a, url: http://a.example}]\n"
+	check := func(cert, key string) error {
+		_, err := config.Parse("x.yaml", []byte(base+"tls: {cert_file: '"+cert+"', key_file: '"+key+"'}\n"), noEnv, app.Check, app.CheckTLS)
+		return err
+	}
+	if err := check(cert1, key1); err != nil {
+		t.Fatalf("a good pair: %v", err)
+	}
+	for name, tc := range map[string]struct{ cert, key, want string }{
+		"missing certificate": {dir1 + "/nope.crt", key1, "no such file"},
+		"key of another":      {cert1, key2, "private key does not match public key"},
+	} {
+		err := check(tc.cert, tc.key)
+		if err == nil || !strings.Contains(err.Error(), "tls: ") || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%s: got %v, want a tls problem %q", name, err, tc.want)
+		}
+	}
+}

@@ -274,6 +274,18 @@ func keep[T any](changed *[]string, name string, old T, cur *T) {
 	}
 }
 
+// CheckTLS loads the listener's certificate and key, as serve and a reload
+// will: for `llmgate validate`, so that a config it passes starts.
+func CheckTLS(cfg *config.Config) []config.Problem {
+	if cfg.TLS.CertFile == "" || cfg.TLS.KeyFile == "" {
+		return nil // both or neither: the config's own check says so
+	}
+	if _, err := loadCert(cfg.TLS); err != nil {
+		return []config.Problem{{Path: "tls", Message: err.Error()}}
+	}
+	return nil
+}
+
 // loadCert reads the listener's certificate and key.
 func loadCert(t config.TLS) (*tls.Certificate, error) {
 	c, err := tls.LoadX509KeyPair(t.CertFile, t.KeyFile)

@@ -170,3 +170,37 @@ func (g *opsGateway) requestWith(t testing.TB, body string) *http.Request {
 	req.Header.Set("api-key", clientKey)
 	return req
 }
+
+// TestAttemptSpansNameTheirBackendWhenBackendsShareAURL: two deployments on
+// one resource (PTU first, then pay-as-you-go) share the upstream's URL;
+// each attempt's span still names the backend it went to.
+func TestAttemptSpansNameTheirBackendWhenBackendsShareAURL(t *testing.T) {
+	t.Parallel()
+	exp := tracetest.NewInMemoryExporter()
+	tr, err := tracing.New(tracing.Options{Exporter: exp})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = tr.Shutdown(context.Background()) })
+	rec := newRecorder()
+	up := rec.upstream(t, "resource", sequence(
+		respond(http.StatusServiceUnavailable, `{"error":{"code":"503","message":"busy"}}`),
+		respond(http.StatusOK, `{"id":"x","object":"chat.completion","choices":[]}`),
+	))
+	g := startOps(t, opsConfig(t, opsHead+"backends:\n  - name: ptu\n    url: "+up.URL+"\n  - name: paygo\n    url: "+up.URL+"\n    priority: 2\n"), app.Options{Tracer: tr})
+
+	resp, body := do(t, g.requestWith(t, chatBody))
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("chat: got %d %s", resp.StatusCode, body)
+	}
+	spans := waitSpans(t, exp, 3)
+	got := map[int64]string{}
+	for _, s := range spans {
+		if s.SpanKind == trace.SpanKindClient {
+			got[attr(s, tracing.AttrAttempt).AsInt64()] = s.Name + " / " + attr(s, tracing.AttrBackend).AsString()
+		}
+	}
+	if got[1] != "upstream ptu / ptu" || got[2] != "upstream paygo / paygo" || len(got) != 2 {
+		t.Errorf("attempt spans (name / %s): got %v, want attempt 1 ptu and attempt 2 paygo", tracing.AttrBackend, got)
+	}
+}

@@ -220,6 +220,9 @@ func (h *Handler) attempt(ctx context.Context, w http.ResponseWriter, r *http.Re
 	a.b, a.q, a.probe = &cfg.Backends[m.Backend], q, probe
 	a.cfg, a.rt, a.allTried = cfg, rt, allTried
 	a.outcome, a.label = upstream.Abandoned, OutcomeCanceled
+	if h.attemptCtx != nil {
+		ctx = h.attemptCtx(ctx, a.b.Name)
+	}
 	actx, cancel := context.WithCancel(ctx)
 	a.cancel = cancel
 	a.idle = newGuard(cfg.StreamIdle, q.deadline, cancel)

@@ -54,6 +54,10 @@ type Options struct {
 	// record of the store's health (which logs the outage once and shows
 	// it on /healthz). Must not block. Nil: not told.
 	OnStoreError func(error)
+	// AttemptContext, when set, derives each upstream attempt's context
+	// from the request's and the backend's name (tracing names the
+	// attempt's span with it). Nil: the attempt uses the request's context.
+	AttemptContext func(ctx context.Context, backend string) context.Context
 	// AccessLog, when set, receives the access log as JSON lines written by
 	// the fast path (one Write per line, safe for concurrent use); Logger
 	// then carries only the other events. Nil: the access log goes to Logger.
@@ -80,6 +84,7 @@ type Handler struct {
 	usage        *ratelimit.Batcher
 	onThrottle   func(string, time.Time)
 	onCircuit    func(string, time.Time)
+	attemptCtx   func(context.Context, string) context.Context
 	streams      counters
 	reserved     counters // tokens this replica's admitted requests of a key hold at their estimate, until settled
 	accessLog    io.Writer
@@ -89,7 +94,8 @@ type Handler struct {
 // New returns a Handler serving cfg.
 func New(opts Options, cfg *Config) *Handler {
 	h := &Handler{transport: opts.Transport, log: opts.Logger, now: opts.Now, rand: opts.Rand, events: opts.Events,
-		store: opts.Store, usage: opts.Usage, onThrottle: opts.OnThrottle, onCircuit: opts.OnCircuitOpen, onStoreError: opts.OnStoreError, accessLog: opts.AccessLog}
+		store: opts.Store, usage: opts.Usage, onThrottle: opts.OnThrottle, onCircuit: opts.OnCircuitOpen, onStoreError: opts.OnStoreError, accessLog: opts.AccessLog,
+		attemptCtx: opts.AttemptContext}
 	if h.log == nil {
 		h.log = slog.New(slog.DiscardHandler)
 	}

@@ -4,15 +4,20 @@
 //
 // It is built as an http.Handler middleware and an http.RoundTripper
 // wrapper, so the proxy needs no tracing code. It never touches
-// OpenTelemetry's global provider or propagator.
+// OpenTelemetry's global provider or propagator; an OTLP exporter sets the
+// global error handler, the exporter's only way to report a failure.
 package tracing
 
 import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net/url"
+	"sync"
+	"time"
 
+	"go.opentelemetry.io/otel"
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/exporters/otlp/otlptrace/otlptracehttp"
 	"go.opentelemetry.io/otel/propagation"
@@ -40,6 +45,9 @@ type Options struct {
 	// Exporter replaces the OTLP exporter (tests use an in-memory one).
 	// Its spans are exported synchronously as they end.
 	Exporter sdktrace.SpanExporter
+	// Logger receives the OTLP exporter's errors (a collector that cannot
+	// be reached), at most one line per ErrorEvery. Nil: they are dropped.
+	Logger *slog.Logger
 	// Provider, when set, makes the spans instead of a provider built here
 	// (the fields above are then unused); Shutdown leaves it running.
 	Provider trace.TracerProvider
@@ -77,6 +85,10 @@ func New(opts Options) (*Tracer, error) {
 		if err != nil {
 			return nil, fmt.Errorf("tracing: otlp exporter: %w", err)
 		}
+		// The exporter reports a failed export through OpenTelemetry's
+		// one global error handler, whose default prints a plain line on
+		// stderr, among the gateway's JSON lines.
+		otel.SetErrorHandler(&errorLog{log: opts.Logger})
 		sp = sdktrace.NewBatchSpanProcessor(exp)
 	}
 	name := opts.ServiceName
@@ -93,6 +105,35 @@ func New(opts Options) (*Tracer, error) {
 		sdktrace.WithSampler(sdktrace.ParentBased(sdktrace.TraceIDRatioBased(ratio))),
 	)
 	return &Tracer{tp: tp, tr: tp.Tracer(scope), prop: propagation.TraceContext{}}, nil
+}
+
+// ErrorEvery is the least time between two logged exporter errors.
+const ErrorEvery = 30 * time.Second
+
+// errorLog logs OpenTelemetry's errors, at most one per ErrorEvery with the
+// count of those not logged since.
+type errorLog struct {
+	log     *slog.Logger
+	mu      sync.Mutex
+	last    time.Time
+	dropped int
+}
+
+func (e *errorLog) Handle(err error) {
+	if e.log == nil {
+		return
+	}
+	e.mu.Lock()
+	now := time.Now()
+	if !e.last.IsZero() && now.Sub(e.last) < ErrorEvery {
+		e.dropped++
+		e.mu.Unlock()
+		return
+	}
+	dropped := e.dropped
+	e.last, e.dropped = now, 0
+	e.mu.Unlock()
+	e.log.Warn("tracing export failed", slog.String("error", err.Error()), slog.Int("not_logged_since", dropped))
 }
 
 // endpointURL checks an OTLP/HTTP endpoint and gives it the traces path.

@@ -1,15 +1,21 @@
 package tracing_test
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
+	"errors"
 	"io"
+	"log/slog"
 	"math"
 	"net/http"
 	"net/http/httptest"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 
+	"go.opentelemetry.io/otel"
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	"go.opentelemetry.io/otel/sdk/trace/tracetest"
 	"go.opentelemetry.io/otel/trace"
@@ -42,11 +48,11 @@ func TestSpansNestAndPropagate(t *testing.T) {
 		sent = append(sent, r.Header.Get("Traceparent"))
 		return &http.Response{StatusCode: 200, Header: http.Header{}, Body: io.NopCloser(strings.NewReader("data: x\n\n")), Request: r}, nil
 	})
-	rt := tr.Transport(base, func(*http.Request) string { return "se" })
+	rt := tr.Transport(base)
 	var original *http.Request
 	h := tr.Middleware(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		for range 2 {
-			out, _ := http.NewRequestWithContext(r.Context(), http.MethodPost, "http://up.example/openai/x", nil)
+			out, _ := http.NewRequestWithContext(tr.WithBackend(r.Context(), "se"), http.MethodPost, "http://up.example/openai/x", nil)
 			out.Header.Set("Traceparent", "00-11111111111111111111111111111111-2222222222222222-01")
 			original = out
 			resp, err := rt.RoundTrip(out)
@@ -99,7 +105,7 @@ func TestUntracedRequestsPassThrough(t *testing.T) {
 	rt := tr.Transport(roundTripFunc(func(r *http.Request) (*http.Response, error) {
 		got = r
 		return &http.Response{StatusCode: 200, Body: http.NoBody}, nil
-	}), nil)
+	}))
 	req := httptest.NewRequest(http.MethodGet, "http://up.example/health", nil)
 	if _, err := rt.RoundTrip(req); err != nil {
 		t.Fatal(err)
@@ -116,7 +122,7 @@ func TestClientSampledOutIsHonoured(t *testing.T) {
 	rt := tr.Transport(roundTripFunc(func(r *http.Request) (*http.Response, error) {
 		sent = r.Header.Get("Traceparent")
 		return &http.Response{StatusCode: 200, Body: http.NoBody}, nil
-	}), nil)
+	}))
 	h := tr.Middleware(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		out, _ := http.NewRequestWithContext(r.Context(), http.MethodGet, "http://up.example/x", nil)
 		if _, err := rt.RoundTrip(out); err != nil {
@@ -151,7 +157,7 @@ func TestZeroRatioFollowsOnlySampledCallers(t *testing.T) {
 			tr, exp := newTracer(t, 0)
 			rt := tr.Transport(roundTripFunc(func(r *http.Request) (*http.Response, error) {
 				return &http.Response{StatusCode: 200, Body: http.NoBody}, nil
-			}), nil)
+			}))
 			h := tr.Middleware(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 				out, _ := http.NewRequestWithContext(r.Context(), http.MethodGet, "http://up.example/x", nil)
 				resp, err := rt.RoundTrip(out)
@@ -243,3 +249,45 @@ func TestOTLPExport(t *testing.T) {
 		t.Fatal("the collector received nothing")
 	}
 }
+
+// TestExportErrorsLoggedAsJSON: a collector that refuses the spans is
+// reported in the gateway's log (JSON), once per tracing.ErrorEvery, not as
+// OpenTelemetry's default plain line on stderr. Not parallel: the handler
+// is OpenTelemetry's one global.
+func TestExportErrorsLoggedAsJSON(t *testing.T) {
+	collector := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_, _ = io.Copy(io.Discard, r.Body)
+		http.Error(w, "no", http.StatusBadRequest) // not retried by the exporter
+	}))
+	t.Cleanup(collector.Close)
+	var buf bytes.Buffer
+	var mu sync.Mutex
+	log := slog.New(slog.NewJSONHandler(writerFunc(func(p []byte) (int, error) {
+		mu.Lock()
+		defer mu.Unlock()
+		return buf.Write(p)
+	}), nil))
+	tr, err := tracing.New(tracing.Options{Endpoint: collector.URL, Logger: log})
+	if err != nil {
+		t.Fatal(err)
+	}
+	tr.Middleware(http.NotFoundHandler()).ServeHTTP(httptest.NewRecorder(), httptest.NewRequest(http.MethodGet, "/v1/models", nil))
+	_ = tr.Shutdown(context.Background()) // the last batch's export fails
+	otel.Handle(errors.New("a second failure, within ErrorEvery"))
+
+	mu.Lock()
+	out := buf.String()
+	mu.Unlock()
+	lines := strings.Split(strings.TrimSpace(out), "\n")
+	var line struct{ Level, Msg, Error string }
+	if len(lines) != 1 || json.Unmarshal([]byte(lines[0]), &line) != nil {
+		t.Fatalf("log: got %q, want one JSON line", out)
+	}
+	if line.Level != "WARN" || line.Msg != "tracing export failed" || !strings.Contains(line.Error, "400") {
+		t.Errorf("log line: got %+v, want a warning with the collector's 400", line)
+	}
+}
+
+type writerFunc func([]byte) (int, error)
+
+func (f writerFunc) Write(p []byte) (int, error) { return f(p) }

@@ -1,6 +1,7 @@
 package tracing
 
 import (
+	"context"
 	"errors"
 	"io"
 	"net/http"
@@ -14,18 +15,27 @@ import (
 
 // Transport wraps base with a client span per upstream attempt, child of
 // the request's span, and sends the attempt's trace context upstream in
-// traceparent (W3C). backend names the backend a request goes to (nil or
-// "" falls back to the URL's host). Requests outside a traced request pass
-// through untouched. The span ends when the response body is read to its
-// end or closed, so a stream's span lasts as long as the stream.
-func (t *Tracer) Transport(base http.RoundTripper, backend func(*http.Request) string) http.RoundTripper {
-	return &transport{t: t, base: base, backend: backend}
+// traceparent (W3C). The span is named for the backend that WithBackend
+// put in the request's context (the URL's host without one). Requests
+// outside a traced request pass through untouched. The span ends when the
+// response body is read to its end or closed, so a stream's span lasts as
+// long as the stream.
+func (t *Tracer) Transport(base http.RoundTripper) http.RoundTripper {
+	return &transport{t: t, base: base}
 }
 
 type transport struct {
-	t       *Tracer
-	base    http.RoundTripper
-	backend func(*http.Request) string
+	t    *Tracer
+	base http.RoundTripper
+}
+
+type backendKey struct{}
+
+// WithBackend names the backend an upstream request made with ctx goes to,
+// for its attempt span. Only the caller knows it: several backends may
+// share one URL (two deployments on one Azure resource).
+func (t *Tracer) WithBackend(ctx context.Context, backend string) context.Context {
+	return context.WithValue(ctx, backendKey{}, backend)
 }
 
 func (tr *transport) RoundTrip(req *http.Request) (*http.Response, error) {
@@ -33,10 +43,7 @@ func (tr *transport) RoundTrip(req *http.Request) (*http.Response, error) {
 	if !trace.SpanContextFromContext(ctx).IsValid() {
 		return tr.base.RoundTrip(req)
 	}
-	name := ""
-	if tr.backend != nil {
-		name = tr.backend(req)
-	}
+	name, _ := ctx.Value(backendKey{}).(string)
 	if name == "" {
 		name = req.URL.Host
 	}
