@@ -436,6 +436,51 @@ func TestEntraFailureIsAClearError(t *testing.T) {
 	}
 }
 
+// TestEntraFailureIsNotAStampede: while the token endpoint fails, requests
+// get the last failure's error at once instead of one fetch each; the
+// endpoint is asked again after a short wait, and a token it then gives is
+// used.
+func TestEntraFailureIsNotAStampede(t *testing.T) {
+	ts := startTokenServer(t)
+	ts.fail.Store(true)
+	up, seen := bearerUpstream(t)
+	gw := entraGateway(t, ts.srv.URL, up.URL, "      client_secret: csecret")
+	var wg sync.WaitGroup
+	for range 50 {
+		wg.Go(func() {
+			if st, body := post(t, gw); st != http.StatusBadGateway || !strings.Contains(body, "backend aad") {
+				t.Errorf("got %d %s, want 502 naming backend aad", st, body)
+			}
+		})
+	}
+	wg.Wait()
+	for range 50 {
+		if st, _ := post(t, gw); st != http.StatusBadGateway {
+			t.Fatalf("got %d, want 502", st)
+		}
+	}
+	// 100 requests, one after another for the last 50: one fetch (a second
+	// if the machine took over a second for them).
+	if n := ts.requests.Load(); n > 2 {
+		t.Errorf("token requests for 100 requests while the endpoint fails = %d, want 1 (2 at most)", n)
+	}
+	ts.fail.Store(false)
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		st, _ := post(t, gw)
+		if st == http.StatusOK {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("no token fetched again within 5 s of the endpoint's recovery")
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if s := seen(); len(s) != 1 {
+		t.Errorf("upstream saw %v, want only the new token", s)
+	}
+}
+
 func writeFile(name, s string) error {
 	return os.WriteFile(name, []byte(s), 0o600)
 }

@@ -20,7 +20,17 @@ const (
 	DefaultAuthority  = "https://login.microsoftonline.com"
 	DefaultEntraScope = "https://cognitiveservices.azure.com/.default"
 	entraFetchTimeout = 10 * time.Second
+	// After a failed fetch, callers get its error without a new fetch for
+	// entraRetryMin, doubled after each further failure up to entraRetryMax:
+	// an identity provider in trouble gets one request per interval, not
+	// one per client request.
+	entraRetryMin = time.Second
+	entraRetryMax = 30 * time.Second
 )
+
+// ErrTokenRecentlyFailed marks an error returned from the last failed
+// fetch, without a new one (the proxy logs each failure once).
+var ErrTokenRecentlyFailed = errors.New("the last token fetch failed; not retried yet")
 
 // EntraOptions configures an Entra ID token source. Exactly one of
 // ClientSecret (client-credentials flow) and FederatedTokenFile (workload
@@ -43,7 +53,9 @@ type EntraOptions struct {
 
 // Entra fetches and caches Entra ID tokens: concurrent callers share one
 // fetch, a token is refreshed before it expires, and a failure is an error
-// naming the backend, never a hang. Safe for concurrent use.
+// naming the backend, never a hang. A failure is remembered for a while
+// (see entraRetryMin): callers meanwhile get its error at once, or the
+// token still valid. Safe for concurrent use.
 type Entra struct {
 	o        EntraOptions
 	endpoint string
@@ -54,6 +66,8 @@ type Entra struct {
 	expiresAt time.Time // after this, the token is not used
 	fetching  chan struct{}
 	lastErr   error
+	retryAt   time.Time     // after a failure, no fetch before this
+	backoff   time.Duration // the wait after the last failure; 0 after a success
 }
 
 // NewEntra returns a token source.
@@ -84,7 +98,7 @@ func (e *Entra) Token(ctx context.Context) (string, error) {
 		now := e.o.Now()
 		if e.token != "" && now.Before(e.expiresAt) {
 			tok := e.token
-			if !now.Before(e.refreshAt) && e.fetching == nil {
+			if !now.Before(e.refreshAt) && e.fetching == nil && !now.Before(e.retryAt) {
 				// Refresh early, in the background; callers keep the valid token.
 				e.startFetch()
 			}
@@ -92,6 +106,11 @@ func (e *Entra) Token(ctx context.Context) (string, error) {
 			return tok, nil
 		}
 		if e.fetching == nil {
+			if now.Before(e.retryAt) && e.lastErr != nil {
+				err := fmt.Errorf("%w (%w)", e.lastErr, ErrTokenRecentlyFailed)
+				e.mu.Unlock()
+				return "", err
+			}
 			e.startFetch()
 		}
 		wait := e.fetching
@@ -123,11 +142,13 @@ func (e *Entra) startFetch() {
 		defer cancel()
 		tok, ttl, err := e.fetch(ctx)
 		e.mu.Lock()
+		now := e.o.Now()
 		if err != nil {
 			e.lastErr = fmt.Errorf("entra token for backend %s: %w", e.o.Backend, err)
+			e.backoff = min(max(2*e.backoff, entraRetryMin), entraRetryMax)
+			e.retryAt = now.Add(e.backoff)
 		} else {
-			now := e.o.Now()
-			e.token, e.lastErr = tok, nil
+			e.token, e.lastErr, e.backoff, e.retryAt = tok, nil, 0, time.Time{}
 			e.expiresAt = now.Add(ttl - min(30*time.Second, ttl/10))
 			e.refreshAt = now.Add(ttl - min(5*time.Minute, ttl/4))
 		}

@@ -419,7 +419,9 @@ func (h *Handler) finish(a *attemptRun) {
 // credential could not be had (e.g. an Entra token).
 func (h *Handler) credentialFailed(b *Backend, q *request, err error, probe bool) *failure {
 	q.trail = appendTrail(q.trail, b.Name, "credential_error", 0)
-	h.log.Error("backend credential unavailable", slog.String("backend", b.Name), slog.Any("err", err))
+	if !errors.Is(err, provider.ErrTokenRecentlyFailed) { // that failure was logged when it happened
+		h.log.Error("backend credential unavailable", slog.String("backend", b.Name), slog.Any("err", err))
+	}
 	h.done(b, upstream.Failed, 0, probe)
 	if h.events != nil {
 		h.events.Attempt(&AttemptInfo{Backend: b.Name, Model: q.deployment, Outcome: OutcomeAuth, Retry: q.attempts > 1,
