@@ -1,6 +1,7 @@
 package app
 
 import (
+	"cmp"
 	"context"
 	"crypto/tls"
 	"errors"
@@ -18,6 +19,7 @@ import (
 	"github.com/llmgate/llmgate/internal/h1"
 	"github.com/llmgate/llmgate/internal/metrics"
 	"github.com/llmgate/llmgate/internal/proxy"
+	"github.com/llmgate/llmgate/internal/tlsmux"
 	"github.com/llmgate/llmgate/internal/tracing"
 	"github.com/llmgate/llmgate/internal/upstream"
 )
@@ -198,8 +200,8 @@ func writePlain(w http.ResponseWriter, status int, s string) {
 
 // Server returns an http.Server for the gateway with the config's
 // timeouts and, when TLS is configured, the certificate in use (read
-// again on every reload). Serve uses it for TLS listeners (HTTP/2 and
-// HTTP/1.1 to clients); plain listeners get PlainServer.
+// again on every reload). Serve uses it for the TLS connections that
+// chose HTTP/2; HTTP/1.1 goes to PlainServer's server, over TLS or not.
 func (a *App) Server() *http.Server {
 	cfg := a.cfg.Load()
 	srv := &http.Server{
@@ -212,6 +214,7 @@ func (a *App) Server() *http.Server {
 	if a.cert.Load() != nil {
 		srv.TLSConfig = &tls.Config{
 			MinVersion: tls.VersionTLS12,
+			NextProtos: tlsmux.Protocols, // and so srv.Serve takes HTTP/2 connections
 			GetCertificate: func(*tls.ClientHelloInfo) (*tls.Certificate, error) {
 				return a.cert.Load(), nil
 			},
@@ -238,11 +241,72 @@ func (a *App) PlainServer() *h1.Server {
 // answers oversized headers itself (JSON 431) up to it.
 func maxHeaderBytes(cfg *config.Config) int { return max(4*cfg.MaxHeaderBytes, 1<<20) }
 
-// server is what Serve needs of http.Server and h1.Server.
+// server is what Serve needs of h1.Server and tlsServers to stop them.
 type server interface {
-	Serve(net.Listener) error
 	Shutdown(context.Context) error
 	Close() error
+}
+
+// tlsServers serve a TLS listener: tlsmux splits its connections between
+// net/http's server for those that chose HTTP/2 and h1's for HTTP/1.1,
+// which answers every bound (header size and time) in JSON, as on a plain
+// listener.
+type tlsServers struct {
+	mux    *tlsmux.Mux
+	h2     *http.Server
+	h1     *h1.Server
+	cancel context.CancelCauseFunc // cancels what still runs: both servers' requests
+}
+
+func (a *App) tlsServers(ln net.Listener) *tlsServers {
+	hs := a.Server()
+	base, cancelBase := context.WithCancelCause(context.Background())
+	hs.BaseContext = func(net.Listener) context.Context { return base }
+	ps := a.PlainServer()
+	logf := func(format string, args ...any) { a.log.Warn(fmt.Sprintf(format, args...)) }
+	s := &tlsServers{mux: tlsmux.New(ln, hs.TLSConfig, a.cfg.Load().Timeouts.ReadHeader.D(), logf), h2: hs, h1: ps}
+	s.cancel = func(cause error) {
+		cancelBase(cause)
+		if cause != nil {
+			ps.CancelRequests(cause)
+		}
+	}
+	return s
+}
+
+// serve runs both servers until they stop; it returns the first error
+// that is not their being stopped.
+func (s *tlsServers) serve() error {
+	errs := make(chan error, 2)
+	go func() { errs <- s.h2.Serve(s.mux.H2()) }()
+	go func() { errs <- s.h1.Serve(s.mux.H1()) }()
+	var first error
+	for range 2 {
+		err := <-errs
+		if first == nil || errors.Is(first, http.ErrServerClosed) || errors.Is(first, net.ErrClosed) {
+			first = err
+		}
+		_ = s.mux.Close() // one stopped: the other's listener closes too
+	}
+	return first
+}
+
+// Shutdown drains both servers at once.
+func (s *tlsServers) Shutdown(ctx context.Context) error {
+	var wg sync.WaitGroup
+	var err2 error
+	wg.Go(func() { err2 = s.h2.Shutdown(ctx) })
+	err1 := s.h1.Shutdown(ctx)
+	wg.Wait()
+	_ = s.mux.Close()
+	return cmp.Or(err1, err2)
+}
+
+// Close closes both servers and every connection.
+func (s *tlsServers) Close() error {
+	err1, err2 := s.h2.Close(), s.h1.Close()
+	_ = s.mux.Close()
+	return cmp.Or(err1, err2)
 }
 
 // Serve serves on ln until ctx is cancelled, then drains in-flight requests
@@ -255,16 +319,14 @@ func (a *App) Serve(ctx context.Context, ln net.Listener) error {
 	errc := make(chan error, 1)
 	tlsOn := a.cert.Load() != nil
 	if tlsOn {
-		hs := a.Server()
-		base, cancelBase := context.WithCancelCause(context.Background())
-		defer cancelBase(nil)
-		hs.BaseContext = func(net.Listener) context.Context { return base }
-		srv, cancelRequests = hs, cancelBase
-		go func() { errc <- hs.ServeTLS(ln, "", "") }()
+		ts := a.tlsServers(ln)
+		defer ts.cancel(nil)
+		srv, cancelRequests = ts, ts.cancel
+		go func() { errc <- ts.serve() }()
 	} else {
 		ps := a.PlainServer()
 		srv, cancelRequests = ps, ps.CancelRequests
-		go func() { errc <- srv.Serve(ln) }()
+		go func() { errc <- ps.Serve(ln) }()
 	}
 	wctx, stopWatch := context.WithCancel(ctx)
 	var wg sync.WaitGroup

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"errors"
 	"io"
@@ -19,11 +20,13 @@ import (
 	"github.com/llmgate/llmgate/internal/api/openai"
 )
 
-// Server serves an http.Handler over plain HTTP/1.1: keep-alive,
+// Server serves an http.Handler over HTTP/1.1: keep-alive,
 // pipelining, chunked and length-framed bodies both ways, Expect:
 // 100-continue, flushes, the read-header and idle timeouts, a request
-// context cancelled when the client goes away, and a graceful drain. It
-// serves no TLS and no HTTP/2: those stay with net/http's http.Server.
+// context cancelled when the client goes away, and a graceful drain. Its
+// listener's connections are plain TCP or TLS whose handshake is done
+// (package tlsmux; the request's TLS field is set); it serves no HTTP/2,
+// which stays with net/http's http.Server.
 //
 // What it saves over http.Server is per connection and per request: no
 // background reader goroutine (a client leaving is noticed by the watcher:
@@ -268,6 +271,7 @@ type srvConn struct {
 	nc       net.Conn
 	accepted time.Time
 	remote   string
+	tls      *tls.ConnectionState // nil on a plain connection
 	state    atomic.Int32
 	rdl      readDeadline  // nc's read deadline, set lazily
 	src      source        // what br reads from
@@ -332,6 +336,10 @@ func (c *srvConn) serve() {
 	defer c.close()
 	if ra := c.nc.RemoteAddr(); ra != nil {
 		c.remote = ra.String()
+	}
+	if tc, ok := c.nc.(*tls.Conn); ok {
+		st := tc.ConnectionState() // complete: tlsmux hands a connection over after its handshake
+		c.tls = &st
 	}
 	c.watch.c = c
 	for first := true; ; first = false {
@@ -455,6 +463,7 @@ func (c *srvConn) readRequest(first bool) (*http.Request, bool) {
 		return nil, false
 	}
 	req.RemoteAddr = c.remote
+	req.TLS = c.tls
 	return req, true
 }
 

@@ -3,6 +3,7 @@
 package h1
 
 import (
+	"net"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -76,7 +77,11 @@ func (w *watcher) setup() {
 	if poll.err != nil {
 		return
 	}
-	sc, ok := w.c.nc.(syscall.Conn)
+	nc := w.c.nc
+	if u, ok := nc.(interface{ NetConn() net.Conn }); ok {
+		nc = u.NetConn() // TLS: the peer's close shows on the socket beneath
+	}
+	sc, ok := nc.(syscall.Conn)
 	if !ok {
 		return
 	}
