@@ -1,6 +1,7 @@
 package app_test
 
 import (
+	"encoding/json"
 	"net/http"
 	"strconv"
 	"strings"
@@ -152,5 +153,43 @@ func TestRouting429WithExhaustedResetCoolsDown(t *testing.T) {
 	}
 	if n := rec.Count("a"); n > 1 {
 		t.Errorf("a was called %d times in %v, want at most once (cooling down for 30 s)", n, time.Since(start))
+	}
+}
+
+// Every backend answers 503 with a delay longer than the gateway may wait
+// (retry.max_wait): the retries stop early, and the client still gets the
+// last upstream answer as it came (status, body, its headers), with the
+// true time until a backend can be called, never a 429 of the gateway's.
+// A 500 with retry-after-ms likewise.
+func TestRoutingBlockedAfterServerFaultsRelaysLastAnswer(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		name   string
+		answer behaviour
+		status int
+	}{
+		{"503 with retry-after", respond(http.StatusServiceUnavailable, `{"error":{"code":"ServiceUnavailable","message":"busy"}}`,
+			"Retry-After", "30", "Apim-Request-Id", "u-1"), http.StatusServiceUnavailable},
+		{"500 with retry-after-ms", respond(http.StatusInternalServerError, `{"error":{"code":"InternalServerError","message":"boom"}}`,
+			"Retry-After-Ms", "15000", "Apim-Request-Id", "u-1"), http.StatusInternalServerError},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			rec := newRecorder()
+			a := rec.upstream(t, "a", tc.answer)
+			b := rec.upstream(t, "b", tc.answer)
+			g := startGateway(t, []backend{be("a", a.URL), be("b", b.URL)}, "retry:\n  count: 5\n  interval: 1ms\n")
+			resp, body := g.chatOnceTo(t)
+			var e struct{ Error struct{ Code string } }
+			_ = json.Unmarshal(body, &e)
+			if resp.StatusCode != tc.status || e.Error.Code == "429" || e.Error.Code == "no_backend" || resp.Header.Get("Apim-Request-Id") != "u-1" {
+				t.Fatalf("got %d %s (apim-request-id %q, trail %q), want the last upstream answer %d as it came",
+					resp.StatusCode, body, resp.Header.Get("Apim-Request-Id"), resp.Header.Get("X-Llmgate-Trail"), tc.status)
+			}
+			if resp.Header.Get("Retry-After") == "" || resp.Header.Get("X-Should-Retry") != "false" {
+				t.Errorf("trail %q: retry-after %q, x-should-retry %q: want the time until a backend can be called, and false", resp.Header.Get("X-Llmgate-Trail"),
+					resp.Header.Get("Retry-After"), resp.Header.Get("X-Should-Retry"))
+			}
+		})
 	}
 }

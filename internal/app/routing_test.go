@@ -328,6 +328,31 @@ func TestRoutingCircuitOpensOnFailureRatio(t *testing.T) {
 	}
 }
 
+// A backend whose circuit is open gets no traffic while another can take
+// it, even when that other fails now and then: a retry after its failure
+// waits the backoff and calls it again rather than the open circuit.
+func TestRoutingOpenCircuitGetsNothingWhileAnotherServes(t *testing.T) {
+	t.Parallel()
+	broken := rtStartNode(t, "broken", sim.Options{Seed: 23})
+	flaky := rtStartNode(t, "flaky", sim.Options{Seed: 23})
+	broken.Sim.SetFaults(sim.Faults{Fail503: 1})
+	flaky.Sim.SetFaults(sim.Faults{Fail503: 0.2})
+	g := rtStart(t, []rtBackend{rtBackendOf(broken), rtBackendOf(flaky)},
+		"retry:\n  count: 5\n  interval: 1ms\nrouting:\n  circuit:\n    failures: 3\n    ratio: -1\n    cooldown: 1m\n")
+	as := g.load(t, 60, 1, chatBody)
+	f := rtSummary(as)
+	t.Logf("%v; broken hits %d, flaky hits %d (503s %d)", f, broken.Hits(), flaky.Hits(), flaky.Status(503))
+	if f.OK != f.N {
+		t.Errorf("%v, want every request served", f)
+	}
+	if flaky.Status(503) == 0 {
+		t.Fatal("flaky never failed: the test shows nothing")
+	}
+	if n := broken.Hits(); n != 3 {
+		t.Errorf("broken hits: got %d, want 3 (the failures that open its circuit, then none within the cool-down)", n)
+	}
+}
+
 // Priorities: the best group takes everything, split by weight; the lower
 // group takes only the spill-over while the best one is throttled; traffic
 // returns to the best group as soon as it is available again.

@@ -117,35 +117,41 @@ func (h *Handler) choose(cfg *Config, rt *Route, q *request, tried balance.Set, 
 		}
 	}
 	// Untried before tried (the backend that just failed is never next while
-	// another exists); among each, available before short of capacity before
-	// circuit-open. An open circuit keeps first attempts away; a retry that
-	// has nowhere else to go tries it anyway (Envoy's panic mode), so a pool
-	// never sticks at 503 because its breakers tripped.
-	for _, tier := range [...]struct {
-		set  balance.Set
-		open bool
-	}{
-		{allowed & avail &^ short &^ tried, false},
-		{allowed & avail &^ tried, false},
-		{allowed & open &^ tried, true},
-		{allowed & avail &^ short, false},
-		{allowed & avail, false},
-		{allowed & open, true},
+	// another exists); among each, available before short of capacity.
+	for _, set := range [...]balance.Set{
+		allowed & avail &^ short &^ tried,
+		allowed & avail &^ tried,
+		allowed & avail &^ short,
+		allowed & avail,
 	} {
-		if tier.set == 0 {
+		if set == 0 {
 			continue
 		}
-		if i, ok := pick(^tier.set); ok {
-			return choice{member: i, wait: backoff(!tried.Has(i)), panic: tier.open}
+		if i, ok := pick(^set); ok {
+			return choice{member: i, wait: backoff(!tried.Has(i))}
 		}
 	}
 	// Only the backend that just failed can be called: it is tried again
 	// (after the backoff) rather than waiting longer for another to
 	// recover, or giving up with retries left.
-	if last >= 0 && n > 1 && (avail.Has(last) || open.Has(last)) {
-		wait := backoff(false)
-		if earliestIdx < 0 || earliest.Sub(now) > wait {
-			return choice{member: last, wait: wait, panic: !avail.Has(last)}
+	if last >= 0 && n > 1 && avail.Has(last) && (earliestIdx < 0 || earliest.Sub(now) > backoff(false)) {
+		return choice{member: last, wait: backoff(false)}
+	}
+	// No backend is available and some are out only because their circuit
+	// is open: a retry tries one of them anyway (Envoy's panic mode), so a
+	// pool never sticks at 503 because its breakers tripped. While any
+	// backend can take requests, an open circuit gets none but its probe.
+	if avail == 0 {
+		for _, set := range [...]balance.Set{allowed & open &^ tried, allowed & open} {
+			if set == 0 {
+				continue
+			}
+			if i, ok := pick(^set); ok {
+				return choice{member: i, wait: backoff(!tried.Has(i)), panic: true}
+			}
+		}
+		if last >= 0 && n > 1 && open.Has(last) && (earliestIdx < 0 || earliest.Sub(now) > backoff(false)) {
+			return choice{member: last, wait: backoff(false), panic: true}
 		}
 	}
 	until := earliest.Sub(now)

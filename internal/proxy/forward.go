@@ -916,15 +916,17 @@ func (h *Handler) finalAdvice(hd http.Header, cfg *Config, rt *Route, status int
 	return wait
 }
 
-// answerBlocked answers when no backend can be called in time: 429 with the
-// true time until the earliest cooling-down backend recovers, or 503 when
-// they are out for other reasons (circuit open, at capacity).
+// answerBlocked answers when no backend can be called in time. After a
+// failed attempt the client gets the last upstream answer (a 429 or 5xx,
+// as it came), its Retry-After the true time until a backend can be
+// called; without one, 429 when every backend cools down, or 503 when they
+// are out for other reasons (circuit open, at capacity).
 func (h *Handler) answerBlocked(w http.ResponseWriter, f *failure, c choice, q *request) {
 	hd := w.Header()
 	if c.wait > longWait || q.attempts > 0 {
 		hd.Set("X-Should-Retry", "false")
 	}
-	if c.throttled && f != nil && f.header != nil && f.status == http.StatusTooManyRequests {
+	if f != nil && f.header != nil && f.class.Retryable() {
 		h.writeHeaderWith(w, f.status, f.header, f.from, q, c.wait)
 		m, _ := w.Write(f.body)
 		q.bytesOut += int64(m)
