@@ -39,6 +39,18 @@
 // completions without max_tokens are cut at 16 tokens, as the real API does. Each generated
 // word is one completion token.
 //
+// Function calling: a chat request with "tools" (type "function") gets a call of one of them,
+// with finish_reason "tool_calls", when tool_choice is "required", or "auto" (the default with
+// tools) and the last message is not a tool's result; a named tool_choice calls that function
+// with finish_reason "stop", as the API does; "none", and "auto" after a tool's result, get text.
+// The call's arguments are a JSON object made from the function's parameters schema (every
+// property, of its type or enum), its id "call_" and 24 characters, all deterministic per seed
+// and prompt; the tool definitions count as prompt text. "response_format" json_object answers
+// {"answer": text} (the messages must say "json", or 400 as from the API) and json_schema an
+// object made from the schema. Such fixed answers count one completion token per 4 bytes and
+// stream in pieces of that size (tool calls as tool_calls deltas, the first with id and name).
+// Unknown tool choices, tools without a name and unknown formats get 400 naming the parameter.
+//
 // Magic markers in the prompt text (document them in gateway tests, they never reach a real
 // backend):
 //

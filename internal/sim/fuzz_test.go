@@ -58,6 +58,8 @@ func FuzzRequestBody(f *testing.F) {
 		{7, `{"model":"m","prompt":7}`},
 		{8, form.String()},
 		{9, form.String()},
+		{0, `{"messages":[{"role":"user","content":"w"}],"stream":true,"tools":[{"type":"function","function":{"name":"f","parameters":{"type":"object","properties":{"a":{"type":"array","items":{"enum":["x\"y",1]}},"b":{"anyOf":[{"type":"number"}]}}}}}]}`},
+		{4, `{"model":"m","messages":[{"role":"user","content":"json"}],"response_format":{"type":"json_schema","json_schema":{"name":"n","schema":{"type":["string","null"]}}},"n":2,"stream":true}`},
 		{0, `not json`},
 		{0, ``},
 	} {

@@ -146,6 +146,7 @@ type call struct {
 	imagesB64    bool
 	audioFormat  string
 	audioBytes   int64
+	fixed        *fixedAnswer // chat: a tool call or JSON content instead of text
 }
 
 // choices is the number of choices in the answer.
@@ -170,7 +171,7 @@ func (c *call) cost(seed int64) int64 {
 		if perChoice == 0 && c.op == opChat {
 			var planned int64
 			for k := range c.choices() {
-				ch := newChoice(seed, &c.prompt, k, 0)
+				ch := c.plan(seed, k, 0)
 				planned += ch.n
 			}
 			return c.prompt.tokens + planned
@@ -202,6 +203,8 @@ type wireRequest struct {
 	Dimensions     *int64          `json:"dimensions"`
 	EncodingFormat string          `json:"encoding_format"`
 	ResponseFormat json.RawMessage `json:"response_format"`
+	Tools          json.RawMessage `json:"tools"`
+	ToolChoice     json.RawMessage `json:"tool_choice"`
 }
 
 type wireMessage struct {
@@ -317,7 +320,7 @@ func (c *call) parseChat(req *wireRequest) *apiError {
 			return e
 		}
 	}
-	return nil
+	return c.parseTools(req, req.Messages[len(req.Messages)-1].Role)
 }
 
 // addContent counts a message content: a string, null, or an array of parts.

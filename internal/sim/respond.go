@@ -47,8 +47,9 @@ var (
 )
 
 type chatMessageJSON struct {
-	Role    string `json:"role"`
-	Content string `json:"content"`
+	Role      string         `json:"role"`
+	Content   *string        `json:"content"` // null with tool calls
+	ToolCalls []toolCallJSON `json:"tool_calls,omitempty"`
 }
 
 type chatChoiceJSON struct {
@@ -81,11 +82,16 @@ type completionJSON[C any] struct {
 
 // complete answers a non-streamed chat or completions request.
 func (s *Server) complete(x *exchange) {
-	if x.call.op == opChat {
+	if c := x.call; c.op == opChat {
 		completeAs(s, x, "chatcmpl-", "chat.completion",
 			func(k int, text, finish string, filter *filterResults) chatChoiceJSON {
-				return chatChoiceJSON{Index: k, Message: chatMessageJSON{Role: "assistant", Content: text},
-					FinishReason: finish, ContentFilterResults: filter}
+				msg := chatMessageJSON{Role: "assistant", Content: &text}
+				if c.fixed != nil && c.fixed.tool != "" {
+					tc := toolCallJSON{ID: c.callID(s.seed, k), Type: "function"}
+					tc.Function.Name, tc.Function.Arguments = c.fixed.tool, text
+					msg.Content, msg.ToolCalls = nil, []toolCallJSON{tc}
+				}
+				return chatChoiceJSON{Index: k, Message: msg, FinishReason: finish, ContentFilterResults: filter}
 			})
 		return
 	}
@@ -114,7 +120,7 @@ func completeAs[C any](s *Server, x *exchange, idPrefix, object string,
 	var completion, longest int64
 	limit := c.limit()
 	for k := range resp.Choices {
-		ch := newChoice(s.seed, &c.prompt, k, limit)
+		ch := c.plan(s.seed, k, limit)
 		resp.Choices[k] = newChoiceJSON(k, ch.text(), ch.finish, filter)
 		completion, longest = completion+ch.n, max(longest, ch.n)
 	}

@@ -63,7 +63,7 @@ func (s *Server) stream(x *exchange) {
 	choices := make([]choice, c.choices())
 	var completion, steps int64
 	for k := range choices {
-		choices[k] = newChoice(s.seed, &c.prompt, k, limit)
+		choices[k] = c.plan(s.seed, k, limit)
 		completion += choices[k].n
 		steps = max(steps, choices[k].n)
 	}
@@ -89,7 +89,7 @@ func (s *Server) stream(x *exchange) {
 				continue
 			}
 			b := append(sw.buf[:0], prefix...)
-			b = appendChoiceDelta(b, c.op, k, ch)
+			b = s.appendChoiceDelta(b, c, k, ch)
 			b = appendChunkEnd(b, c.includeUsage)
 			if sw.buf = b; !sw.send(b) {
 				return
@@ -135,15 +135,32 @@ func (s *Server) chunkPrefix(x *exchange) []byte {
 	return b
 }
 
-// appendChoiceDelta appends choice k's next token; vocabulary pieces need no JSON escaping.
-func appendChoiceDelta(b []byte, op operation, k int, ch *choice) []byte {
+// appendChoiceDelta appends choice k's next token: a word (vocabulary
+// pieces need no JSON escaping), or a piece of a tool call's arguments or
+// of JSON content.
+func (s *Server) appendChoiceDelta(b []byte, c *call, k int, ch *choice) []byte {
 	first := ch.i == 0
 	last := ch.n == 0 || ch.last()
 	piece := ""
 	if ch.n > 0 {
 		piece = ch.next()
 	}
-	if op == opChat {
+	switch {
+	case c.op == opChat && c.fixed != nil && c.fixed.tool != "":
+		b = append(b, `{"index":`...)
+		b = strconv.AppendInt(b, int64(k), 10)
+		if first {
+			b = append(b, `,"delta":{"role":"assistant","content":null,"tool_calls":[{"index":0,"id":"`...)
+			b = append(b, c.callID(s.seed, k)...)
+			b = append(b, `","type":"function","function":{"name":"`...)
+			b = append(b, c.fixed.tool...)
+			b = append(b, `","arguments":"`...)
+		} else {
+			b = append(b, `,"delta":{"tool_calls":[{"index":0,"function":{"arguments":"`...)
+		}
+		b = appendJSONText(b, piece)
+		b = append(b, `"}}]},"logprobs":null,"finish_reason":`...)
+	case c.op == opChat:
 		b = append(b, `{"index":`...)
 		b = strconv.AppendInt(b, int64(k), 10)
 		b = append(b, `,"delta":{`...)
@@ -151,9 +168,13 @@ func appendChoiceDelta(b []byte, op operation, k int, ch *choice) []byte {
 			b = append(b, `"role":"assistant",`...)
 		}
 		b = append(b, `"content":"`...)
-		b = append(b, piece...)
+		if c.fixed != nil {
+			b = appendJSONText(b, piece)
+		} else {
+			b = append(b, piece...)
+		}
 		b = append(b, `"},"logprobs":null,"finish_reason":`...)
-	} else {
+	default:
 		b = append(b, `{"text":"`...)
 		b = append(b, piece...)
 		b = append(b, `","index":`...)

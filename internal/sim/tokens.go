@@ -167,6 +167,7 @@ type choice struct {
 	n      int64  // tokens to generate
 	finish string // finish_reason
 	i      int64  // tokens generated so far
+	fixed  string // a tool call's arguments or JSON content, sent in pieces; "": words
 }
 
 // newChoice plans choice k of a request: its length from the marker or the PRNG, cut by
@@ -197,6 +198,11 @@ func (c *choice) last() bool { return c.i == c.n-1 }
 // next returns the next piece of text; pieces after the first start with a space and a
 // stopped choice ends with a period.
 func (c *choice) next() string {
+	if c.fixed != "" {
+		at := min(int(c.i)*piece, len(c.fixed))
+		c.i++
+		return c.fixed[at:min(at+piece, len(c.fixed))]
+	}
 	w := c.r.next() % uint64(len(vocabulary))
 	first, final := c.i == 0, c.i == c.n-1 && c.finish == "stop"
 	c.i++
@@ -214,6 +220,9 @@ func (c *choice) next() string {
 
 // text generates the whole content of c from its start.
 func (c *choice) text() string {
+	if c.fixed != "" {
+		return c.fixed[:min(int(c.n)*piece, len(c.fixed))]
+	}
 	c.r.s, c.i = c.start, 0
 	var b strings.Builder
 	b.Grow(int(c.n) * 9)
