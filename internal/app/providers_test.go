@@ -19,6 +19,7 @@ import (
 	"github.com/openai/openai-go/v3"
 	"github.com/openai/openai-go/v3/azure"
 	"github.com/openai/openai-go/v3/option"
+	"github.com/openai/openai-go/v3/shared"
 
 	"github.com/llmgate/llmgate/internal/app"
 	"github.com/llmgate/llmgate/internal/config"
@@ -105,10 +106,29 @@ func chatBoth(t *testing.T, c openai.Client, model string) {
 	if len(acc.Choices) == 0 || acc.Choices[0].Message.Content == "" || acc.Usage.TotalTokens == 0 {
 		t.Fatalf("stream: empty answer %+v", acc.ChatCompletion)
 	}
+	// Function calling, plain and streamed: the call comes through whole.
+	tools := openai.ChatCompletionNewParams{Model: model, Messages: msgs, Tools: []openai.ChatCompletionToolUnionParam{
+		openai.ChatCompletionFunctionTool(shared.FunctionDefinitionParam{Name: "greet", Parameters: shared.FunctionParameters{
+			"type": "object", "properties": map[string]any{"name": map[string]any{"type": "string"}}}}),
+	}, ToolChoice: openai.ChatCompletionToolChoiceOptionUnionParam{OfAuto: openai.String("required")}}
+	resp, err = c.Chat.Completions.New(ctx, tools)
+	if err != nil || len(resp.Choices) == 0 || len(resp.Choices[0].Message.ToolCalls) != 1 {
+		t.Fatalf("tools: %v %+v, want a tool call", err, resp)
+	}
+	call := resp.Choices[0].Message.ToolCalls[0]
+	st = c.Chat.Completions.NewStreaming(ctx, tools)
+	acc = openai.ChatCompletionAccumulator{}
+	for st.Next() {
+		acc.AddChunk(st.Current())
+	}
+	if err := st.Err(); err != nil || len(acc.Choices) == 0 || len(acc.Choices[0].Message.ToolCalls) != 1 ||
+		acc.Choices[0].Message.ToolCalls[0].Function.Arguments != call.Function.Arguments || acc.Choices[0].FinishReason != "tool_calls" {
+		t.Fatalf("tools streamed: %v %+v, want the call %+v", err, acc.ChatCompletion, call)
+	}
 }
 
 // TestBothClientStylesOverBothBackendTypes drives the gateway with openai-go
-// in OpenAI style and Azure style, plain and streaming, against an Azure-type
+// in OpenAI style and Azure style, plain and streaming, with and without tools, against an Azure-type
 // upstream and an OpenAI-type upstream (the simulator's /v1 mode), with the
 // model name mapped to each upstream's own name.
 func TestBothClientStylesOverBothBackendTypes(t *testing.T) {
@@ -144,8 +164,8 @@ backends:
 					}
 				}
 			}
-			if n := len(up.calls()); n != 4 {
-				t.Errorf("upstream calls = %d, want 4", n)
+			if n := len(up.calls()); n != 8 { // 2 styles × plain, stream, tools, tools streamed
+				t.Errorf("upstream calls = %d, want 8", n)
 			}
 		})
 	}
@@ -175,8 +195,8 @@ backends:
 	for style, c := range clients(gw, "client-key") {
 		t.Run(style, func(t *testing.T) { chatBoth(t, c, "gpt-4o") })
 	}
-	if len(oaiUp.calls()) != 4 {
-		t.Errorf("openai backend served %d requests, want all 4", len(oaiUp.calls()))
+	if len(oaiUp.calls()) != 8 {
+		t.Errorf("openai backend served %d requests, want all 8", len(oaiUp.calls()))
 	}
 }
 
