@@ -263,8 +263,10 @@ func (a *App) tlsServers(ln net.Listener) *tlsServers {
 	base, cancelBase := context.WithCancelCause(context.Background())
 	hs.BaseContext = func(net.Listener) context.Context { return base }
 	ps := a.PlainServer()
-	logf := func(format string, args ...any) { a.log.Warn(fmt.Sprintf(format, args...)) }
-	s := &tlsServers{mux: tlsmux.New(ln, hs.TLSConfig, a.cfg.Load().Timeouts.ReadHeader.D(), logf), h2: hs, h1: ps}
+	onError := func(remote net.Addr, err error) {
+		a.log.Warn("tls handshake failed", slog.String("remote", remote.String()), slog.Any("err", err))
+	}
+	s := &tlsServers{mux: tlsmux.New(ln, hs.TLSConfig, a.cfg.Load().Timeouts.ReadHeader.D(), onError), h2: hs, h1: ps}
 	s.cancel = func(cause error) {
 		cancelBase(cause)
 		if cause != nil {

@@ -24,7 +24,7 @@ type Mux struct {
 	ln       net.Listener
 	cfg      *tls.Config
 	timeout  time.Duration
-	logf     func(format string, args ...any)
+	onError  func(remote net.Addr, err error)
 	h2, h1   *chanListener
 	base     context.Context // cancelled by Close: ends the handshakes under way
 	stop     context.CancelFunc
@@ -36,15 +36,16 @@ type Mux struct {
 }
 
 // New starts accepting on ln. cfg is cloned and offers Protocols; timeout
-// bounds a handshake (0: 10 s); logf, if not nil, receives failed
-// handshakes. Close stops it and closes ln.
-func New(ln net.Listener, cfg *tls.Config, timeout time.Duration, logf func(string, ...any)) *Mux {
+// bounds a handshake (0: 10 s); onError, if not nil, is told of each
+// handshake that failed (not of those Close ended). Close stops it and
+// closes ln.
+func New(ln net.Listener, cfg *tls.Config, timeout time.Duration, onError func(remote net.Addr, err error)) *Mux {
 	cfg = cfg.Clone()
 	cfg.NextProtos = Protocols
 	if timeout <= 0 {
 		timeout = 10 * time.Second
 	}
-	m := &Mux{ln: ln, cfg: cfg, timeout: timeout, logf: logf, done: make(chan struct{})}
+	m := &Mux{ln: ln, cfg: cfg, timeout: timeout, onError: onError, done: make(chan struct{})}
 	m.base, m.stop = context.WithCancel(context.Background())
 	m.h2 = &chanListener{m: m, conns: make(chan net.Conn)}
 	m.h1 = &chanListener{m: m, conns: make(chan net.Conn)}
@@ -100,8 +101,8 @@ func (m *Mux) handshake(c net.Conn) {
 	err := tc.HandshakeContext(ctx)
 	cancel()
 	if err != nil {
-		if m.logf != nil && m.base.Err() == nil {
-			m.logf("tls: handshake error from %s: %v", c.RemoteAddr(), err)
+		if m.onError != nil && m.base.Err() == nil {
+			m.onError(c.RemoteAddr(), err)
 		}
 		_ = c.Close()
 		return

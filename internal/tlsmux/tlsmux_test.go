@@ -150,3 +150,30 @@ func TestHandshakeTimeoutAndClose(t *testing.T) {
 		}
 	}
 }
+
+// TestHandshakeErrorsReported: a client that speaks plain HTTP to the TLS
+// port is told of by onError, with its address, and dropped.
+func TestHandshakeErrorsReported(t *testing.T) {
+	t.Parallel()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := make(chan string, 1)
+	m := tlsmux.New(ln, serverConfig(t), time.Second, func(remote net.Addr, err error) { got <- remote.String() })
+	t.Cleanup(func() { _ = m.Close() })
+	c, err := net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	_, _ = c.Write([]byte("GET / HTTP/1.1\r\nHost: x\r\n\r\n"))
+	select {
+	case remote := <-got:
+		if remote != c.LocalAddr().String() {
+			t.Errorf("onError for %s, want the client %s", remote, c.LocalAddr())
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("no handshake error reported")
+	}
+}
