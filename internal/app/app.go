@@ -266,7 +266,9 @@ func (a *App) tlsServers(ln net.Listener) *tlsServers {
 	onError := func(remote net.Addr, err error) {
 		a.log.Warn("tls handshake failed", slog.String("remote", remote.String()), slog.Any("err", err))
 	}
-	s := &tlsServers{mux: tlsmux.New(ln, hs.TLSConfig, a.cfg.Load().Timeouts.ReadHeader.D(), onError), h2: hs, h1: ps}
+	mux := tlsmux.New(ln, tlsmux.Options{Config: hs.TLSConfig, HandshakeTimeout: a.cfg.Load().Timeouts.ReadHeader.D(), OnError: onError,
+		PlainHTTPAnswer: h1.ErrorResponse(http.StatusBadRequest, "http_to_https", "The client sent an HTTP request to an HTTPS server.")})
+	s := &tlsServers{mux: mux, h2: hs, h1: ps}
 	s.cancel = func(cause error) {
 		cancelBase(cause)
 		if cause != nil {

@@ -59,7 +59,8 @@ func TestTLSServesHTTP2AndHTTP1(t *testing.T) {
 
 // TestTLSBoundsAnswerInJSON: over TLS as over plain HTTP, a head that
 // arrives too slowly (slowloris) gets 408 and one over the hard size bound
-// 431, both in the API's JSON error shape.
+// 431, both in the API's JSON error shape; plain HTTP sent to the TLS port
+// gets a JSON 400 too.
 func TestTLSBoundsAnswerInJSON(t *testing.T) {
 	t.Parallel()
 	g := serveTLSWith(t, "timeouts:\n  read_header: 300ms\nmax_header_bytes: 8192\n")
@@ -122,6 +123,25 @@ func TestTLSBoundsAnswerInJSON(t *testing.T) {
 				strings.Repeat("b", 1200<<10)+"\r\nContent-Length: 2\r\n\r\n{}")
 		}()
 		expect(t, c, http.StatusRequestHeaderFieldsTooLarge, "headers_too_large")
+	})
+	t.Run("plain HTTP to the TLS port", func(t *testing.T) {
+		t.Parallel()
+		c, err := net.Dial("tcp", addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		_ = c.SetDeadline(time.Now().Add(5 * time.Second))
+		_, _ = io.WriteString(c, "POST "+tlsChatPath+" HTTP/1.1\r\nHost: gateway\r\nContent-Length: 2\r\n\r\n{}")
+		resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+		if err != nil {
+			t.Fatalf("no answer: %v", err)
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusBadRequest || !strings.Contains(string(b), `"code":"http_to_https"`) {
+			t.Errorf("got %d %q, want 400 with a JSON error http_to_https", resp.StatusCode, b)
+		}
 	})
 	t.Run("a handshake never finished is dropped", func(t *testing.T) {
 		t.Parallel()

@@ -542,6 +542,14 @@ const rejectWriteFor = time.Second
 // reject answers a request the server refuses before any handler, in the
 // OpenAI API's error shape, and leaves the connection to be closed.
 func (c *srvConn) reject(status int, code, msg string) {
+	_ = c.nc.SetWriteDeadline(time.Now().Add(rejectWriteFor))
+	_, _ = c.nc.Write(ErrorResponse(status, code, msg))
+}
+
+// ErrorResponse is a whole HTTP/1.1 response with the API's JSON error
+// (type invalid_request_error, or server_error for a 5xx) that closes its
+// connection: what the server answers a request it refuses.
+func ErrorResponse(status int, code, msg string) []byte {
 	typ := "invalid_request_error"
 	if status >= 500 {
 		typ = "server_error"
@@ -552,9 +560,7 @@ func (c *srvConn) reject(status int, code, msg string) {
 	b = append(b, "Content-Type: application/json\r\nConnection: close\r\nContent-Length: "...)
 	b = itoa(b, int64(len(body)))
 	b = append(b, "\r\n\r\n"...)
-	b = append(b, body...)
-	_ = c.nc.SetWriteDeadline(time.Now().Add(rejectWriteFor))
-	_, _ = c.nc.Write(b)
+	return append(b, body...)
 }
 
 // serveRequest runs the handler for req and finishes its answer; it

@@ -25,6 +25,7 @@ type Mux struct {
 	cfg      *tls.Config
 	timeout  time.Duration
 	onError  func(remote net.Addr, err error)
+	plain    []byte
 	h2, h1   *chanListener
 	base     context.Context // cancelled by Close: ends the handshakes under way
 	stop     context.CancelFunc
@@ -35,17 +36,30 @@ type Mux struct {
 	err      error // why accepting stopped; set before done is closed
 }
 
-// New starts accepting on ln. cfg is cloned and offers Protocols; timeout
-// bounds a handshake (0: 10 s); onError, if not nil, is told of each
-// handshake that failed (not of those Close ended). Close stops it and
-// closes ln.
-func New(ln net.Listener, cfg *tls.Config, timeout time.Duration, onError func(remote net.Addr, err error)) *Mux {
-	cfg = cfg.Clone()
+// Options configures New.
+type Options struct {
+	// Config is the server's TLS configuration (cloned; it is given
+	// Protocols). Required.
+	Config *tls.Config
+	// HandshakeTimeout bounds a handshake. Zero: 10 s.
+	HandshakeTimeout time.Duration
+	// OnError, if not nil, is told of each handshake that failed (not of
+	// those Close ended).
+	OnError func(remote net.Addr, err error)
+	// PlainHTTPAnswer, if not empty, is written to a client that sent
+	// plain HTTP instead of a TLS hello, before its connection is closed.
+	PlainHTTPAnswer []byte
+}
+
+// New starts accepting on ln. Close stops it and closes ln.
+func New(ln net.Listener, o Options) *Mux {
+	cfg := o.Config.Clone()
 	cfg.NextProtos = Protocols
+	timeout := o.HandshakeTimeout
 	if timeout <= 0 {
 		timeout = 10 * time.Second
 	}
-	m := &Mux{ln: ln, cfg: cfg, timeout: timeout, onError: onError, done: make(chan struct{})}
+	m := &Mux{ln: ln, cfg: cfg, timeout: timeout, onError: o.OnError, plain: o.PlainHTTPAnswer, done: make(chan struct{})}
 	m.base, m.stop = context.WithCancel(context.Background())
 	m.h2 = &chanListener{m: m, conns: make(chan net.Conn)}
 	m.h1 = &chanListener{m: m, conns: make(chan net.Conn)}
@@ -104,6 +118,11 @@ func (m *Mux) handshake(c net.Conn) {
 		if m.onError != nil && m.base.Err() == nil {
 			m.onError(c.RemoteAddr(), err)
 		}
+		var rh tls.RecordHeaderError
+		if len(m.plain) > 0 && errors.As(err, &rh) && rh.Conn != nil && looksLikeHTTP(rh.RecordHeader[:]) {
+			_ = rh.Conn.SetWriteDeadline(time.Now().Add(time.Second))
+			_, _ = rh.Conn.Write(m.plain)
+		}
 		_ = c.Close()
 		return
 	}
@@ -140,3 +159,13 @@ func (l *chanListener) Accept() (net.Conn, error) {
 func (l *chanListener) Close() error { return l.m.Close() }
 
 func (l *chanListener) Addr() net.Addr { return l.m.ln.Addr() }
+
+// looksLikeHTTP reports whether the first bytes of a connection are a
+// plain HTTP request's (as net/http's server tells them).
+func looksLikeHTTP(hdr []byte) bool {
+	switch string(hdr) {
+	case "GET /", "HEAD ", "POST ", "PUT /", "OPTIO", "DELET", "PATCH", "CONNE", "TRACE":
+		return true
+	}
+	return false
+}

@@ -8,6 +8,7 @@ import (
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"errors"
+	"io"
 	"math/big"
 	"net"
 	"testing"
@@ -42,7 +43,7 @@ func start(t *testing.T, timeout time.Duration) (*tlsmux.Mux, string) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	m := tlsmux.New(ln, serverConfig(t), timeout, nil)
+	m := tlsmux.New(ln, tlsmux.Options{Config: serverConfig(t), HandshakeTimeout: timeout})
 	t.Cleanup(func() { _ = m.Close() })
 	return m, ln.Addr().String()
 }
@@ -152,7 +153,7 @@ func TestHandshakeTimeoutAndClose(t *testing.T) {
 }
 
 // TestHandshakeErrorsReported: a client that speaks plain HTTP to the TLS
-// port is told of by onError, with its address, and dropped.
+// port is told of by OnError, with its address, and gets PlainHTTPAnswer.
 func TestHandshakeErrorsReported(t *testing.T) {
 	t.Parallel()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
@@ -160,7 +161,8 @@ func TestHandshakeErrorsReported(t *testing.T) {
 		t.Fatal(err)
 	}
 	got := make(chan string, 1)
-	m := tlsmux.New(ln, serverConfig(t), time.Second, func(remote net.Addr, err error) { got <- remote.String() })
+	m := tlsmux.New(ln, tlsmux.Options{Config: serverConfig(t), HandshakeTimeout: time.Second,
+		OnError: func(remote net.Addr, err error) { got <- remote.String() }, PlainHTTPAnswer: []byte("HTTP/1.1 400 Bad Request\r\n\r\n")})
 	t.Cleanup(func() { _ = m.Close() })
 	c, err := net.Dial("tcp", ln.Addr().String())
 	if err != nil {
@@ -175,5 +177,9 @@ func TestHandshakeErrorsReported(t *testing.T) {
 		}
 	case <-time.After(5 * time.Second):
 		t.Fatal("no handshake error reported")
+	}
+	_ = c.SetReadDeadline(time.Now().Add(5 * time.Second))
+	if b, _ := io.ReadAll(c); string(b) != "HTTP/1.1 400 Bad Request\r\n\r\n" {
+		t.Errorf("plain HTTP client got %q, want PlainHTTPAnswer", b)
 	}
 }
