@@ -43,13 +43,21 @@
 // with finish_reason "tool_calls", when tool_choice is "required", or "auto" (the default with
 // tools) and the last message is not a tool's result; a named tool_choice calls that function
 // with finish_reason "stop", as the API does; "none", and "auto" after a tool's result, get text.
-// The call's arguments are a JSON object made from the function's parameters schema (every
-// property, of its type or enum), its id "call_" and 24 characters, all deterministic per seed
-// and prompt; the tool definitions count as prompt text. "response_format" json_object answers
-// {"answer": text} (the messages must say "json", or 400 as from the API) and json_schema an
-// object made from the schema. Such fixed answers count one completion token per 4 bytes and
-// stream in pieces of that size (tool calls as tool_calls deltas, the first with id and name).
-// Unknown tool choices, tools without a name and unknown formats get 400 naming the parameter.
+// The deprecated "functions" and "function_call" work the same way and answer with
+// message.function_call and finish_reason "function_call". The call's arguments are a JSON
+// object made from the function's parameters schema, its id "call_" and 24 characters, all
+// deterministic per seed and prompt; the definitions count as prompt text. "response_format"
+// json_object answers {"answer": text} (the messages must say "json", or 400 as from the API)
+// and json_schema an object made from the schema. Schemas are followed for types, properties,
+// items, enum, const, the first of anyOf/oneOf/allOf, local $ref to $defs or definitions
+// (recursion ends in the required properties), minimum/maximum, minItems/maxItems,
+// minLength/maxLength and the formats email, uri, date, date-time, time and uuid; pattern is
+// not. Such fixed answers count one completion token per piece of about 4 bytes (never a split
+// character) and stream in those pieces (a tool call as tool_calls deltas, the first with id and
+// name); max_tokens and [[content_filter:completion]] cut them as they cut text. Empty tools,
+// a tool or function without a valid name or with parameters that are not an object, unknown
+// tool choices, parallel_tool_calls or function_call without what they refer to, and unknown
+// formats get 400 naming the parameter.
 //
 // Magic markers in the prompt text (document them in gateway tests, they never reach a real
 // backend):
@@ -71,7 +79,9 @@
 //
 // With "stream": true, chat and completions answer text/event-stream with x-accel-buffering: no,
 // one "data: {chunk}\n\n" event per token (flushed), the role in each choice's first delta,
-// finish_reason on each choice's last content chunk, and "data: [DONE]\n\n" at the end. With
+// then, for chat, a chunk of each choice's own with an empty delta and its finish_reason (as the
+// API ends a choice; for completions finish_reason is on the last token's chunk), and
+// "data: [DONE]\n\n" at the end. With
 // "stream_options":{"include_usage":true} every chunk has "usage":null and one more chunk with
 // "choices":[] and the usage precedes [DONE]. On /openai/deployments routes, chat streams begin,
 // as Azure's do, with a chunk that has empty id, model and choices and prompt_filter_results.

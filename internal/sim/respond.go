@@ -47,9 +47,10 @@ var (
 )
 
 type chatMessageJSON struct {
-	Role      string         `json:"role"`
-	Content   *string        `json:"content"` // null with tool calls
-	ToolCalls []toolCallJSON `json:"tool_calls,omitempty"`
+	Role         string            `json:"role"`
+	Content      *string           `json:"content"` // null with a tool or function call
+	ToolCalls    []toolCallJSON    `json:"tool_calls,omitempty"`
+	FunctionCall *functionCallJSON `json:"function_call,omitempty"`
 }
 
 type chatChoiceJSON struct {
@@ -86,10 +87,12 @@ func (s *Server) complete(x *exchange) {
 		completeAs(s, x, "chatcmpl-", "chat.completion",
 			func(k int, text, finish string, filter *filterResults) chatChoiceJSON {
 				msg := chatMessageJSON{Role: "assistant", Content: &text}
-				if c.fixed != nil && c.fixed.tool != "" {
-					tc := toolCallJSON{ID: c.callID(s.seed, k), Type: "function"}
-					tc.Function.Name, tc.Function.Arguments = c.fixed.tool, text
-					msg.Content, msg.ToolCalls = nil, []toolCallJSON{tc}
+				switch f := c.fixed; {
+				case f != nil && f.legacy:
+					msg.Content, msg.FunctionCall = nil, &functionCallJSON{Name: f.tool, Arguments: text}
+				case f != nil && f.tool != "":
+					msg.Content = nil
+					msg.ToolCalls = []toolCallJSON{{ID: c.callID(s.seed, k), Type: "function", Function: functionCallJSON{Name: f.tool, Arguments: text}}}
 				}
 				return chatChoiceJSON{Index: k, Message: msg, FinishReason: finish, ContentFilterResults: filter}
 			})

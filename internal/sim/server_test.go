@@ -340,7 +340,7 @@ func TestLatency(t *testing.T) {
 		t.Logf("stream headers after %v (expected before the first token)", d)
 	}
 	events, err := readSSE(resp.Body)
-	if err != nil || len(events) != 5 || events[4] != "[DONE]" {
+	if err != nil || len(events) != 6 || events[5] != "[DONE]" { // 4 tokens, the finish chunk, [DONE]
 		t.Fatalf("events: got %q, %v", events, err)
 	}
 	if d := time.Since(start); d < 70*time.Millisecond {

@@ -94,6 +94,20 @@ func (s *Server) stream(x *exchange) {
 			if sw.buf = b; !sw.send(b) {
 				return
 			}
+			if c.op == opChat && ch.done() {
+				// A chat choice ends with a chunk of its own: an empty
+				// delta and the finish_reason, as the API sends it.
+				b = append(sw.buf[:0], prefix...)
+				b = append(b, `{"index":`...)
+				b = strconv.AppendInt(b, int64(k), 10)
+				b = append(b, `,"delta":{},"logprobs":null,"finish_reason":"`...)
+				b = append(b, ch.finish...)
+				b = append(b, `"}`...)
+				b = appendChunkEnd(b, c.includeUsage)
+				if sw.buf = b; !sw.send(b) {
+					return
+				}
+			}
 		}
 		if step+1 == cutAt {
 			s.abort()
@@ -136,8 +150,9 @@ func (s *Server) chunkPrefix(x *exchange) []byte {
 }
 
 // appendChoiceDelta appends choice k's next token: a word (vocabulary
-// pieces need no JSON escaping), or a piece of a tool call's arguments or
-// of JSON content.
+// pieces need no JSON escaping), or a piece of a tool call's arguments, a
+// function call's or JSON content. A chat token's finish_reason is null
+// (its own chunk follows the last); a completion's last token carries it.
 func (s *Server) appendChoiceDelta(b []byte, c *call, k int, ch *choice) []byte {
 	first := ch.i == 0
 	last := ch.n == 0 || ch.last()
@@ -145,50 +160,62 @@ func (s *Server) appendChoiceDelta(b []byte, c *call, k int, ch *choice) []byte 
 	if ch.n > 0 {
 		piece = ch.next()
 	}
-	switch {
-	case c.op == opChat && c.fixed != nil && c.fixed.tool != "":
-		b = append(b, `{"index":`...)
-		b = strconv.AppendInt(b, int64(k), 10)
-		if first {
-			b = append(b, `,"delta":{"role":"assistant","content":null,"tool_calls":[{"index":0,"id":"`...)
-			b = append(b, c.callID(s.seed, k)...)
-			b = append(b, `","type":"function","function":{"name":"`...)
-			b = append(b, c.fixed.tool...)
-			b = append(b, `","arguments":"`...)
-		} else {
-			b = append(b, `,"delta":{"tool_calls":[{"index":0,"function":{"arguments":"`...)
-		}
-		b = appendJSONText(b, piece)
-		b = append(b, `"}}]},"logprobs":null,"finish_reason":`...)
-	case c.op == opChat:
-		b = append(b, `{"index":`...)
-		b = strconv.AppendInt(b, int64(k), 10)
-		b = append(b, `,"delta":{`...)
-		if first {
-			b = append(b, `"role":"assistant",`...)
-		}
-		b = append(b, `"content":"`...)
-		if c.fixed != nil {
-			b = appendJSONText(b, piece)
-		} else {
-			b = append(b, piece...)
-		}
-		b = append(b, `"},"logprobs":null,"finish_reason":`...)
-	default:
+	if c.op != opChat {
 		b = append(b, `{"text":"`...)
 		b = append(b, piece...)
 		b = append(b, `","index":`...)
 		b = strconv.AppendInt(b, int64(k), 10)
 		b = append(b, `,"logprobs":null,"finish_reason":`...)
+		if last {
+			b = append(b, '"')
+			b = append(b, ch.finish...)
+			return append(b, `"}`...)
+		}
+		return append(b, "null}"...)
 	}
-	if last {
-		b = append(b, '"')
-		b = append(b, ch.finish...)
-		b = append(b, '"')
-	} else {
-		b = append(b, "null"...)
+	b = append(b, `{"index":`...)
+	b = strconv.AppendInt(b, int64(k), 10)
+	f := c.fixed
+	switch {
+	case f != nil && f.tool != "" && first:
+		b = append(b, `,"delta":{"role":"assistant","content":null,`...)
+		if f.legacy {
+			b = append(b, `"function_call":{"name":"`...)
+		} else {
+			b = append(b, `"tool_calls":[{"index":0,"id":"`...)
+			b = append(b, c.callID(s.seed, k)...)
+			b = append(b, `","type":"function","function":{"name":"`...)
+		}
+		b = append(b, f.tool...)
+		b = append(b, `","arguments":"`...)
+		b = appendJSONText(b, piece)
+		if f.legacy {
+			b = append(b, `"}}`...)
+		} else {
+			b = append(b, `"}}]}`...)
+		}
+	case f != nil && f.tool != "" && f.legacy:
+		b = append(b, `,"delta":{"function_call":{"arguments":"`...)
+		b = appendJSONText(b, piece)
+		b = append(b, `"}}`...)
+	case f != nil && f.tool != "":
+		b = append(b, `,"delta":{"tool_calls":[{"index":0,"function":{"arguments":"`...)
+		b = appendJSONText(b, piece)
+		b = append(b, `"}}]}`...)
+	default:
+		b = append(b, `,"delta":{`...)
+		if first {
+			b = append(b, `"role":"assistant",`...)
+		}
+		b = append(b, `"content":"`...)
+		if f != nil {
+			b = appendJSONText(b, piece)
+		} else {
+			b = append(b, piece...)
+		}
+		b = append(b, `"}`...)
 	}
-	return append(b, '}')
+	return append(b, `,"logprobs":null,"finish_reason":null}`...)
 }
 
 // appendChunkEnd closes the choices array and the chunk, with "usage":null if the stream

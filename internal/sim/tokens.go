@@ -168,6 +168,7 @@ type choice struct {
 	finish string // finish_reason
 	i      int64  // tokens generated so far
 	fixed  string // a tool call's arguments or JSON content, sent in pieces; "": words
+	off    int    // fixed: the bytes sent so far
 }
 
 // newChoice plans choice k of a request: its length from the marker or the PRNG, cut by
@@ -199,9 +200,10 @@ func (c *choice) last() bool { return c.i == c.n-1 }
 // stopped choice ends with a period.
 func (c *choice) next() string {
 	if c.fixed != "" {
-		at := min(int(c.i)*piece, len(c.fixed))
+		at := c.off
+		c.off = pieceEnd(c.fixed, at)
 		c.i++
-		return c.fixed[at:min(at+piece, len(c.fixed))]
+		return c.fixed[at:c.off]
 	}
 	w := c.r.next() % uint64(len(vocabulary))
 	first, final := c.i == 0, c.i == c.n-1 && c.finish == "stop"
@@ -221,7 +223,11 @@ func (c *choice) next() string {
 // text generates the whole content of c from its start.
 func (c *choice) text() string {
 	if c.fixed != "" {
-		return c.fixed[:min(int(c.n)*piece, len(c.fixed))]
+		end := 0
+		for range c.n {
+			end = pieceEnd(c.fixed, end)
+		}
+		return c.fixed[:end]
 	}
 	c.r.s, c.i = c.start, 0
 	var b strings.Builder
