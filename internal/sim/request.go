@@ -200,9 +200,9 @@ type wireRequest struct {
 	StreamOptions       *struct {
 		IncludeUsage bool `json:"include_usage"`
 	} `json:"stream_options"`
-	Dimensions     *int64          `json:"dimensions"`
-	EncodingFormat string          `json:"encoding_format"`
-	ResponseFormat json.RawMessage `json:"response_format"`
+	Dimensions        *int64          `json:"dimensions"`
+	EncodingFormat    string          `json:"encoding_format"`
+	ResponseFormat    json.RawMessage `json:"response_format"`
 	Tools             json.RawMessage `json:"tools"`
 	ToolChoice        json.RawMessage `json:"tool_choice"`
 	ParallelToolCalls json.RawMessage `json:"parallel_tool_calls"`
