@@ -60,6 +60,8 @@ func FuzzRequestBody(f *testing.F) {
 		{9, form.String()},
 		{0, `{"messages":[{"role":"user","content":"w"}],"stream":true,"tools":[{"type":"function","function":{"name":"f","parameters":{"type":"object","properties":{"a":{"type":"array","items":{"enum":["x\"y",1]}},"b":{"anyOf":[{"type":"number"}]}}}}}]}`},
 		{4, `{"model":"m","messages":[{"role":"user","content":"json"}],"response_format":{"type":"json_schema","json_schema":{"name":"n","schema":{"type":["string","null"]}}},"n":2,"stream":true}`},
+		{0, `{"messages":[{"role":"user","content":"json é"}],"stream":true,"n":2,"response_format":{"type":"json_schema","json_schema":{"name":"n","schema":{"$defs":{"N":{"type":"object","properties":{"n":{"$ref":"#/$defs/N"},"s":{"const":"東京"}},"required":["n"]}},"$ref":"#/$defs/N"}}}}`},
+		{0, `{"messages":[{"role":"user","content":"x"}],"functions":[{"name":"f","parameters":{"type":"object","properties":{"a":{"type":"integer","minimum":5,"maximum":3}}}}],"function_call":{"name":"f"},"stream":true}`},
 		{0, `not json`},
 		{0, ``},
 	} {

@@ -317,13 +317,18 @@ func (f *fixedAnswer) text(r *rng, natural int64) string {
 type schemaGen struct {
 	root any
 	r    *rng
+	made int // values made so far, up to maxSchemaValues
 }
 
-const maxSchemaDepth = 8
+const (
+	maxSchemaDepth  = 8
+	maxMinLength    = 256  // the longest string a minLength makes
+	maxSchemaValues = 4096 // values in one answer: nested arrays cannot blow it up
+)
 
 func (g *schemaGen) value(schema any, depth int) any {
 	s, _ := schema.(map[string]any)
-	if s == nil || depth > maxSchemaDepth {
+	if g.made++; s == nil || depth > maxSchemaDepth || g.made > maxSchemaValues {
 		return words(g.r, 1)
 	}
 	if ref, ok := s["$ref"].(string); ok {
@@ -364,12 +369,12 @@ func (g *schemaGen) value(schema any, depth int) any {
 		}
 		return out
 	case "array":
-		lo, hi := num(s["minItems"], 1), num(s["maxItems"], 3)
+		lo, hi := min(max(num(s["minItems"], 1), 0), 16), num(s["maxItems"], 3)
 		if depth >= maxSchemaDepth-1 {
 			hi = lo
 		}
-		n := g.between(lo, max(hi, lo))
-		out := make([]any, min(n, 16))
+		n := g.between(lo, min(max(hi, lo), 16))
+		out := make([]any, n)
 		for i := range out {
 			out[i] = g.value(s["items"], depth+1)
 		}
@@ -408,7 +413,7 @@ func (g *schemaGen) str(s map[string]any) string {
 		return fmt.Sprintf("%08x-%04x-4%03x-8%03x-%012x", x>>32, x>>16&0xffff, x&0xfff, y>>52, y&0xffffffffffff)
 	}
 	out := words(g.r, 1+int64(g.r.next()%3))
-	if lo := num(s["minLength"], 0); int64(len(out)) < lo {
+	if lo := min(num(s["minLength"], 0), maxMinLength); int64(len(out)) < lo {
 		out += strings.Repeat("a", int(lo)-len(out))
 	}
 	if hi := num(s["maxLength"], -1); hi >= 0 && int64(len(out)) > hi {
@@ -452,16 +457,20 @@ func only(props map[string]any, required any) map[string]any {
 	return out
 }
 
+// maxBound bounds the numbers a schema's keywords give (the draws stay
+// small and their arithmetic cannot overflow).
+const maxBound = 1e12
+
 func num(v any, def int64) int64 {
 	if f, ok := v.(float64); ok {
-		return int64(f)
+		return int64(min(max(f, -maxBound), maxBound))
 	}
 	return def
 }
 
 func numF(v any, def float64) float64 {
 	if f, ok := v.(float64); ok {
-		return f
+		return min(max(f, -maxBound), maxBound)
 	}
 	return def
 }

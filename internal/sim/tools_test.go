@@ -429,3 +429,25 @@ func TestLegacyFunctionsAndMarkers(t *testing.T) {
 		t.Errorf("content filter marker with a tool call: got %s, want it cut halfway, finish_reason content_filter", res.Body.String())
 	}
 }
+
+// TestSchemaExtremeBounds: bounds at the ends of the float range, or
+// inverted, still give a value in the JSON.
+func TestSchemaExtremeBounds(t *testing.T) {
+	t.Parallel()
+	s := New(Options{Seed: 1})
+	for _, prop := range []string{
+		`{"type":"integer","minimum":-1e308,"maximum":1e308}`,
+		`{"type":"integer","minimum":9.3e18,"maximum":-9.3e18}`,
+		`{"type":"number","minimum":-1.7e308,"maximum":1.7e308}`,
+		`{"type":"array","minItems":-5,"maxItems":1e300,"items":{"type":"string","maxLength":-1,"minLength":1e300}}`,
+		`{"type":"array","minItems":-5,"maxItems":-5}`,
+		// 16^8 values if nothing bounded the whole
+		`{"$ref":"#/$defs/A"}},"$defs":{"A":{"type":"array","minItems":16,"items":{"$ref":"#/$defs/A"}}`,
+	} {
+		body := `{"messages":[{"role":"user","content":"x"}],"response_format":{"type":"json_schema","json_schema":{"name":"n","schema":{"type":"object","properties":{"p":` + prop + `}}}}}`
+		res := serve(t, s, http.MethodPost, chatPath("d"), body, nil)
+		if res.Code != http.StatusOK || res.Body.Len() > 1<<20 {
+			t.Errorf("%s: got %d, %d bytes: %.300s", prop, res.Code, res.Body.Len(), res.Body.String())
+		}
+	}
+}
